@@ -1,0 +1,147 @@
+"""Smart constructors over the IR: constant folding and trivial-factor removal.
+
+Lowering and the reverse pass build every node through `Algebra`, so `x * 1.0`,
+`x + 0.0`, `-(-x)` and operations on constants never reach the output, and
+structurally equal results are the same node (hash-consing in `Graph`).
+"""
+
+from __future__ import annotations
+
+from .ir import Graph, Node
+from .rules import rule_for
+
+
+def _is(node: Node, value: float) -> bool:
+    return node.is_const and node.value == value
+
+
+class Algebra:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+
+    def const(self, value: float) -> Node:
+        return self.graph.const(value)
+
+    def _fold(self, op: str, args: tuple[Node, ...], attrs: tuple = ()) -> Node | None:
+        """The constant result of `op` on constant `args`, when it is a finite real number."""
+        if not args or not all(a.is_const for a in args):
+            return None
+        numeric = rule_for(op, attrs).numeric
+        if numeric is None:
+            return None
+        try:
+            value = numeric(*(a.value for a in args))
+        except (ArithmeticError, ValueError, TypeError):
+            return None
+        if not isinstance(value, (int, float, bool)) or value != value:
+            return None
+        return self.const(float(value))
+
+    def apply(self, op: str, *args: Node, attrs: tuple = ()) -> Node:
+        """Any op, folded when its arguments are constants."""
+        folded = self._fold(op, args, attrs)
+        return folded if folded is not None else self.graph.node(op, args, attrs)
+
+    # arithmetic -----------------------------------------------------------
+
+    def add(self, *terms: Node) -> Node:
+        consts = [t.value for t in terms if t.is_const]
+        rest = [t for t in terms if not t.is_const]
+        total = sum(consts)
+        if total != 0.0 or not rest:
+            rest.append(self.const(total))  # constants last: x + 1.0
+        if len(rest) == 1:
+            return rest[0]
+        return self.graph.node("add", rest)
+
+    def sub(self, a: Node, b: Node) -> Node:
+        if _is(b, 0.0):
+            return a
+        if _is(a, 0.0):
+            return self.neg(b)
+        if a is b:
+            return self.const(0.0)
+        if b.is_const:
+            return self.add(a, self.const(-b.value)) if a.is_const else self.graph.node("sub", (a, b))
+        return self.graph.node("sub", (a, b))
+
+    def neg(self, a: Node) -> Node:
+        if a.is_const:
+            return self.const(-a.value)
+        if a.op == "neg":
+            return a.args[0]
+        return self.graph.node("neg", (a,))
+
+    def mul(self, *factors: Node) -> Node:
+        coeff = 1.0
+        rest = []
+        for f in factors:
+            if f.is_const:
+                coeff *= f.value
+            else:
+                rest.append(f)
+        if coeff == 0.0 or not rest:
+            return self.const(coeff)
+        selects = [f for f in rest if self._is_const_select(f)]
+        if selects:
+            # (1.0 if c else 0.0) * g  ->  g if c else 0.0: routing, not arithmetic
+            chosen = selects[0]
+            others = [f for f in rest if f is not chosen]
+            return self._scale_select(chosen, coeff, others)
+        if coeff == -1.0:
+            return self.neg(self.mul(*rest))
+        if coeff != 1.0:
+            rest.insert(0, self.const(coeff))  # constants first: 2.0 * x
+        if len(rest) == 1:
+            return rest[0]
+        return self.graph.node("mul", rest)
+
+    def _is_const_select(self, node: Node) -> bool:
+        if node.is_const:
+            return True
+        return node.op == "select" and self._is_const_select(node.args[1]) and self._is_const_select(node.args[2])
+
+    def _scale_select(self, node: Node, coeff: float, others: list[Node]) -> Node:
+        if node.is_const:
+            return self.mul(self.const(coeff * node.value), *others)
+        cond, a, b = node.args
+        return self.select(cond, self._scale_select(a, coeff, others), self._scale_select(b, coeff, others))
+
+    def div(self, a: Node, b: Node) -> Node:
+        if _is(b, 1.0):
+            return a
+        if _is(b, -1.0):
+            return self.neg(a)
+        if _is(a, 0.0):
+            return self.const(0.0)
+        if b.op == "div" and _is(b.args[0], 1.0):
+            return self.mul(a, b.args[1])  # a / (1 / c) = a * c
+        folded = self._fold("div", (a, b))
+        return folded if folded is not None else self.graph.node("div", (a, b))
+
+    def pow(self, base: Node, exponent: Node) -> Node:
+        if _is(exponent, 1.0):
+            return base
+        if _is(exponent, 0.0):
+            return self.const(1.0)
+        if _is(exponent, 0.5):
+            return self.apply("sqrt", base)
+        folded = self._fold("pow", (base, exponent))
+        return folded if folded is not None else self.graph.node("pow", (base, exponent))
+
+    def select(self, cond: Node, a: Node, b: Node) -> Node:
+        if a is b:
+            return a
+        if cond.is_const:
+            return a if cond.value else b
+        return self.graph.node("select", (cond, a, b))
+
+    def logical_and(self, *conds: Node) -> Node:
+        if any(c.is_const and not c.value for c in conds):
+            return self.const(0.0)
+        rest = [c for c in conds if not c.is_const]
+        if not rest:
+            return self.const(1.0)
+        if len(rest) == 1:
+            return rest[0]
+        return self.graph.node("and", rest)

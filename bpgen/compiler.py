@@ -1,0 +1,195 @@
+"""The pipeline, from a declaration to a compiled function, and the object users get back.
+
+declare -> lower -> graph -> reverse -> name -> print -> render -> load
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
+
+import sympy
+
+from .algebra import Algebra
+from .errors import BpgenError
+from .ir import Graph, Node, schedule
+from .load import load_source, write_atomic
+from .lower import Lowerer, symbols_in
+from .naming import assign_names, sanitize
+from .printer import print_program
+from .render import Header, render_scalar_module
+from .reverse import backward
+from .rules import rule_of
+
+API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What the user declared: an output expression, its inputs, and what to differentiate."""
+
+    output: sympy.Expr
+    inputs: tuple[sympy.Symbol, ...]
+    wrt: tuple[sympy.Symbol, ...]
+    name: str
+    origin: str  # where the declaration came from, for the generated header
+    hints: tuple[tuple[sympy.Basic, str], ...] = ()  # (subexpression, the user's name for it)
+
+
+class CompiledFunction:
+    """Value and gradient code for one declared function.
+
+    `forward`, `value_and_grad`, `grad` and `value_and_grad_batch` are the
+    generated module's functions (Numba dispatchers unless jit=False); the
+    module is written and imported on first use, compiled on first call.
+    """
+
+    def __init__(self, declaration: Declaration, source: str, params: list[str], jit: bool):
+        self.declaration = declaration
+        self.source = source
+        self.params = params
+        self.jit = jit
+        self._module: ModuleType | None = None
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    @property
+    def inputs(self) -> tuple[sympy.Symbol, ...]:
+        return self.declaration.inputs
+
+    @property
+    def wrt(self) -> tuple[sympy.Symbol, ...]:
+        return self.declaration.wrt
+
+    @property
+    def module(self) -> ModuleType:
+        if self._module is None:
+            self._module = load_source(self.source, self.name)
+        return self._module
+
+    def __getattr__(self, attr: str):
+        if attr in API_FUNCTIONS:
+            function = getattr(self.module, attr)
+            setattr(self, attr, function)  # later lookups skip __getattr__
+            return function
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the generated module to `path` (atomically)."""
+        return write_atomic(path, self.source)
+
+    def __repr__(self) -> str:
+        return (f"<bpgen function {self.name}({', '.join(self.params)}), "
+                f"gradients w.r.t. {', '.join(s.name for s in self.wrt)}>")
+
+
+def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[sympy.Symbol] | None = None,
+            name: str | None = None, *, jit: bool = True, origin: str | None = None) -> CompiledFunction:
+    """Generate value and gradient code for a SymPy expression (or re-target a compiled function).
+
+    inputs: the positional parameters, in order (default: the free symbols sorted by name).
+    wrt: the inputs to differentiate with respect to, in the order gradients are returned (default: all).
+    """
+    if isinstance(target, CompiledFunction):
+        declaration = target.declaration
+        if inputs is not None and tuple(inputs) != declaration.inputs:
+            raise BpgenError(f"{declaration.name}: the inputs of an already declared function cannot change")
+        if wrt is None and name is None and origin is None and jit == target.jit:
+            return target
+        declaration = replace(
+            declaration,
+            wrt=_check_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,
+            name=sanitize(name) if name else declaration.name,
+            origin=origin or declaration.origin,
+        )
+        return build(declaration, jit)
+    return build(declare(target, inputs, wrt, name, origin or "a SymPy expression"), jit)
+
+
+def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:
+    """Check what the user passed and make a Declaration of it."""
+    if isinstance(expr, (int, float)):
+        expr = sympy.Float(expr)
+    if not isinstance(expr, sympy.Expr):
+        kind = type(expr).__name__
+        raise BpgenError(f"the output must be a scalar SymPy expression, not {kind}")
+    if isinstance(expr, sympy.MatrixBase) or getattr(expr, "is_Matrix", False):
+        raise BpgenError("the output must be a scalar, not a matrix")
+    if inputs is None:
+        inputs = symbols_in(expr)
+    inputs = tuple(inputs)
+    for s in inputs:
+        if not isinstance(s, sympy.Symbol):
+            raise BpgenError(f"inputs must be SymPy symbols; {s!r} is a {type(s).__name__}")
+    seen = set()
+    for s in inputs:
+        if s in seen:
+            raise BpgenError(f"input {s.name!r} is listed twice")
+        seen.add(s)
+    if not inputs:
+        raise BpgenError("the function has no inputs to differentiate with respect to")
+    wrt = inputs if wrt is None else _check_wrt(inputs, wrt)
+    return Declaration(expr, inputs, wrt, sanitize(name or "f"), origin, tuple(hints))
+
+
+def _check_wrt(inputs, wrt) -> tuple[sympy.Symbol, ...]:
+    wrt = tuple(wrt)
+    if not wrt:
+        raise BpgenError("wrt is empty: name at least one input to differentiate with respect to")
+    for w in wrt:
+        if w not in inputs:
+            label = w.name if isinstance(w, sympy.Symbol) else repr(w)
+            raise BpgenError(f"wrt entry {label!r} is not one of the inputs ({', '.join(s.name for s in inputs)})")
+    if len(set(wrt)) != len(wrt):
+        raise BpgenError("wrt lists an input twice")
+    return wrt
+
+
+def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
+    graph = Graph()
+    A = Algebra(graph)
+    input_nodes = [graph.input(i, s) for i, s in enumerate(declaration.inputs)]
+    lowerer = Lowerer(A, dict(zip(declaration.inputs, input_nodes)))
+    output = lowerer.lower(declaration.output)
+
+    hints: dict[int, str] = {}
+    for expr, hint in declaration.hints:
+        node = lowerer.memo.get(expr)
+        if node is not None and node.id not in hints:
+            hints[node.id] = hint
+    hints.setdefault(output.id, declaration.name)
+
+    forward = schedule([output])
+    wrt_nodes = [input_nodes[declaration.inputs.index(w)] for w in declaration.wrt]
+    grads = backward(forward, output, wrt_nodes, A)
+
+    adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
+    names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, adjoints)
+    params = [names[n.id] for n in input_nodes]
+    program = print_program(params, forward, output, grads.steps, grads.gradients, names, lambda n: rule_of(n).syntax)
+    helpers = _helpers_used(forward, [s.term for s in grads.steps], names)
+    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
+    source = render_scalar_module(program, header, helpers, jit)
+    return CompiledFunction(declaration, source, params, jit)
+
+
+def _helpers_used(forward: list[Node], terms: list[Node], names: dict[int, str]) -> list[str]:
+    """Helper functions the printed code calls: those of forward ops and of ops inlined in backward terms."""
+    used = set()
+    stack = list(forward) + list(terms)
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node.id in seen or node.op in ("input", "const", "adj"):
+            continue
+        seen.add(node.id)
+        helper = rule_of(node).helper
+        if helper:
+            used.add(helper)
+        stack.extend(a for a in node.args if a.id not in names)
+    return sorted(used)

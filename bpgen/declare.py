@@ -1,0 +1,92 @@
+"""`@bpgen.function`: declare a function in plain Python, keeping the user's names.
+
+The decorated function is called once with SymPy symbols for its parameters,
+under `sympy.evaluate(False)` so the expression DAG mirrors the statements as
+written (SymPy's automatic evaluation would distribute constants over sums
+and blow deep compositions up). A line tracer watches the function's frame
+and records, for every SymPy value a local variable takes, the variable's
+name: those names become the names of the intermediates in generated code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+
+import sympy
+
+from .compiler import CompiledFunction, build, declare
+from .errors import BpgenError
+
+
+def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[tuple[sympy.Basic, str]]]:
+    """Run `fn` on `symbols`; return its result and (value, local name) pairs in assignment order."""
+    hints: dict[sympy.Basic, str] = {}
+    code = fn.__code__
+
+    def record(frame) -> None:
+        for local, value in frame.f_locals.items():
+            if isinstance(value, sympy.Expr) and not value.is_Atom and value not in hints:
+                hints[value] = local
+
+    def local_tracer(frame, event, arg):
+        if event in ("line", "return"):
+            record(frame)
+        return local_tracer
+
+    def global_tracer(frame, event, arg):
+        return local_tracer if frame.f_code is code else None
+
+    previous = sys.gettrace()
+    sys.settrace(global_tracer)
+    try:
+        with sympy.evaluate(False):
+            result = fn(*symbols)
+    finally:
+        sys.settrace(previous)
+    return result, list(hints.items())
+
+
+def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,
+             jit: bool = True) -> CompiledFunction | Callable[[Callable], CompiledFunction]:
+    """Declare a differentiable function; returns its CompiledFunction (same object as `bpgen.compile` gives).
+
+    Each parameter becomes a real SymPy symbol of the same name; `wrt` names the
+    parameters to differentiate with respect to (default: all).
+    """
+    if fn is None:
+        return lambda f: function(f, wrt=wrt, name=name, jit=jit)
+    signature = inspect.signature(fn)
+    for p in signature.parameters.values():
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            raise BpgenError(f"{fn.__name__}: parameter {p.name!r} must be a plain positional parameter")
+    symbols = [sympy.Symbol(p, real=True) for p in signature.parameters]
+    by_name = dict(zip(signature.parameters, symbols))
+    wrt_symbols = None
+    if wrt is not None:
+        unknown = [w for w in wrt if w not in by_name]
+        if unknown:
+            raise BpgenError(f"{fn.__name__}: wrt entry {unknown[0]!r} is not a parameter")
+        wrt_symbols = [by_name[w] for w in wrt]
+    output, hints = trace(fn, symbols)
+    if isinstance(output, (int, float)):
+        output = sympy.Float(output)
+    if not isinstance(output, sympy.Expr):
+        raise BpgenError(f"{fn.__name__} must return a SymPy expression, not {type(output).__name__}")
+    declaration = declare(output, symbols, wrt_symbols, name or fn.__name__, _origin(fn), hints)
+    return build(declaration, jit)
+
+
+def _origin(fn: Callable) -> str:
+    try:
+        path = inspect.getsourcefile(fn) or "<unknown>"
+    except TypeError:
+        path = "<unknown>"
+    try:
+        path = __import__("os").path.relpath(path)
+    except ValueError:
+        pass
+    if path.startswith(".."):
+        path = __import__("os").path.basename(path)
+    return f"{path}:{fn.__qualname__}"

@@ -1,0 +1,90 @@
+"""The intermediate representation: hash-consed nodes of an expression DAG.
+
+A node is an operation applied to other nodes. Structurally identical nodes
+are one object (hash-consing), so a shared subexpression is computed once
+for free, and nodes are numbered in creation order, which is a topological
+order because a node's arguments always exist before it does.
+
+Nothing here knows about names, printing or derivatives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+
+
+class Node:
+    """One operation in the DAG. Create nodes through `Graph.node` only."""
+
+    __slots__ = ("op", "args", "attrs", "id")
+
+    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, id: int):
+        self.op = op
+        self.args = args
+        self.attrs = attrs
+        self.id = id
+
+    @property
+    def is_const(self) -> bool:
+        return self.op == "const"
+
+    @property
+    def value(self) -> float:
+        """The value of a constant node."""
+        assert self.op == "const", self
+        return float.fromhex(self.attrs[0])
+
+    def __repr__(self) -> str:
+        if self.op == "const":
+            return f"%{self.id}=const({self.value!r})"
+        inner = ", ".join(f"%{a.id}" for a in self.args)
+        extra = "" if not self.attrs else f" {self.attrs!r}"
+        return f"%{self.id}={self.op}({inner}){extra}"
+
+
+@dataclass
+class Graph:
+    """The table that makes nodes unique: one `Graph` per compiled function."""
+
+    _table: dict[tuple, Node] = field(default_factory=dict)
+
+    def node(self, op: str, args: Iterable[Node] = (), attrs: tuple[Hashable, ...] = ()) -> Node:
+        args = tuple(args)
+        key = (op, tuple(a.id for a in args), attrs)
+        found = self._table.get(key)
+        if found is None:
+            found = Node(op, args, attrs, len(self._table))
+            self._table[key] = found
+        return found
+
+    def const(self, value: float) -> Node:
+        value = float(value)
+        if value == 0.0:
+            value = 0.0  # one zero: -0.0 and 0.0 fold to the same constant
+        return self.node("const", (), (value.hex(),))
+
+    def input(self, index: int, key: Hashable) -> Node:
+        """Input number `index`; `key` tells apart inputs (a symbol, a tensor)."""
+        return self.node("input", (), (index, key))
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def schedule(outputs: Iterable[Node]) -> list[Node]:
+    """Every node the outputs depend on, arguments before users (dead code is dropped)."""
+    seen: dict[int, Node] = {}
+    stack = list(outputs)
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen[node.id] = node
+        stack.extend(a for a in node.args if a.id not in seen)
+    return [seen[i] for i in sorted(seen)]
+
+
+def format_program(nodes: Iterable[Node]) -> str:
+    """A debugging dump, one node per line."""
+    return "\n".join(repr(n) for n in nodes)

@@ -1,0 +1,258 @@
+"""Lower SymPy expressions to the IR.
+
+The walk is iterative and memoized on each subexpression, so an expression
+is visited as a DAG (each distinct subexpression once), never as a tree, and
+deep compositions do not hit the recursion limit. Unevaluated SymPy
+(`sympy.evaluate(False)`) is taken as it is: `a - b` (an Add of a negated
+term) becomes `sub`, a product with negative powers becomes `div`, `x**(1/2)`
+becomes `sqrt`. Functions outside the rule table get a rule made on demand
+from `sympy.diff`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+from .algebra import Algebra
+from .errors import BpgenError
+from .ir import Node
+from .printer import CallTemplate
+from .rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule
+
+_RELATIONS = {
+    sympy.StrictLessThan: "lt",
+    sympy.LessThan: "le",
+    sympy.StrictGreaterThan: "gt",
+    sympy.GreaterThan: "ge",
+    sympy.Equality: "eq",
+    sympy.Unequality: "ne",
+}
+
+_UNSUPPORTED_HINT = "bpgen supports arithmetic, powers, elementary functions, Piecewise and SymPy functions it can differentiate and print"
+
+
+def _describe(expr: sympy.Basic) -> str:
+    text = str(expr)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class Lowerer:
+    """Turns SymPy expressions into nodes; `leaves` maps symbols (or any subexpression) to nodes."""
+
+    def __init__(self, algebra: Algebra, leaves: Mapping[sympy.Basic, Node]):
+        self.A = algebra
+        self.memo: dict[sympy.Basic, Node] = dict(leaves)
+
+    def lower(self, expr: sympy.Basic) -> Node:
+        memo = self.memo
+        stack: list[tuple[sympy.Basic, bool]] = [(expr, False)]
+        while stack:
+            e, ready = stack.pop()
+            if e in memo:
+                continue
+            if ready:
+                memo[e] = self._lower_one(e)
+                continue
+            stack.append((e, True))
+            for child in reversed(self._children(e)):
+                if child not in memo:
+                    stack.append((child, False))
+        return memo[expr]
+
+    @staticmethod
+    def _children(e: sympy.Basic) -> tuple:
+        if isinstance(e, sympy.Piecewise):
+            return tuple(part for pair in e.args for part in pair.args)
+        if isinstance(e, (sympy.Symbol, sympy.Number, sympy.NumberSymbol)):
+            return ()
+        return e.args
+
+    # one SymPy node, its children already lowered -------------------------
+
+    def _lower_one(self, e: sympy.Basic) -> Node:
+        A, memo = self.A, self.memo
+        if isinstance(e, sympy.Symbol):
+            raise BpgenError(f"symbol {e.name!r} is not among the inputs; list it in inputs=[...]")
+        if e.is_Number or isinstance(e, sympy.NumberSymbol):
+            return self._constant(e)
+        if e is sympy.true or e is sympy.false:
+            return A.const(1.0 if e is sympy.true else 0.0)
+        if isinstance(e, sympy.Add):
+            return self._add([memo[a] for a in e.args])
+        if isinstance(e, sympy.Mul):
+            return self._mul(e)
+        if isinstance(e, sympy.Pow):
+            return self._pow(e)
+        if isinstance(e, sympy.Piecewise):
+            return self._piecewise(e)
+        op = _RELATIONS.get(type(e))
+        if op is not None:
+            return A.apply(op, memo[e.args[0]], memo[e.args[1]])
+        if isinstance(e, sympy.And):
+            return A.logical_and(*(memo[a] for a in e.args))
+        if isinstance(e, sympy.Or):
+            return A.apply("or", *(memo[a] for a in e.args))
+        if isinstance(e, sympy.Not):
+            return A.apply("not", memo[e.args[0]])
+        op = OP_OF_SYMPY_FUNCTION.get(type(e))  # exp, sin, Max, sigmoid, ...
+        if op is not None:
+            return A.apply(op, *(memo[a] for a in e.args))
+        if isinstance(e, sympy.Function):
+            return self._generic(e, [memo[a] for a in e.args])
+        raise BpgenError(f"cannot differentiate {type(e).__name__} in {_describe(e)}: {_UNSUPPORTED_HINT}")
+
+    def _constant(self, e: sympy.Basic) -> Node:
+        if e is sympy.nan or e is sympy.zoo or not (e.is_extended_real or e.is_infinite):
+            raise BpgenError(f"constant {e} is not a real number")
+        if e is sympy.oo or e is sympy.S.NegativeInfinity:
+            return self.A.const(math.inf if e is sympy.oo else -math.inf)
+        return self.A.const(float(e))
+
+    def _add(self, terms: list[Node]) -> Node:
+        """A sum with its negated terms pulled out: a + b - c  ->  sub(add(a, b), c)."""
+        A = self.A
+        plus, minus = [], []
+        for t in terms:
+            if t.op == "neg":
+                minus.append(t.args[0])
+            elif t.op == "mul" and t.args[0].is_const and t.args[0].value < 0:
+                minus.append(A.mul(A.const(-t.args[0].value), *t.args[1:]))
+            elif t.is_const and t.value < 0:
+                minus.append(A.const(-t.value))
+            else:
+                plus.append(t)
+        if not minus:
+            return A.add(*plus)
+        if not plus:
+            return A.neg(A.add(*minus))
+        return A.sub(A.add(*plus), A.add(*minus))
+
+    def _mul(self, e: sympy.Mul) -> Node:
+        """A product with its negative powers as a divisor: x * y**-1  ->  div(x, y)."""
+        A, memo = self.A, self.memo
+        numerator, denominator = [], []
+        for factor in e.args:
+            if isinstance(factor, sympy.Pow) and factor.exp.is_Number and factor.exp < 0:
+                positive = -factor.exp
+                base = memo[factor.base]
+                denominator.append(base if positive == 1 else self._power(base, positive))
+            else:
+                numerator.append(memo[factor])
+        top = A.mul(*numerator) if numerator else A.const(1.0)
+        if not denominator:
+            return top
+        return A.div(top, A.mul(*denominator))
+
+    def _pow(self, e: sympy.Pow) -> Node:
+        A, memo = self.A, self.memo
+        base, exponent = e.args
+        if base is sympy.E:
+            return A.apply("exp", memo[exponent])
+        if exponent.is_Number:
+            if exponent < 0:
+                return A.div(A.const(1.0), self._power(memo[base], -exponent))
+            return self._power(memo[base], exponent)
+        return A.pow(memo[base], memo[exponent])
+
+    def _power(self, base: Node, exponent: sympy.Number) -> Node:
+        if exponent == sympy.Rational(1, 2):
+            return self.A.apply("sqrt", base)
+        return self.A.pow(base, self.A.const(float(exponent)))
+
+    def _piecewise(self, e: sympy.Piecewise) -> Node:
+        """Nested selects; both branches are computed, the gradient follows the branch taken."""
+        A, memo = self.A, self.memo
+        result = A.const(math.nan)  # SymPy's value when no condition holds
+        for pair in reversed(e.args):
+            result = A.select(memo[pair.cond], memo[pair.expr], result)
+        return result
+
+    def _generic(self, e: sympy.Function, args: list[Node]) -> Node:
+        func = type(e)
+        if func not in GENERIC_RULES:
+            rule = _generic_rule(func, len(args), e)
+            if rule is None:
+                # no printable form: a rewrite into known functions (sec -> 1/cos) may have one
+                for target in _REWRITE_TARGETS:
+                    rewritten = e.rewrite(target)
+                    if rewritten != e and not rewritten.has(func):
+                        return self.lower(rewritten)
+                raise BpgenError(f"cannot generate code for function {_function_name(func)!r} in {_describe(e)}: "
+                                 "no Numba-compatible form is known")
+            GENERIC_RULES[func] = rule
+        return self.A.apply("call", *args, attrs=(func,))
+
+
+_REWRITE_TARGETS = (sympy.cos, sympy.sin, sympy.exp, sympy.log, sympy.sqrt, sympy.tanh)
+
+
+def _function_name(func: type) -> str:
+    return getattr(func, "__name__", str(func))
+
+
+def _generic_rule(func: type, nargs: int, example: sympy.Basic) -> Rule | None:
+    """A rule for a SymPy function outside the table, printed by SymPy and differentiated by `sympy.diff`.
+
+    None when SymPy has no Numba-compatible printed form for it.
+    """
+    name = _function_name(func)
+    params = sympy.symbols(f"_bpgen_arg0:{nargs}", real=True)
+    applied = func(*params)
+    partials: list[sympy.Expr | None] = []
+    for p in params:
+        d = sympy.diff(applied, p)
+        known = not (d.has(sympy.Derivative) or d.has(sympy.Subs))
+        partials.append(d if known else None)
+    constant_args = [i for i, a in enumerate(example.args) if a.is_number]
+    if all(d is None for i, d in enumerate(partials) if i not in constant_args):
+        raise BpgenError(f"cannot differentiate function {name!r} in {_describe(example)}: "
+                         "SymPy knows no derivative for it")
+    printer = PythonCodePrinter({"fully_qualified_modules": True, "strict": True})
+    try:
+        text = printer.doprint(applied)
+    except Exception:
+        return None
+    if not text.startswith("math."):
+        return None
+    template = text.replace("{", "{{").replace("}", "}}")
+    for i, p in reversed(list(enumerate(params))):
+        template = template.replace(p.name, "{%d}" % i)
+
+    def partials_of(A: Algebra, node_args, out):
+        leaves = {p: a for p, a in zip(params, node_args)}
+        leaves[applied] = out
+        lowerer = Lowerer(A, leaves)
+        result = []
+        for d, arg in zip(partials, node_args):
+            if d is None and not arg.is_const:
+                raise BpgenError(f"cannot differentiate function {name!r} in its argument number "
+                                 f"{len(result) + 1}: SymPy knows no derivative for it")
+            result.append(None if d is None else lowerer.lower(d))
+        return result
+
+    def numeric(*values):
+        return float(func(*values).evalf())
+
+    return Rule(f"call:{name}", CallTemplate(template), partials_of, numeric=numeric, sympy_function=func,
+                domain=((-2.0, 2.0),) * nargs)
+
+
+def symbols_in(expr: sympy.Basic) -> list[sympy.Symbol]:
+    """The free symbols of `expr`, found by a DAG walk (SymPy's own walks the tree), sorted by name."""
+    seen: set[int] = set()
+    found: dict[sympy.Symbol, None] = {}
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, sympy.Symbol):
+            found[e] = None
+        else:
+            stack.extend(Lowerer._children(e))
+    return sorted(found, key=lambda s: (s.name, str(s.assumptions0)))

@@ -1,0 +1,112 @@
+"""Every naming decision: user names first, readable fallbacks, the `d` prefix, uniqueness, safety.
+
+Names live in one namespace per generated function. Reserved words (Python
+keywords and builtins, the modules and functions the generated code uses)
+are never handed out; the user's names are claimed first, generated names
+take what is left, so a user's `dx` stays `dx` and the adjoint of `x` becomes
+`dx_1`. Any user string is reduced to an ASCII identifier before it can
+reach generated code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+import unicodedata
+
+from .ir import Node
+
+ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
+SUFFIX = "{name}_{k}"  # x_1, x_2 ... when x is taken
+FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
+
+# Names the generated module defines or uses itself.
+MODULE_NAMES = ("math", "np", "numpy", "numba", "forward", "value_and_grad", "grad", "value_and_grad_batch",
+                "vjp", "sigmoid", "softplus")
+
+RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | frozenset(MODULE_NAMES)
+
+
+def sanitize(text: str) -> str:
+    """An ASCII identifier that reads like `text` (θ -> theta, 'x; import os' -> x_import_os)."""
+    if text.isascii() and text.isidentifier():
+        return text
+    parts = []
+    for ch in unicodedata.normalize("NFKC", str(text)):
+        if ch.isascii():
+            parts.append(ch if (ch.isalnum() or ch == "_") else "_")
+        elif ch.isalnum():
+            try:  # GREEK SMALL LETTER THETA -> theta
+                parts.append("_" + unicodedata.name(ch).split()[-1].lower() + "_")
+            except ValueError:
+                parts.append("_")
+        else:
+            parts.append("_")
+    name = re.sub(r"_+", "_", "".join(parts)).strip("_") or "v"
+    if name[0].isdigit():
+        name = "v" + name
+    return name
+
+
+class Namespace:
+    """Hands out unique identifiers, never a reserved one."""
+
+    def __init__(self, taken: frozenset[str] | set[str] = RESERVED):
+        self.taken = set(taken)
+
+    def claim(self, preferred: str) -> str:
+        base = sanitize(preferred)
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = SUFFIX.format(name=base, k=k)
+        self.taken.add(name)
+        return name
+
+
+class FallbackNames:
+    """Generated names for unnamed intermediates: op name and a counter per op."""
+
+    def __init__(self, namespace: Namespace):
+        self.namespace = namespace
+        self.counters: dict[str, int] = {}
+
+    def next(self, op: str) -> str:
+        op = sanitize(op)
+        while True:
+            k = self.counters.get(op, 0) + 1
+            self.counters[op] = k
+            candidate = FALLBACK.format(op=op, k=k)
+            if candidate not in self.namespace.taken:
+                return self.namespace.claim(candidate)
+
+
+def adjoint_name(namespace: Namespace, forward_name: str) -> str:
+    return namespace.claim(ADJOINT_PREFIX + forward_name)
+
+
+def _label(node: Node) -> str:
+    if node.op == "call":
+        return getattr(node.attrs[0], "__name__", "call").lower()
+    return node.op
+
+
+def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node],
+                 hints: dict[int, str], adjoints: list[Node]) -> dict[int, str]:
+    """Names for inputs, forward intermediates and adjoints, keyed by node id."""
+    namespace = Namespace()
+    names: dict[int, str] = {}
+    for node, name in zip(inputs, input_names):
+        names[node.id] = namespace.claim(name)
+    statements = [n for n in forward if n.op not in ("input", "const")]
+    for node in statements:  # the user's names win
+        if node.id in hints and node.id not in names:
+            names[node.id] = namespace.claim(hints[node.id])
+    fallback = FallbackNames(namespace)
+    for node in statements:
+        if node.id not in names:
+            names[node.id] = fallback.next(_label(node))
+    for adj in adjoints:
+        names[adj.id] = adjoint_name(namespace, names[adj.args[0].id])
+    return names

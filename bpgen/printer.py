@@ -1,0 +1,191 @@
+"""Print IR expressions as Python source that Numba compiles.
+
+Each op's rule says which `Syntax` it prints with; this module knows Python's
+operator precedence and puts parentheses exactly where they are needed.
+Named nodes (inputs, forward intermediates, adjoints) print as their names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .ir import Node
+
+# Python's precedence levels, lowest first.
+COND, OR, AND, NOT, CMP, ADD, MUL, UNARY, POW, ATOM = range(10)
+
+
+class Syntax:
+    """How one op prints, given its arguments' printer."""
+
+    prec: int = ATOM
+
+    def render(self, node: Node, arg: Callable[[Node, int], str]) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Infix(Syntax):
+    """`a + b + c`: left-associative, any number of operands."""
+
+    symbol: str
+    prec: int
+
+    def render(self, node, arg):
+        first, *rest = node.args
+        parts = [arg(first, self.prec)] + [arg(a, self.prec + 1) for a in rest]
+        return f" {self.symbol} ".join(parts)
+
+
+@dataclass(frozen=True)
+class Compare(Syntax):
+    """`a < b`: comparisons do not chain, so both sides bind tighter."""
+
+    symbol: str
+    prec: int = CMP
+
+    def render(self, node, arg):
+        a, b = node.args
+        return f"{arg(a, CMP + 1)} {self.symbol} {arg(b, CMP + 1)}"
+
+
+@dataclass(frozen=True)
+class Prefix(Syntax):
+    symbol: str
+    prec: int = UNARY
+
+    def render(self, node, arg):
+        (a,) = node.args
+        return f"{self.symbol}{arg(a, self.prec + 1)}"
+
+
+@dataclass(frozen=True)
+class Power(Syntax):
+    prec: int = POW
+
+    def render(self, node, arg):
+        base, exponent = node.args
+        if exponent.is_const and exponent.value.is_integer() and abs(exponent.value) < 2**31:
+            # an integer exponent stays an integer: Numba turns x**2 into x*x
+            exp_text = str(int(exponent.value))
+        else:
+            exp_text = arg(exponent, UNARY)
+        base_text = arg(base, ATOM)
+        simple = base_text.isidentifier() and (exp_text.lstrip("-").isalnum())
+        return f"{base_text}**{exp_text}" if simple else f"{base_text} ** {exp_text}"
+
+
+@dataclass(frozen=True)
+class Call(Syntax):
+    """`math.exp(x)`, `max(x, 0.0)`."""
+
+    function: str
+
+    def render(self, node, arg):
+        return f"{self.function}({', '.join(arg(a, COND) for a in node.args)})"
+
+
+@dataclass(frozen=True)
+class CallTemplate(Syntax):
+    """A call whose text is built by a format string over the arguments, e.g. a SymPy-printed function."""
+
+    template: str
+
+    def render(self, node, arg):
+        return self.template.format(*(arg(a, COND) for a in node.args))
+
+
+@dataclass(frozen=True)
+class Conditional(Syntax):
+    """`a if cond else b` for the op select(cond, a, b)."""
+
+    prec: int = COND
+
+    def render(self, node, arg):
+        cond, a, b = node.args
+        return f"{arg(a, OR)} if {arg(cond, OR)} else {arg(b, COND)}"
+
+
+def format_float(value: float) -> str:
+    """The shortest literal that reads back as exactly `value`."""
+    if math.isnan(value):
+        return "math.nan"
+    if math.isinf(value):
+        return "math.inf" if value > 0 else "-math.inf"
+    return repr(float(value))
+
+
+def _const_prec(value: float) -> int:
+    return UNARY if (value < 0 or math.copysign(1.0, value) < 0) else ATOM
+
+
+class ExpressionPrinter:
+    """Prints nodes; `names` maps node ids to the variable that holds them."""
+
+    def __init__(self, names: Mapping[int, str], syntax_of: Callable[[Node], Syntax]):
+        self.names = names
+        self.syntax_of = syntax_of
+
+    def precedence(self, node: Node) -> int:
+        if node.id in self.names:
+            return ATOM
+        if node.is_const:
+            return _const_prec(node.value)
+        return self.syntax_of(node).prec
+
+    def __call__(self, node: Node, min_prec: int = COND) -> str:
+        name = self.names.get(node.id)
+        if name is not None:
+            text = name
+        elif node.is_const:
+            text = format_float(node.value)
+        else:
+            text = self.syntax_of(node).render(node, self)
+        if self.precedence(node) < min_prec:
+            return f"({text})"
+        return text
+
+    def statement(self, node: Node) -> str:
+        """The right-hand side of the forward statement that defines `node`."""
+        return self.syntax_of(node).render(node, self)
+
+    def product(self, factor: Node, upstream: Node) -> str:
+        """`local * upstream`, the local derivative in parentheses when compound (staged style)."""
+        return f"{self(factor, UNARY)} * {self(upstream, MUL + 1)}"
+
+
+@dataclass
+class PrintedProgram:
+    """The generated function's statements as text, ready for the templates."""
+
+    params: list[str]
+    forward: list[str] = field(default_factory=list)  # "sigy = sigmoid(y)"
+    backward: list[tuple[str, str]] = field(default_factory=list)  # ("dx += ...", "# sigx = sigmoid(x)")
+    value: str = ""
+    gradients: list[str] = field(default_factory=list)
+
+
+def print_program(params: list[str], forward: list[Node], output: Node, steps, gradients: list[Node],
+                  names: Mapping[int, str], syntax_of: Callable[[Node], Syntax]) -> PrintedProgram:
+    """Print forward statements, staged backward statements and the returned expressions."""
+    expr = ExpressionPrinter(names, syntax_of)
+    program = PrintedProgram(params)
+    defined: dict[int, str] = {}
+    for node in forward:
+        if node.op in ("input", "const"):
+            continue
+        defined[node.id] = f"{names[node.id]} = {expr.statement(node)}"
+        program.forward.append(defined[node.id])
+    for step in steps:
+        target = names[step.adjoint.id]
+        if step.term.op == "mul" and step.term.args == (step.partial, step.upstream):
+            rhs = expr.product(step.partial, step.upstream)  # staged: (local) * upstream
+        else:
+            rhs = expr(step.term)
+        operator = "=" if step.first else "+="
+        program.backward.append((f"{target} {operator} {rhs}", f"# {defined[step.source.id]}"))
+    program.value = expr(output)
+    program.gradients = [expr(g) for g in gradients]
+    return program

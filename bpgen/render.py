@@ -1,0 +1,95 @@
+"""Render generated modules from the Jinja templates in `templates/`.
+
+Templates only arrange strings that were printed in Python; this module
+builds their context (aligned comments, batch-loop names) and nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from .naming import Namespace, adjoint_name
+from .printer import PrintedProgram
+from .rules import HELPERS
+
+JIT_DECORATOR = "@numba.njit(cache=True)"
+PLAIN_DECORATOR = "# plain Python (jit=False)"
+COMMENT_COLUMN_MAX = 56  # backward comments line up, up to this column
+
+
+def template_dir() -> Path:
+    """Templates ship inside the package (wheel) or sit at the top of the source tree."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"bpgen templates not found next to {here}")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir()),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str  # the function's name
+    origin: str  # where it was declared, for the "generated from" line
+    output: str  # the output variable or expression
+    wrt: list[str]  # names of the inputs the gradients are taken with respect to
+
+
+def safe_comment(text: str) -> str:
+    """A user-supplied string made safe to sit inside a one-line comment or docstring."""
+    cleaned = "".join(ch if ch.isprintable() and ch not in '\\"' else "?" for ch in text)
+    return cleaned[:200]
+
+
+def _align(pairs: list[tuple[str, str]]) -> list[str]:
+    width = min(max((len(code) for code, _ in pairs), default=0), COMMENT_COLUMN_MAX)
+    return [f"{code.ljust(width)}  {comment}" for code, comment in pairs]
+
+
+def _batch_names(params: list[str], wrt: list[str]) -> dict:
+    """Locals of the batch loop, clear of the parameter names."""
+    namespace = Namespace()
+    namespace.taken.update(params)
+    grads = [adjoint_name(namespace, w) for w in wrt]
+    return {
+        "n": namespace.claim("n"),
+        "i": namespace.claim("i"),
+        "value_array": namespace.claim("values"),
+        "value": namespace.claim("value"),
+        "point_grads": namespace.claim("point_grads"),
+        "grads": grads,
+    }
+
+
+def render_scalar_module(program: PrintedProgram, header: Header, helpers: list[str], jit: bool) -> str:
+    context = {
+        "origin": safe_comment(header.origin),
+        "name": header.name,
+        "output": header.output,
+        "wrt": header.wrt,
+        "grad_names": [f"d{w}" for w in header.wrt],
+        "params": program.params,
+        "helpers": [HELPERS[h].rstrip("\n") for h in helpers],
+        "decorator": JIT_DECORATOR if jit else PLAIN_DECORATOR,
+        "forward": program.forward,
+        "backward": _align(program.backward),
+        "value": program.value,
+        "gradients": program.gradients,
+        "batch": _batch_names(program.params, header.wrt),
+    }
+    return environment().get_template("scalar_module.py.j2").render(context)

@@ -1,0 +1,85 @@
+"""The reverse pass: walk the forward schedule backwards, chaining local partials.
+
+For each node, in reverse topological order, every argument that leads to a
+`wrt` input receives `partial * upstream`; its first contribution assigns
+(`dx = ...`) and later ones accumulate (`dx += ...`, the copy gate). Adjoints
+nobody needs are never created: arguments that do not lead to a `wrt` input
+get nothing, and nodes the output does not depend on are not in the schedule.
+The output's own adjoint is the constant 1, folded into its users' partials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .algebra import Algebra
+from .ir import Node
+from .rules import rule_of
+
+
+@dataclass(frozen=True)
+class Contribution:
+    target: Node  # the node whose adjoint receives this term
+    adjoint: Node  # the "adj" node of target, the variable that accumulates
+    term: Node  # partial * upstream, simplified
+    partial: Node  # d(source)/d(target), the local derivative
+    upstream: Node  # the adjoint of `source` (an "adj" node, or the constant 1)
+    source: Node  # the forward node being differentiated
+    first: bool  # `=` rather than `+=`
+
+
+@dataclass(frozen=True)
+class Backward:
+    steps: list[Contribution]
+    gradients: list[Node]  # one per wrt input: its adjoint, or the constant 0
+
+
+def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
+    """Ids of the scheduled nodes through which some `wrt` input reaches the output."""
+    reach = {w.id for w in wrt}
+    for node in forward:
+        if any(a.id in reach for a in node.args):
+            reach.add(node.id)
+    return reach
+
+
+def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra) -> Backward:
+    needed = depends_on(forward, wrt)
+    adjoint: dict[int, Node] = {}  # node id -> its adjoint: an "adj" variable or a folded constant
+    if output.id in needed:
+        adjoint[output.id] = A.const(1.0)
+    steps: list[Contribution] = []
+    received: dict[int, list[int]] = {}  # target id -> indices of its contributions in steps
+    folded: set[int] = set()
+    for node in reversed(forward):
+        if node.id in received:
+            adjoint[node.id] = _settle(node, received[node.id], steps, folded)
+        upstream = adjoint.get(node.id)
+        if upstream is None or not node.args:
+            continue
+        wanted = [i for i, a in enumerate(node.args) if a.id in needed]
+        rule = rule_of(node)
+        if not wanted or rule.partials is None:  # a condition: no gradient flows through it
+            continue
+        partials = rule.partials(A, node.args, node)
+        for i in wanted:
+            partial, target = partials[i], node.args[i]
+            if partial is None or (partial.is_const and partial.value == 0.0):
+                continue
+            first = target.id not in received
+            received.setdefault(target.id, []).append(len(steps))
+            variable = A.graph.node("adj", (target,))
+            steps.append(Contribution(target, variable, A.mul(partial, upstream), partial, upstream, node, first))
+    for w in wrt:  # inputs are not in the loop's reach when they are also the output
+        if w.id in received and w.id not in adjoint:
+            adjoint[w.id] = _settle(w, received[w.id], steps, folded)
+    gradients = [adjoint.get(w.id, A.const(0.0)) for w in wrt]
+    return Backward([s for k, s in enumerate(steps) if k not in folded], gradients)
+
+
+def _settle(node: Node, indices: list[int], steps: list[Contribution], folded: set[int]) -> Node:
+    """A node's adjoint once all its contributions are in: a lone constant is folded, not stored."""
+    if len(indices) == 1 and steps[indices[0]].term.is_const:
+        folded.add(indices[0])
+        return steps[indices[0]].term
+    return steps[indices[0]].adjoint

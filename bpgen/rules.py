@@ -1,0 +1,208 @@
+"""The rule table: for every op, how its forward value prints and its local partials.
+
+One entry per op. A rule's `partials(A, args, out)` returns, for each
+argument, the local derivative d(out)/d(arg) as an IR node built with the
+algebra `A` (which folds constants and drops trivial factors), or None where
+the op is not differentiable in that argument (a condition). Partials may use
+the op's own output `out`, as sigmoid's `(1 - out) * out` does.
+
+`sympy_function`/`sympy_expr` and `domain` tie each rule to SymPy so the tests
+can check every entry against `sympy.diff`, parametrized over this table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sympy
+
+from . import functions
+from .ir import Node
+from .printer import ADD, AND, MUL, NOT, OR, Call, CallTemplate, Compare, Conditional, Infix, Power, Prefix, Syntax
+
+Partials = Callable[..., Sequence[Node | None]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    op: str
+    syntax: Syntax
+    partials: Partials | None  # None: not differentiable (comparisons, logic)
+    numeric: Callable[..., float] | None = None  # folds constant arguments
+    sympy_function: type | None = None  # the SymPy class this op stands for, if one
+    sympy_expr: Callable[..., sympy.Expr] | None = None  # builds the op in SymPy (tests)
+    domain: tuple[tuple[float, float], ...] = ((-2.0, 2.0),)  # test points inside the domain
+    helper: str | None = None  # name of a helper function the module must define
+
+
+# Helper functions emitted into generated modules that use them: numerically
+# stable forms that need a branch, written once here rather than inline.
+HELPERS: dict[str, str] = {
+    "sigmoid": '''def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow for large |x|."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+''',
+    "softplus": '''def softplus(x):
+    """log(1 + exp(x)) without overflow for large |x|."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+''',
+}
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def _softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _others_product(A, args, i):
+    return A.mul(*(a for j, a in enumerate(args) if j != i))
+
+
+def _route(A, args, out, better, tie_ok):
+    """Max/Min: the gradient goes to the winner; on a tie, to the first argument."""
+    result = []
+    for i, a in enumerate(args):
+        conds = [A.apply(better, a, b) for b in args[:i]] + [A.apply(tie_ok, a, b) for b in args[i + 1:]]
+        result.append(A.select(A.logical_and(*conds), A.const(1.0), A.const(0.0)))
+    return result
+
+
+def _atan2_partials(A, args, out):
+    y, x = args
+    r2 = A.add(A.pow(x, A.const(2)), A.pow(y, A.const(2)))
+    return [A.div(x, r2), A.div(A.neg(y), r2)]
+
+
+def _pow_partials(A, args, out):
+    base, exponent = args
+    d_base = A.mul(exponent, A.pow(base, A.sub(exponent, A.const(1.0))))
+    d_exponent = A.mul(out, A.apply("log", base))
+    return [d_base, d_exponent]
+
+
+def _cmp(op, symbol, fn, sym):
+    return Rule(op, Compare(symbol), None, numeric=fn, sympy_expr=sym, domain=((-2, 2), (-2, 2)))
+
+
+_RULES = [
+    # arithmetic: add distributes, mul swaps
+    Rule("add", Infix("+", ADD), lambda A, args, out: [A.const(1.0)] * len(args),
+         numeric=lambda *v: math.fsum(v), sympy_expr=lambda a, b, c: a + b + c,
+         domain=((-2, 2),) * 3),
+    Rule("sub", Infix("-", ADD), lambda A, args, out: [A.const(1.0), A.const(-1.0)],
+         numeric=lambda a, b: a - b, sympy_expr=lambda a, b: a - b, domain=((-2, 2),) * 2),
+    Rule("neg", Prefix("-"), lambda A, args, out: [A.const(-1.0)],
+         numeric=lambda a: -a, sympy_expr=lambda a: -a),
+    Rule("mul", Infix("*", MUL), lambda A, args, out: [_others_product(A, args, i) for i in range(len(args))],
+         numeric=math.prod, sympy_expr=lambda a, b, c: a * b * c, domain=((-2, 2),) * 3),
+    Rule("div", Infix("/", MUL),
+         lambda A, args, out: [A.div(A.const(1.0), args[1]),
+                               A.div(A.neg(args[0]), A.pow(args[1], A.const(2)))],
+         numeric=lambda a, b: a / b, sympy_expr=lambda a, b: a / b, domain=((-2, 2), (0.5, 3))),
+    Rule("pow", Power(), _pow_partials, numeric=lambda a, b: a**b,
+         sympy_expr=lambda a, b: a**b, domain=((0.3, 3), (-2, 2))),
+    Rule("sqrt", Call("math.sqrt"), lambda A, args, out: [A.div(A.const(0.5), out)],
+         numeric=math.sqrt, sympy_expr=sympy.sqrt, domain=((0.1, 4),)),
+    # elementary functions
+    Rule("exp", Call("math.exp"), lambda A, args, out: [out],
+         numeric=math.exp, sympy_function=sympy.exp),
+    Rule("log", Call("math.log"), lambda A, args, out: [A.div(A.const(1.0), args[0])],
+         numeric=math.log, sympy_function=sympy.log, domain=((0.1, 4),)),
+    Rule("sin", Call("math.sin"), lambda A, args, out: [A.apply("cos", args[0])],
+         numeric=math.sin, sympy_function=sympy.sin),
+    Rule("cos", Call("math.cos"), lambda A, args, out: [A.neg(A.apply("sin", args[0]))],
+         numeric=math.cos, sympy_function=sympy.cos),
+    Rule("tan", Call("math.tan"), lambda A, args, out: [A.add(A.const(1.0), A.pow(out, A.const(2)))],
+         numeric=math.tan, sympy_function=sympy.tan, domain=((-1.2, 1.2),)),
+    Rule("asin", Call("math.asin"),
+         lambda A, args, out: [A.div(A.const(1.0), A.apply("sqrt", A.sub(A.const(1.0), A.pow(args[0], A.const(2)))))],
+         numeric=math.asin, sympy_function=sympy.asin, domain=((-0.9, 0.9),)),
+    Rule("acos", Call("math.acos"),
+         lambda A, args, out: [A.div(A.const(-1.0), A.apply("sqrt", A.sub(A.const(1.0), A.pow(args[0], A.const(2)))))],
+         numeric=math.acos, sympy_function=sympy.acos, domain=((-0.9, 0.9),)),
+    Rule("atan", Call("math.atan"),
+         lambda A, args, out: [A.div(A.const(1.0), A.add(A.const(1.0), A.pow(args[0], A.const(2))))],
+         numeric=math.atan, sympy_function=sympy.atan),
+    Rule("atan2", Call("math.atan2"), _atan2_partials, numeric=math.atan2,
+         sympy_function=sympy.atan2, domain=((-2, 2), (0.2, 2))),
+    Rule("sinh", Call("math.sinh"), lambda A, args, out: [A.apply("cosh", args[0])],
+         numeric=math.sinh, sympy_function=sympy.sinh),
+    Rule("cosh", Call("math.cosh"), lambda A, args, out: [A.apply("sinh", args[0])],
+         numeric=math.cosh, sympy_function=sympy.cosh),
+    Rule("tanh", Call("math.tanh"), lambda A, args, out: [A.sub(A.const(1.0), A.pow(out, A.const(2)))],
+         numeric=math.tanh, sympy_function=sympy.tanh),
+    Rule("erf", Call("math.erf"),
+         lambda A, args, out: [A.mul(A.const(2.0 / math.sqrt(math.pi)),
+                                     A.apply("exp", A.neg(A.pow(args[0], A.const(2)))))],
+         numeric=math.erf, sympy_function=sympy.erf),
+    # piecewise-linear gates: max routes, |x|'(0) = 0, relu'(0) = 0
+    Rule("abs", Call("abs"),
+         lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0),
+                                        A.select(A.apply("lt", args[0], A.const(0.0)), A.const(-1.0), A.const(0.0)))],
+         numeric=abs, sympy_function=sympy.Abs),
+    Rule("max", Call("max"), lambda A, args, out: _route(A, args, out, "gt", "ge"),
+         numeric=max, sympy_function=sympy.Max, domain=((-2, 2),) * 3),
+    Rule("min", Call("min"), lambda A, args, out: _route(A, args, out, "lt", "le"),
+         numeric=min, sympy_function=sympy.Min, domain=((-2, 2),) * 3),
+    Rule("relu", CallTemplate("max({0}, 0.0)"),
+         lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0), A.const(0.0))],
+         numeric=lambda a: max(a, 0.0), sympy_function=functions.relu),
+    # the logistic family, in numerically stable forms
+    Rule("sigmoid", Call("sigmoid"), lambda A, args, out: [A.mul(A.sub(A.const(1.0), out), out)],
+         numeric=_sigmoid, sympy_function=functions.sigmoid, helper="sigmoid"),
+    Rule("softplus", Call("softplus"), lambda A, args, out: [A.apply("sigmoid", args[0])],
+         numeric=_softplus, sympy_function=functions.softplus, helper="softplus"),
+    # Piecewise lowers to select(cond, a, b): the gradient of the branch taken
+    Rule("select", Conditional(),
+         lambda A, args, out: [None, A.select(args[0], A.const(1.0), A.const(0.0)),
+                               A.select(args[0], A.const(0.0), A.const(1.0))],
+         numeric=lambda c, a, b: a if c else b,
+         sympy_expr=lambda s, a, b: sympy.Piecewise((a, s > 0), (b, True)),
+         domain=((-1, 1), (-2, 2), (-2, 2))),
+    # conditions: not differentiable, their gradient is zero
+    _cmp("lt", "<", lambda a, b: float(a < b), lambda a, b: a < b),
+    _cmp("le", "<=", lambda a, b: float(a <= b), lambda a, b: a <= b),
+    _cmp("gt", ">", lambda a, b: float(a > b), lambda a, b: a > b),
+    _cmp("ge", ">=", lambda a, b: float(a >= b), lambda a, b: a >= b),
+    _cmp("eq", "==", lambda a, b: float(a == b), sympy.Eq),
+    _cmp("ne", "!=", lambda a, b: float(a != b), sympy.Ne),
+    Rule("and", Infix("and", AND), None, numeric=lambda *v: float(all(v))),
+    Rule("or", Infix("or", OR), None, numeric=lambda *v: float(any(v))),
+    Rule("not", Prefix("not ", NOT), None, numeric=lambda a: float(not a)),
+]
+
+RULES: dict[str, Rule] = {rule.op: rule for rule in _RULES}
+assert len(RULES) == len(_RULES), "one rule per op"
+
+# Rules made on demand for SymPy functions outside the table (op "call",
+# attrs (function class,)): forward printed by SymPy, partials from `sympy.diff`.
+GENERIC_RULES: dict[type, Rule] = {}
+
+
+def rule_for(op: str, attrs: tuple = ()) -> Rule:
+    return GENERIC_RULES[attrs[0]] if op == "call" else RULES[op]
+
+
+def rule_of(node: Node) -> Rule:
+    return rule_for(node.op, node.attrs)
+
+# SymPy function class -> op, for lowering.
+OP_OF_SYMPY_FUNCTION: dict[type, str] = {
+    rule.sympy_function: rule.op for rule in _RULES if rule.sympy_function is not None
+}
+
+
+def sympy_builder(rule: Rule) -> Callable[..., sympy.Expr] | None:
+    """How to write this op in SymPy, for checking the rule against `sympy.diff`."""
+    return rule.sympy_expr or rule.sympy_function
