@@ -89,16 +89,18 @@ class CompiledFunction:
 
 
 def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[sympy.Symbol] | None = None,
-            name: str | None = None, *, jit: bool = True, origin: str | None = None) -> CompiledFunction:
+            name: str | None = None, *, jit: bool | None = None, origin: str | None = None) -> CompiledFunction:
     """Generate value and gradient code for a SymPy expression (or re-target a compiled function).
 
     inputs: the positional parameters, in order (default: the free symbols sorted by name).
     wrt: the inputs to differentiate with respect to, in the order gradients are returned (default: all).
+    jit: compile with Numba (default), or give plain Python functions to step through in a debugger.
     """
     if isinstance(target, CompiledFunction):
         declaration = target.declaration
         if inputs is not None and tuple(inputs) != declaration.inputs:
             raise BpgenError(f"{declaration.name}: the inputs of an already declared function cannot change")
+        jit = target.jit if jit is None else jit
         if wrt is None and name is None and origin is None and jit == target.jit:
             return target
         declaration = replace(
@@ -108,7 +110,7 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
             origin=origin or declaration.origin,
         )
         return build(declaration, jit)
-    return build(declare(target, inputs, wrt, name, origin or "a SymPy expression"), jit)
+    return build(declare(target, inputs, wrt, name, origin or "a SymPy expression"), True if jit is None else jit)
 
 
 def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:

@@ -32,6 +32,9 @@ _RELATIONS = {
     sympy.Unequality: "ne",
 }
 
+_SUPPORTED = (sympy.Atom, sympy.Add, sympy.Mul, sympy.Pow, sympy.Piecewise, sympy.core.relational.Relational,
+              sympy.And, sympy.Or, sympy.Not, sympy.Function, sympy.Max, sympy.Min)
+
 _UNSUPPORTED_HINT = "bpgen supports arithmetic, powers, elementary functions, Piecewise and SymPy functions it can differentiate and print"
 
 
@@ -57,6 +60,8 @@ class Lowerer:
             if ready:
                 memo[e] = self._lower_one(e)
                 continue
+            if not isinstance(e, _SUPPORTED):
+                raise BpgenError(f"cannot differentiate {type(e).__name__} in {_describe(e)}: {_UNSUPPORTED_HINT}")
             stack.append((e, True))
             for child in reversed(self._children(e)):
                 if child not in memo:
@@ -77,7 +82,7 @@ class Lowerer:
         A, memo = self.A, self.memo
         if isinstance(e, sympy.Symbol):
             raise BpgenError(f"symbol {e.name!r} is not among the inputs; list it in inputs=[...]")
-        if e.is_Number or isinstance(e, sympy.NumberSymbol):
+        if e.is_Number or isinstance(e, (sympy.NumberSymbol, sympy.Atom)) and not isinstance(e, sympy.logic.boolalg.BooleanAtom):
             return self._constant(e)
         if e is sympy.true or e is sympy.false:
             return A.const(1.0 if e is sympy.true else 0.0)
