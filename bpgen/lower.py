@@ -35,7 +35,8 @@ _RELATIONS = {
 _SUPPORTED = (sympy.Atom, sympy.Add, sympy.Mul, sympy.Pow, sympy.Piecewise, sympy.core.relational.Relational,
               sympy.And, sympy.Or, sympy.Not, sympy.Function, sympy.Max, sympy.Min)
 
-_UNSUPPORTED_HINT = "bpgen supports arithmetic, powers, elementary functions, Piecewise and SymPy functions it can differentiate and print"
+_UNSUPPORTED_HINT = ("bpgen supports arithmetic, powers, elementary functions, Piecewise "
+                     "and SymPy functions it can differentiate and print")
 
 
 def _describe(expr: sympy.Basic) -> str:
@@ -82,8 +83,8 @@ class Lowerer:
         A, memo = self.A, self.memo
         if isinstance(e, sympy.Symbol):
             raise BpgenError(f"symbol {e.name!r} is not among the inputs; list it in inputs=[...]")
-        if e.is_Number or isinstance(e, (sympy.NumberSymbol, sympy.Atom)) and not isinstance(e, sympy.logic.boolalg.BooleanAtom):
-            return self._constant(e)
+        if isinstance(e, sympy.Atom) and not isinstance(e, sympy.logic.boolalg.BooleanAtom):
+            return self._constant(e)  # numbers, pi, E, oo, and I (rejected)
         if e is sympy.true or e is sympy.false:
             return A.const(1.0 if e is sympy.true else 0.0)
         if isinstance(e, sympy.Add):
@@ -225,7 +226,7 @@ def _generic_rule(func: type, nargs: int, example: sympy.Basic) -> Rule | None:
         return None
     template = text.replace("{", "{{").replace("}", "}}")
     for i, p in reversed(list(enumerate(params))):
-        template = template.replace(p.name, "{%d}" % i)
+        template = template.replace(p.name, f"{{{i}}}")
 
     def partials_of(A: Algebra, node_args, out):
         leaves = {p: a for p, a in zip(params, node_args)}

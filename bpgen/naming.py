@@ -25,7 +25,8 @@ FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
 MODULE_NAMES = ("math", "np", "numpy", "numba", "forward", "value_and_grad", "grad", "value_and_grad_batch",
                 "vjp", "sigmoid", "softplus")
 
-RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | frozenset(MODULE_NAMES)
+RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+            | frozenset(MODULE_NAMES))
 
 
 def sanitize(text: str) -> str:
