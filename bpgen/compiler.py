@@ -6,6 +6,7 @@ declare -> lower -> graph -> reverse -> name -> print -> render -> load
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ import sympy
 
 from .algebra import Algebra
 from .errors import BpgenError
-from .ir import Graph, Node, schedule
+from .ir import Graph, Node, format_program, schedule
 from .load import load_source, write_atomic
 from .lower import Lowerer, symbols_in
 from .naming import assign_names, sanitize
@@ -167,8 +168,11 @@ def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
     hints.setdefault(output.id, declaration.name)
 
     forward = schedule([output])
+    _dump("forward schedule (after lowering, CSE, folding, DCE)", format_program(forward))
     wrt_nodes = [input_nodes[declaration.inputs.index(w)] for w in declaration.wrt]
     grads = backward(forward, output, wrt_nodes, A)
+    _dump("backward steps (target <- partial * upstream)",
+          "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.partial!r} * {s.upstream!r}" for s in grads.steps))
 
     adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
     names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, adjoints)
@@ -178,6 +182,12 @@ def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
     source = render_scalar_module(program, header, helpers, jit)
     return CompiledFunction(declaration, source, params, jit)
+
+
+def _dump(title: str, text: str) -> None:
+    """With BPGEN_DUMP=1, show the program after each pass (for debugging bpgen itself)."""
+    if os.environ.get("BPGEN_DUMP"):
+        print(f"--- {title}\n{text}", file=sys.stderr)
 
 
 def _helpers_used(forward: list[Node], terms: list[Node], names: dict[int, str]) -> list[str]:
