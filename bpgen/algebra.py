@@ -7,6 +7,7 @@ structurally equal results are the same node (hash-consing in `Graph`).
 
 from __future__ import annotations
 
+from . import shapes
 from .ir import Graph, Node
 from .rules import rule_for
 
@@ -21,6 +22,18 @@ class Algebra:
 
     def const(self, value: float) -> Node:
         return self.graph.const(value)
+
+    def make(self, op: str, args, attrs: tuple = ()) -> Node:
+        """A node of `op`, its shape inferred by the op's rule (elementwise ops broadcast)."""
+        args = tuple(args)
+        rule = rule_for(op, attrs)
+        if rule.shape is not None:
+            shape = rule.shape(args, attrs)
+        elif any(a.shape for a in args):
+            shape = shapes.broadcast([a.shape for a in args], op)
+        else:
+            shape = ()
+        return self.graph.node(op, args, attrs, shape)
 
     def _fold(self, op: str, args: tuple[Node, ...], attrs: tuple = ()) -> Node | None:
         """The constant result of `op` on constant `args`, when it is a finite real number."""
@@ -40,7 +53,7 @@ class Algebra:
     def apply(self, op: str, *args: Node, attrs: tuple = ()) -> Node:
         """Any op, folded when its arguments are constants."""
         folded = self._fold(op, args, attrs)
-        return folded if folded is not None else self.graph.node(op, args, attrs)
+        return folded if folded is not None else self.make(op, args, attrs)
 
     # arithmetic -----------------------------------------------------------
 
@@ -52,7 +65,7 @@ class Algebra:
             rest.append(self.const(total))  # constants last: x + 1.0
         if len(rest) == 1:
             return rest[0]
-        return self.graph.node("add", rest)
+        return self.make("add", rest)
 
     def sub(self, a: Node, b: Node) -> Node:
         if _is(b, 0.0):
@@ -62,15 +75,15 @@ class Algebra:
         if a is b:
             return self.const(0.0)
         if b.is_const:
-            return self.add(a, self.const(-b.value)) if a.is_const else self.graph.node("sub", (a, b))
-        return self.graph.node("sub", (a, b))
+            return self.add(a, self.const(-b.value)) if a.is_const else self.make("sub", (a, b))
+        return self.make("sub", (a, b))
 
     def neg(self, a: Node) -> Node:
         if a.is_const:
             return self.const(-a.value)
         if a.op == "neg":
             return a.args[0]
-        return self.graph.node("neg", (a,))
+        return self.make("neg", (a,))
 
     def mul(self, *factors: Node) -> Node:
         coeff = 1.0
@@ -94,7 +107,7 @@ class Algebra:
             rest.insert(0, self.const(coeff))  # constants first: 2.0 * x
         if len(rest) == 1:
             return rest[0]
-        return self.graph.node("mul", rest)
+        return self.make("mul", rest)
 
     def _is_const_select(self, node: Node) -> bool:
         if node.is_const:
@@ -117,7 +130,7 @@ class Algebra:
         if b.op == "div" and _is(b.args[0], 1.0):
             return self.mul(a, b.args[1])  # a / (1 / c) = a * c
         folded = self._fold("div", (a, b))
-        return folded if folded is not None else self.graph.node("div", (a, b))
+        return folded if folded is not None else self.make("div", (a, b))
 
     def pow(self, base: Node, exponent: Node) -> Node:
         if _is(exponent, 1.0):
@@ -127,14 +140,14 @@ class Algebra:
         if _is(exponent, 0.5):
             return self.apply("sqrt", base)
         folded = self._fold("pow", (base, exponent))
-        return folded if folded is not None else self.graph.node("pow", (base, exponent))
+        return folded if folded is not None else self.make("pow", (base, exponent))
 
     def select(self, cond: Node, a: Node, b: Node) -> Node:
         if a is b:
             return a
         if cond.is_const:
             return a if cond.value else b
-        return self.graph.node("select", (cond, a, b))
+        return self.make("select", (cond, a, b))
 
     def logical_and(self, *conds: Node) -> Node:
         if any(c.is_const and not c.value for c in conds):
@@ -144,4 +157,73 @@ class Algebra:
             return self.const(1.0)
         if len(rest) == 1:
             return rest[0]
-        return self.graph.node("and", rest)
+        return self.make("and", rest)
+
+    # tensors ----------------------------------------------------------------
+
+    def matmul(self, a: Node, b: Node) -> Node:
+        return self.make("matmul", (a, b))
+
+    def outer(self, a: Node, b: Node) -> Node:
+        return self.make("outer", (a, b))
+
+    def transpose(self, a: Node) -> Node:
+        if len(a.shape) < 2:
+            return a
+        if a.op == "transpose":
+            return a.args[0]
+        return self.make("transpose", (a,))
+
+    def reshape(self, a: Node, shape: tuple) -> Node:
+        if a.shape == shape:
+            return a
+        if a.op == "reshape":
+            a = a.args[0]
+            if a.shape == shape:
+                return a
+        return self.make("reshape", (a,), (tuple(shape),))
+
+    def sum(self, a: Node, axis: int | None) -> Node:
+        if not a.shape:
+            return a
+        return self.make("sum", (a,), (axis,))
+
+    def fill(self, value: Node, shape: tuple) -> Node:
+        """`value` (a scalar) broadcast to a fresh array of `shape`."""
+        if value.shape == shape:
+            return value
+        return self.make("fill", (value,), (tuple(shape),))
+
+    def broadcast_to(self, a: Node, shape: tuple) -> Node:
+        if a.shape == shape:
+            return a
+        if not a.shape:
+            return self.fill(a, shape)
+        return self.make("broadcast_to", (a,), (tuple(shape),))
+
+    def sum_to(self, a: Node, shape: tuple) -> Node:
+        """Undo broadcasting: sum `a` over the axes that broadcasting added or stretched to reach its shape."""
+        if a.shape == shape:
+            return a
+        if not shape:
+            return self.sum(a, None)
+        while len(a.shape) > len(shape):
+            a = self.sum(a, 0)
+        for axis, (have, want) in enumerate(zip(a.shape, shape)):
+            if want == 1 and have != 1:
+                kept = a.shape[:axis] + (1,) + a.shape[axis + 1:]
+                a = self.reshape(self.sum(a, axis), kept)
+        return a
+
+    def dim(self, d) -> Node:
+        """A dimension as a value: a constant, or the variable that holds a symbolic size."""
+        if isinstance(d, int):
+            return self.const(float(d))
+        return self.graph.node("dim", (), (d,))
+
+    def rows(self, a: Node) -> Node:
+        return self.dim(a.shape[0])
+
+    def keep_sum_rows(self, a: Node) -> Node:
+        """Row sums of a matrix, kept as a column (n, 1) so that they broadcast back."""
+        return self.reshape(self.sum(a, len(a.shape) - 1), a.shape[:-1] + (1,))

@@ -21,7 +21,7 @@ from .load import load_source, write_atomic
 from .lower import Lowerer, symbols_in
 from .naming import assign_names, sanitize
 from .printer import print_program
-from .render import Header, render_scalar_module
+from .render import Header, render_module
 from .reverse import backward
 from .rules import rule_of
 
@@ -180,7 +180,7 @@ def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
     program = print_program(params, forward, output, grads.steps, grads.gradients, names, lambda n: rule_of(n).syntax)
     helpers = _helpers_used(forward, [s.term for s in grads.steps], names)
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
-    source = render_scalar_module(program, header, helpers, jit)
+    source = render_module(program, header, helpers, jit)
     return CompiledFunction(declaration, source, params, jit)
 
 

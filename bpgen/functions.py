@@ -10,7 +10,18 @@ from __future__ import annotations
 import sympy
 
 
-class sigmoid(sympy.Function):
+class _TensorAware(sympy.Function):
+    """On a bpgen.Tensor, applies elementwise to the tensor instead of building a SymPy expression."""
+
+    def __new__(cls, *args, **kwargs):
+        from .tensor import Tensor, apply
+
+        if args and isinstance(args[0], Tensor):
+            return apply(cls.__name__, *args)
+        return super().__new__(cls, *args, **kwargs)
+
+
+class sigmoid(_TensorAware):
     """The logistic function 1 / (1 + exp(-x))."""
 
     nargs = 1
@@ -32,7 +43,7 @@ class sigmoid(sympy.Function):
             return (1 / (1 + sympy.exp(-x)))._eval_evalf(prec)
 
 
-class softplus(sympy.Function):
+class softplus(_TensorAware):
     """log(1 + exp(x)), a smooth ReLU."""
 
     nargs = 1
@@ -49,7 +60,7 @@ class softplus(sympy.Function):
             return sympy.log(1 + sympy.exp(x))._eval_evalf(prec)
 
 
-class relu(sympy.Function):
+class relu(_TensorAware):
     """max(x, 0); its derivative at 0 is taken to be 0."""
 
     nargs = 1

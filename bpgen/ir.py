@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 class Node:
     """One operation in the DAG. Create nodes through `Graph.node` only."""
 
-    __slots__ = ("op", "args", "attrs", "id")
+    __slots__ = ("op", "args", "attrs", "id", "shape")
 
-    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, id: int):
+    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, id: int, shape: tuple = ()):
         self.op = op
         self.args = args
         self.attrs = attrs
         self.id = id
+        self.shape = shape  # () for a scalar; ints and SymPy symbols (a batch size N) for a tensor
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.shape != ()
 
     @property
     def is_const(self) -> bool:
@@ -40,7 +45,8 @@ class Node:
             return f"%{self.id}=const({self.value!r})"
         inner = ", ".join(f"%{a.id}" for a in self.args)
         extra = "" if not self.attrs else f" {self.attrs!r}"
-        return f"%{self.id}={self.op}({inner}){extra}"
+        shape = "" if not self.shape else f" : {self.shape}"
+        return f"%{self.id}={self.op}({inner}){extra}{shape}"
 
 
 @dataclass
@@ -49,12 +55,13 @@ class Graph:
 
     _table: dict[tuple, Node] = field(default_factory=dict)
 
-    def node(self, op: str, args: Iterable[Node] = (), attrs: tuple[Hashable, ...] = ()) -> Node:
+    def node(self, op: str, args: Iterable[Node] = (), attrs: tuple[Hashable, ...] = (), shape: tuple = ()) -> Node:
+        """The unique node for (op, args, attrs); `shape` is derived from those, so not part of the key."""
         args = tuple(args)
         key = (op, tuple(a.id for a in args), attrs)
         found = self._table.get(key)
         if found is None:
-            found = Node(op, args, attrs, len(self._table))
+            found = Node(op, args, attrs, len(self._table), shape)
             self._table[key] = found
         return found
 
@@ -64,9 +71,9 @@ class Graph:
             value = 0.0  # one zero: -0.0 and 0.0 fold to the same constant
         return self.node("const", (), (value.hex(),))
 
-    def input(self, index: int, key: Hashable) -> Node:
+    def input(self, index: int, key: Hashable, shape: tuple = ()) -> Node:
         """Input number `index`; `key` tells apart inputs (a symbol, a tensor)."""
-        return self.node("input", (), (index, key))
+        return self.node("input", (), (index, key), shape)
 
     def __len__(self) -> int:
         return len(self._table)

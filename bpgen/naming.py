@@ -94,13 +94,15 @@ def _label(node: Node) -> str:
 
 
 def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node],
-                 hints: dict[int, str], adjoints: list[Node]) -> dict[int, str]:
-    """Names for inputs, forward intermediates and adjoints, keyed by node id."""
+                 hints: dict[int, str], adjoints: list[Node], dims: list[Node] = ()) -> dict[int, str]:
+    """Names for inputs, symbolic sizes ("dim" nodes), forward intermediates and adjoints, keyed by node id."""
     namespace = Namespace()
     names: dict[int, str] = {}
     for node, name in zip(inputs, input_names):
         names[node.id] = namespace.claim(name)
-    statements = [n for n in forward if n.op not in ("input", "const")]
+    for node in dims:
+        names[node.id] = namespace.claim(str(node.attrs[0]))
+    statements = [n for n in forward if n.op not in ("input", "const", "dim")]
     for node in statements:  # the user's names win
         if node.id in hints and node.id not in names:
             names[node.id] = namespace.claim(hints[node.id])

@@ -98,6 +98,48 @@ class CallTemplate(Syntax):
 
 
 @dataclass(frozen=True)
+class Method(Syntax):
+    """`x.T`, `x.sum(axis=0)`, `x.reshape((N, 3))`: a suffix on an operand that binds tightest.
+
+    `{shape}` in the suffix is replaced by the op's target shape (attrs[0]).
+    """
+
+    suffix: str
+
+    def render(self, node, arg):
+        (a,) = node.args
+        shape = arg.shape_text(node.attrs[0]) if "{shape}" in self.suffix else ""
+        return arg(a, ATOM) + self.suffix.format(shape=shape)
+
+
+@dataclass(frozen=True)
+class ShapedCall(Syntax):
+    """`np.full((N, 3), x)`, `np.broadcast_to(x, (N, 3))`: a call that takes the op's target shape (attrs[0])."""
+
+    function: str
+    shape_first: bool = True
+
+    def render(self, node, arg):
+        parts = [arg(a, COND) for a in node.args]
+        shape = arg.shape_text(node.attrs[0])
+        parts = [shape, *parts] if self.shape_first else [*parts, shape]
+        return f"{self.function}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Reduction(Syntax):
+    """`x.sum()` or `x.sum(axis=1)` for an op whose attrs[0] is the axis (None for all)."""
+
+    method: str
+
+    def render(self, node, arg):
+        (a,) = node.args
+        axis = node.attrs[0]
+        inside = "" if axis is None else f"axis={axis}"
+        return f"{arg(a, ATOM)}.{self.method}({inside})"
+
+
+@dataclass(frozen=True)
 class Conditional(Syntax):
     """`a if cond else b` for the op select(cond, a, b)."""
 
@@ -124,9 +166,15 @@ def _const_prec(value: float) -> int:
 class ExpressionPrinter:
     """Prints nodes; `names` maps node ids to the variable that holds them."""
 
-    def __init__(self, names: Mapping[int, str], syntax_of: Callable[[Node], Syntax]):
+    def __init__(self, names: Mapping[int, str], syntax_of: Callable[[Node], Syntax],
+                 dims: Mapping[object, str] | None = None):
         self.names = names
         self.syntax_of = syntax_of
+        self.dims = dims or {}  # symbolic dimension -> the variable holding it
+
+    def shape_text(self, shape: tuple) -> str:
+        parts = [str(d) if isinstance(d, int) else self.dims[d] for d in shape]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
     def precedence(self, node: Node) -> int:
         if node.id in self.names:
@@ -168,24 +216,36 @@ class PrintedProgram:
 
 
 def print_program(params: list[str], forward: list[Node], output: Node, steps, gradients: list[Node],
-                  names: Mapping[int, str], syntax_of: Callable[[Node], Syntax]) -> PrintedProgram:
+                  names: Mapping[int, str], syntax_of: Callable[[Node], Syntax],
+                  dims: Mapping[object, str] | None = None, wrt: list[Node] | None = None) -> PrintedProgram:
     """Print forward statements, staged backward statements and the returned expressions."""
-    expr = ExpressionPrinter(names, syntax_of)
+    expr = ExpressionPrinter(names, syntax_of, dims)
     program = PrintedProgram(params)
     defined: dict[int, str] = {}
     for node in forward:
-        if node.op in ("input", "const"):
+        if node.op in ("input", "const", "dim"):
             continue
         defined[node.id] = f"{names[node.id]} = {expr.statement(node)}"
         program.forward.append(defined[node.id])
     for step in steps:
         target = names[step.adjoint.id]
-        if step.term.op == "mul" and step.term.args == (step.partial, step.upstream):
+        if step.partial is not None and step.term.op == "mul" and step.term.args == (step.partial, step.upstream):
             rhs = expr.product(step.partial, step.upstream)  # staged: (local) * upstream
         else:
-            rhs = expr(step.term)
-        operator = "=" if step.first else "+="
-        program.backward.append((f"{target} {operator} {rhs}", f"# {defined[step.source.id]}"))
+            rhs = expr(step.term, ADD + 1 if step.target.is_tensor and not step.first else COND)
+        if step.first:
+            code = f"{target} = {rhs}"
+        elif step.target.is_tensor:  # a new array: the first term may be a view of another adjoint
+            code = f"{target} = {target} + {rhs}"
+        else:
+            code = f"{target} += {rhs}"
+        program.backward.append((code, f"# {defined[step.source.id]}"))
     program.value = expr(output)
-    program.gradients = [expr(g) for g in gradients]
+    program.gradients = []
+    for k, g in enumerate(gradients):
+        shape = wrt[k].shape if wrt else ()
+        if shape and g.shape != shape:  # a constant gradient of a tensor input: a full array
+            program.gradients.append(f"np.full({expr.shape_text(shape)}, {expr(g)})")
+        else:
+            program.gradients.append(expr(g))
     return program

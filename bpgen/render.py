@@ -76,7 +76,9 @@ def _batch_names(params: list[str], wrt: list[str]) -> dict:
     }
 
 
-def render_scalar_module(program: PrintedProgram, header: Header, helpers: list[str], jit: bool) -> str:
+def render_module(program: PrintedProgram, header: Header, helpers: list[str], jit: bool,
+                  dims: list[str] = (), batch: bool = True) -> str:
+    """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors)."""
     context = {
         "origin": safe_comment(header.origin),
         "name": header.name,
@@ -90,6 +92,7 @@ def render_scalar_module(program: PrintedProgram, header: Header, helpers: list[
         "backward": _align(program.backward),
         "value": program.value,
         "gradients": program.gradients,
-        "batch": _batch_names(program.params, header.wrt),
+        "batch": _batch_names(program.params, header.wrt) if batch else None,
+        "dims": list(dims),
     }
-    return environment().get_template("scalar_module.py.j2").render(context)
+    return environment().get_template("module.py.j2").render(context)

@@ -22,7 +22,7 @@ class Contribution:
     target: Node  # the node whose adjoint receives this term
     adjoint: Node  # the "adj" node of target, the variable that accumulates
     term: Node  # partial * upstream, simplified
-    partial: Node  # d(source)/d(target), the local derivative
+    partial: Node | None  # d(source)/d(target), the local derivative (None for tensor ops' VJPs)
     upstream: Node  # the adjoint of `source` (an "adj" node, or the constant 1)
     source: Node  # the forward node being differentiated
     first: bool  # `=` rather than `+=`
@@ -59,17 +59,22 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra) -> 
             continue
         wanted = [i for i, a in enumerate(node.args) if a.id in needed]
         rule = rule_of(node)
-        if not wanted or rule.partials is None:  # a condition: no gradient flows through it
+        if not wanted or (rule.partials is None and rule.vjp is None):  # a condition: no gradient flows
             continue
-        partials = rule.partials(A, node.args, node)
+        if rule.vjp is not None:  # a tensor op: its whole vector-Jacobian product per argument
+            terms = rule.vjp(A, node.args, node, upstream)
+            partials = [None] * len(terms)
+        else:  # elementwise: local partial times upstream, summed back over broadcast axes
+            partials = rule.partials(A, node.args, node)
+            terms = [None if p is None else A.sum_to(A.mul(p, upstream), a.shape) for p, a in zip(partials, node.args)]
         for i in wanted:
-            partial, target = partials[i], node.args[i]
-            if partial is None or (partial.is_const and partial.value == 0.0):
+            term, target = terms[i], node.args[i]
+            if term is None or (term.is_const and term.value == 0.0):
                 continue
             first = target.id not in received
             received.setdefault(target.id, []).append(len(steps))
-            variable = A.graph.node("adj", (target,))
-            steps.append(Contribution(target, variable, A.mul(partial, upstream), partial, upstream, node, first))
+            variable = A.graph.node("adj", (target,), shape=target.shape)
+            steps.append(Contribution(target, variable, term, partials[i], upstream, node, first))
     for w in wrt:  # inputs are not in the loop's reach when they are also the output
         if w.id in received and w.id not in adjoint:
             adjoint[w.id] = _settle(w, received[w.id], steps, folded)
@@ -79,7 +84,7 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra) -> 
 
 def _settle(node: Node, indices: list[int], steps: list[Contribution], folded: set[int]) -> Node:
     """A node's adjoint once all its contributions are in: a lone constant is folded, not stored."""
-    if len(indices) == 1 and steps[indices[0]].term.is_const:
+    if len(indices) == 1 and steps[indices[0]].term.is_const and node.shape == ():
         folded.add(indices[0])
         return steps[indices[0]].term
     return steps[indices[0]].adjoint

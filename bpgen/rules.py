@@ -20,7 +20,9 @@ import sympy
 
 from . import functions
 from .ir import Node
-from .printer import ADD, AND, MUL, NOT, OR, Call, CallTemplate, Compare, Conditional, Infix, Power, Prefix, Syntax
+from . import shapes
+from .printer import (ADD, AND, MUL, NOT, OR, Call, CallTemplate, Compare, Conditional, Infix, Method, Power,
+                      Prefix, Reduction, ShapedCall, Syntax)
 
 Partials = Callable[..., Sequence[Node | None]]
 
@@ -35,6 +37,9 @@ class Rule:
     sympy_expr: Callable[..., sympy.Expr] | None = None  # builds the op in SymPy (tests)
     domain: tuple[tuple[float, float], ...] = ((-2.0, 2.0),)  # test points inside the domain
     helper: str | None = None  # name of a helper function the module must define
+    shape: Callable[[tuple, tuple], tuple] | None = None  # result shape; None: elementwise broadcast
+    array_syntax: Syntax | None = None  # how it prints on NumPy arrays, when not as on floats
+    vjp: Callable[..., Sequence[Node | None]] | None = None  # tensor ops: (A, args, out, g) -> per-arg terms
 
 
 # Helper functions emitted into generated modules that use them: numerically
@@ -113,35 +118,48 @@ _RULES = [
     Rule("pow", Power(), _pow_partials, numeric=lambda a, b: a**b,
          sympy_expr=lambda a, b: a**b, domain=((0.3, 3), (-2, 2))),
     Rule("sqrt", Call("math.sqrt"), lambda A, args, out: [A.div(A.const(0.5), out)],
-         numeric=math.sqrt, sympy_expr=sympy.sqrt, domain=((0.1, 4),)),
+         numeric=math.sqrt, sympy_expr=sympy.sqrt, domain=((0.1, 4),),
+         array_syntax=Call("np.sqrt")),
     # elementary functions
     Rule("exp", Call("math.exp"), lambda A, args, out: [out],
-         numeric=math.exp, sympy_function=sympy.exp),
+         numeric=math.exp, sympy_function=sympy.exp,
+         array_syntax=Call("np.exp")),
     Rule("log", Call("math.log"), lambda A, args, out: [A.div(A.const(1.0), args[0])],
-         numeric=math.log, sympy_function=sympy.log, domain=((0.1, 4),)),
+         numeric=math.log, sympy_function=sympy.log, domain=((0.1, 4),),
+         array_syntax=Call("np.log")),
     Rule("sin", Call("math.sin"), lambda A, args, out: [A.apply("cos", args[0])],
-         numeric=math.sin, sympy_function=sympy.sin),
+         numeric=math.sin, sympy_function=sympy.sin,
+         array_syntax=Call("np.sin")),
     Rule("cos", Call("math.cos"), lambda A, args, out: [A.neg(A.apply("sin", args[0]))],
-         numeric=math.cos, sympy_function=sympy.cos),
+         numeric=math.cos, sympy_function=sympy.cos,
+         array_syntax=Call("np.cos")),
     Rule("tan", Call("math.tan"), lambda A, args, out: [A.add(A.const(1.0), A.pow(out, A.const(2)))],
-         numeric=math.tan, sympy_function=sympy.tan, domain=((-1.2, 1.2),)),
+         numeric=math.tan, sympy_function=sympy.tan, domain=((-1.2, 1.2),),
+         array_syntax=Call("np.tan")),
     Rule("asin", Call("math.asin"),
          lambda A, args, out: [A.div(A.const(1.0), A.apply("sqrt", A.sub(A.const(1.0), A.pow(args[0], A.const(2)))))],
-         numeric=math.asin, sympy_function=sympy.asin, domain=((-0.9, 0.9),)),
+         numeric=math.asin, sympy_function=sympy.asin, domain=((-0.9, 0.9),),
+         array_syntax=Call("np.arcsin")),
     Rule("acos", Call("math.acos"),
          lambda A, args, out: [A.div(A.const(-1.0), A.apply("sqrt", A.sub(A.const(1.0), A.pow(args[0], A.const(2)))))],
-         numeric=math.acos, sympy_function=sympy.acos, domain=((-0.9, 0.9),)),
+         numeric=math.acos, sympy_function=sympy.acos, domain=((-0.9, 0.9),),
+         array_syntax=Call("np.arccos")),
     Rule("atan", Call("math.atan"),
          lambda A, args, out: [A.div(A.const(1.0), A.add(A.const(1.0), A.pow(args[0], A.const(2))))],
-         numeric=math.atan, sympy_function=sympy.atan),
+         numeric=math.atan, sympy_function=sympy.atan,
+         array_syntax=Call("np.arctan")),
     Rule("atan2", Call("math.atan2"), _atan2_partials, numeric=math.atan2,
-         sympy_function=sympy.atan2, domain=((-2, 2), (0.2, 2))),
+         sympy_function=sympy.atan2, domain=((-2, 2), (0.2, 2)),
+         array_syntax=Call("np.arctan2")),
     Rule("sinh", Call("math.sinh"), lambda A, args, out: [A.apply("cosh", args[0])],
-         numeric=math.sinh, sympy_function=sympy.sinh),
+         numeric=math.sinh, sympy_function=sympy.sinh,
+         array_syntax=Call("np.sinh")),
     Rule("cosh", Call("math.cosh"), lambda A, args, out: [A.apply("sinh", args[0])],
-         numeric=math.cosh, sympy_function=sympy.cosh),
+         numeric=math.cosh, sympy_function=sympy.cosh,
+         array_syntax=Call("np.cosh")),
     Rule("tanh", Call("math.tanh"), lambda A, args, out: [A.sub(A.const(1.0), A.pow(out, A.const(2)))],
-         numeric=math.tanh, sympy_function=sympy.tanh),
+         numeric=math.tanh, sympy_function=sympy.tanh,
+         array_syntax=Call("np.tanh")),
     Rule("erf", Call("math.erf"),
          lambda A, args, out: [A.mul(A.const(2.0 / math.sqrt(math.pi)),
                                      A.apply("exp", A.neg(A.pow(args[0], A.const(2)))))],
@@ -150,26 +168,31 @@ _RULES = [
     Rule("abs", Call("abs"),
          lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0),
                                         A.select(A.apply("lt", args[0], A.const(0.0)), A.const(-1.0), A.const(0.0)))],
-         numeric=abs, sympy_function=sympy.Abs),
+         numeric=abs, sympy_function=sympy.Abs,
+         array_syntax=Call("np.abs")),
     Rule("max", Call("max"), lambda A, args, out: _route(A, args, out, "gt", "ge"),
          numeric=max, sympy_function=sympy.Max, domain=((-2, 2),) * 3),
     Rule("min", Call("min"), lambda A, args, out: _route(A, args, out, "lt", "le"),
          numeric=min, sympy_function=sympy.Min, domain=((-2, 2),) * 3),
     Rule("relu", CallTemplate("max({0}, 0.0)"),
          lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0), A.const(0.0))],
-         numeric=lambda a: max(a, 0.0), sympy_function=functions.relu),
+         numeric=lambda a: max(a, 0.0), sympy_function=functions.relu,
+         array_syntax=CallTemplate("np.maximum({0}, 0.0)")),
     # the logistic family, in numerically stable forms
     Rule("sigmoid", Call("sigmoid"), lambda A, args, out: [A.mul(A.sub(A.const(1.0), out), out)],
-         numeric=_sigmoid, sympy_function=functions.sigmoid, helper="sigmoid"),
+         numeric=_sigmoid, sympy_function=functions.sigmoid, helper="sigmoid",
+         array_syntax=CallTemplate("np.exp(-np.logaddexp(0.0, -{0}))")),
     Rule("softplus", Call("softplus"), lambda A, args, out: [A.apply("sigmoid", args[0])],
-         numeric=_softplus, sympy_function=functions.softplus, helper="softplus"),
+         numeric=_softplus, sympy_function=functions.softplus, helper="softplus",
+         array_syntax=CallTemplate("np.logaddexp(0.0, {0})")),
     # Piecewise lowers to select(cond, a, b): the gradient of the branch taken
     Rule("select", Conditional(),
          lambda A, args, out: [None, A.select(args[0], A.const(1.0), A.const(0.0)),
                                A.select(args[0], A.const(0.0), A.const(1.0))],
          numeric=lambda c, a, b: a if c else b,
          sympy_expr=lambda s, a, b: sympy.Piecewise((a, s > 0), (b, True)),
-         domain=((-1, 1), (-2, 2), (-2, 2))),
+         domain=((-1, 1), (-2, 2), (-2, 2)),
+         array_syntax=Call("np.where")),
     # conditions: not differentiable, their gradient is zero
     _cmp("lt", "<", lambda a, b: float(a < b), lambda a, b: a < b),
     _cmp("le", "<=", lambda a, b: float(a <= b), lambda a, b: a <= b),
@@ -177,10 +200,70 @@ _RULES = [
     _cmp("ge", ">=", lambda a, b: float(a >= b), lambda a, b: a >= b),
     _cmp("eq", "==", lambda a, b: float(a == b), sympy.Eq),
     _cmp("ne", "!=", lambda a, b: float(a != b), sympy.Ne),
-    Rule("and", Infix("and", AND), None, numeric=lambda *v: float(all(v))),
+    Rule("and", Infix("and", AND), None, numeric=lambda *v: float(all(v)), array_syntax=Call("np.logical_and")),
     Rule("or", Infix("or", OR), None, numeric=lambda *v: float(any(v))),
-    Rule("not", Prefix("not ", NOT), None, numeric=lambda a: float(not a)),
+    Rule("not", Prefix("not ", NOT), None, numeric=lambda a: float(not a),
+         array_syntax=Call("np.logical_not")),
 ]
+
+
+
+# Tensor ops. Their gradients are vector-Jacobian products at the matrix level
+# (vjp(A, args, out, g) -> one term per argument), never a Jacobian.
+
+def _matmul_vjp(A, args, out, g):
+    a, b = args
+    if len(a.shape) == 2 and len(b.shape) == 2:
+        return [A.matmul(g, A.transpose(b)), A.matmul(A.transpose(a), g)]
+    if len(a.shape) == 2:  # matrix @ vector
+        return [A.outer(g, b), A.matmul(A.transpose(a), g)]
+    if len(b.shape) == 2:  # vector @ matrix
+        return [A.matmul(b, g), A.outer(a, g)]
+    return [A.mul(g, b), A.mul(g, a)]  # dot product
+
+
+def _sum_vjp(A, args, out, g):
+    (a,) = args
+    axis = out.attrs[0]
+    if axis is None:
+        return [A.fill(g, a.shape)]
+    kept = a.shape[:axis] + (1,) + a.shape[axis + 1:]
+    return [A.broadcast_to(A.reshape(g, kept), a.shape)]
+
+
+def _softmax_rows(A, logits):
+    return A.make("softmax", (logits,))
+
+
+_TENSOR_RULES = [
+    Rule("matmul", Infix("@", MUL), None, shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape),
+         vjp=_matmul_vjp),
+    Rule("outer", Call("np.outer"), None, shape=lambda args, attrs: args[0].shape + args[1].shape,
+         vjp=lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)]),
+    Rule("transpose", Method(".T"), None, shape=lambda args, attrs: args[0].shape[::-1],
+         vjp=lambda A, args, out, g: [A.transpose(g)]),
+    Rule("reshape", Method(".reshape({shape})"), None, shape=lambda args, attrs: attrs[0],
+         vjp=lambda A, args, out, g: [A.reshape(g, args[0].shape)]),
+    Rule("sum", Reduction("sum"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
+         vjp=_sum_vjp),
+    Rule("fill", ShapedCall("np.full"), None, shape=lambda args, attrs: attrs[0],
+         vjp=lambda A, args, out, g: [A.sum(g, None)]),
+    Rule("broadcast_to", ShapedCall("np.broadcast_to", shape_first=False), None, shape=lambda args, attrs: attrs[0],
+         vjp=lambda A, args, out, g: [A.sum_to(g, args[0].shape)]),
+    Rule("dim", Call("len"), None, shape=lambda args, attrs: ()),  # always named: `N = X.shape[0]`
+    # softmax cross-entropy, fused: a log-sum-exp-stable forward and (p - Y) / N backward
+    Rule("softmax_ce", Call("softmax_cross_entropy"), None, shape=lambda args, attrs: (), helper="softmax_cross_entropy",
+         vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), args[1]), A.rows(args[0]))),
+                                      A.mul(g, A.div(A.neg(A.make("log_softmax", (args[0],))), A.rows(args[0])))]),
+    Rule("softmax", Call("softmax"), None, shape=lambda args, attrs: args[0].shape, helper="softmax",
+         vjp=lambda A, args, out, g: [A.mul(out, A.sub(g, A.keep_sum_rows(A.mul(g, out))))]),
+    Rule("log_softmax", Call("log_softmax"), None, shape=lambda args, attrs: args[0].shape, helper="log_softmax",
+         vjp=lambda A, args, out, g: [A.sub(g, A.mul(_softmax_rows(A, args[0]), A.keep_sum_rows(g)))]),
+    Rule("logsumexp", Call("logsumexp_rows"), None, shape=lambda args, attrs: args[0].shape[:-1] + (1,),
+         helper="logsumexp_rows",
+         vjp=lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))]),
+]
+_RULES += _TENSOR_RULES
 
 RULES: dict[str, Rule] = {rule.op: rule for rule in _RULES}
 assert len(RULES) == len(_RULES), "one rule per op"

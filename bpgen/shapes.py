@@ -1,0 +1,83 @@
+"""Shapes: NumPy broadcasting and the shape rules of tensor ops, with symbolic dimensions.
+
+A shape is a tuple of ints and SymPy symbols (a batch size `N`); () is a scalar.
+A mismatch raises ShapeError as soon as an expression is declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sympy
+
+from .errors import BpgenError
+
+
+class ShapeError(BpgenError):
+    """Operands whose shapes do not fit the op."""
+
+
+def format_shape(shape: tuple) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_dim(d) -> int | sympy.Symbol:
+    if isinstance(d, bool) or not isinstance(d, (int, sympy.Symbol)):
+        if isinstance(d, sympy.Integer):
+            return int(d)
+        raise ShapeError(f"a dimension must be an int or a SymPy symbol, not {d!r}")
+    if isinstance(d, int) and d < 1:
+        raise ShapeError(f"a dimension must be positive, not {d}")
+    return d
+
+
+def broadcast(shapes: Sequence[tuple], what: str = "combine") -> tuple:
+    """The NumPy broadcast of `shapes`; symbolic dimensions must match exactly or meet a 1."""
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(-ndim, 0):
+        dims = {s[axis] for s in shapes if len(s) >= -axis} - {1}
+        if len(dims) > 1:
+            raise ShapeError(f"cannot {what} shapes {' and '.join(format_shape(s) for s in shapes)}: "
+                             f"they do not broadcast")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
+
+
+def matmul(a: tuple, b: tuple) -> tuple:
+    if not a or not b:
+        raise ShapeError("@ needs tensors with at least one axis, not scalars")
+    if len(a) > 2 or len(b) > 2:
+        raise ShapeError(f"@ supports vectors and matrices, not shapes {format_shape(a)} and {format_shape(b)}")
+    inner_a = a[-1]
+    inner_b = b[0] if len(b) == 1 else b[-2]
+    if inner_a != inner_b:
+        raise ShapeError(f"cannot multiply shapes {format_shape(a)} @ {format_shape(b)}: "
+                         f"inner dimensions {inner_a} and {inner_b} differ")
+    return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+
+
+def reduce(shape: tuple, axis: int | None) -> tuple:
+    if axis is None:
+        return ()
+    return shape[:axis] + shape[axis + 1:]
+
+
+def normalize_axis(shape: tuple, axis: int | None) -> int | None:
+    if axis is None:
+        return None
+    if not isinstance(axis, int) or not -len(shape) <= axis < len(shape):
+        raise ShapeError(f"axis {axis!r} is out of range for shape {format_shape(shape)}")
+    return axis % len(shape)
+
+
+def size(shape: tuple):
+    """The number of elements: an int, or a SymPy expression when a dimension is symbolic."""
+    total = sympy.Integer(1)
+    for d in shape:
+        total *= d
+    return int(total) if total.is_Integer else total
+
+
+def same_size(a: tuple, b: tuple) -> bool:
+    return sympy.simplify(sympy.Integer(size(a)) - size(b) if isinstance(size(a), int) else size(a) - size(b)) == 0

@@ -1,0 +1,212 @@
+"""Tensors: `bpgen.Tensor(name, shape)` and NumPy-style expressions over them.
+
+Tensor expressions are IR nodes built at once through the algebra (so shapes
+are checked when an expression is declared, and shared subexpressions are
+one node). They live in one module-level graph; each compiled function
+takes from it only what its output depends on.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from .algebra import Algebra
+from .errors import BpgenError
+from .ir import Graph, Node
+from .shapes import ShapeError, check_dim, format_shape, normalize_axis
+from .shapes import size as shape_size
+
+GRAPH = Graph()
+ALGEBRA = Algebra(GRAPH)
+
+
+def _dim(d):
+    if isinstance(d, str):
+        return sympy.Symbol(d, integer=True, positive=True)
+    return check_dim(d)
+
+
+class Tensor:
+    """A tensor input, `Tensor("X", (N, 784))`, or an expression over tensors.
+
+    Shape entries are ints or SymPy symbols (strings become symbols): one
+    compiled module then serves every size of that dimension.
+    """
+
+    __array_priority__ = 1000  # NumPy scalars on the left defer to our operators
+
+    def __init__(self, name: str, shape: tuple = ()):
+        if not isinstance(name, str) or not name:
+            raise BpgenError(f"a tensor needs a name (a non-empty string), not {name!r}")
+        if isinstance(shape, (int, sympy.Symbol, str)):
+            shape = (shape,)
+        shape = tuple(_dim(d) for d in shape)
+        self.node = GRAPH.input(-1, ("tensor", name, shape), shape)
+        self.name = name
+
+    @classmethod
+    def _wrap(cls, node: Node) -> Tensor:
+        t = cls.__new__(cls)
+        t.node = node
+        t.name = None
+        return t
+
+    # what it is ------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple:
+        return self.node.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        label = self.name or self.node.op
+        return f"Tensor({label}, shape={format_shape(self.shape)})"
+
+    def describe(self) -> str:
+        return f"{self.name} {format_shape(self.shape)}" if self.name else f"an expression of shape {format_shape(self.shape)}"
+
+    def __bool__(self):
+        raise BpgenError("a Tensor has no truth value while it is being declared; use bpgen.nn or Piecewise-free math")
+
+    # arithmetic ------------------------------------------------------------
+
+    def __add__(self, other):
+        return _binary("add", self, other, lambda a, b: ALGEBRA.add(a, b))
+
+    def __radd__(self, other):
+        return _binary("add", other, self, lambda a, b: ALGEBRA.add(a, b))
+
+    def __sub__(self, other):
+        return _binary("subtract", self, other, ALGEBRA.sub)
+
+    def __rsub__(self, other):
+        return _binary("subtract", other, self, ALGEBRA.sub)
+
+    def __mul__(self, other):
+        return _binary("multiply", self, other, lambda a, b: ALGEBRA.mul(a, b))
+
+    def __rmul__(self, other):
+        return _binary("multiply", other, self, lambda a, b: ALGEBRA.mul(a, b))
+
+    def __truediv__(self, other):
+        return _binary("divide", self, other, ALGEBRA.div)
+
+    def __rtruediv__(self, other):
+        return _binary("divide", other, self, ALGEBRA.div)
+
+    def __pow__(self, other):
+        return _binary("raise", self, other, ALGEBRA.pow)
+
+    def __rpow__(self, other):
+        return _binary("raise", other, self, ALGEBRA.pow)
+
+    def __neg__(self):
+        return Tensor._wrap(ALGEBRA.neg(self.node))
+
+    def __pos__(self):
+        return self
+
+    def __matmul__(self, other):
+        return _binary("matrix-multiply", self, other, ALGEBRA.matmul, matmul=True)
+
+    def __rmatmul__(self, other):
+        return _binary("matrix-multiply", other, self, ALGEBRA.matmul, matmul=True)
+
+    def __gt__(self, other):
+        return _binary("compare", self, other, lambda a, b: ALGEBRA.apply("gt", a, b))
+
+    def __lt__(self, other):
+        return _binary("compare", self, other, lambda a, b: ALGEBRA.apply("lt", a, b))
+
+    @property
+    def T(self) -> Tensor:
+        return Tensor._wrap(ALGEBRA.transpose(self.node))
+
+    def reshape(self, *shape) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], tuple):
+            shape = shape[0]
+        shape = tuple(_dim(d) for d in shape)
+        if sympy.simplify(sympy.sympify(shape_size(shape)) - shape_size(self.shape)) != 0:
+            raise ShapeError(f"cannot reshape {self.describe()} to {format_shape(shape)}: the sizes differ")
+        return Tensor._wrap(ALGEBRA.reshape(self.node, shape))
+
+    def sum(self, axis: int | None = None) -> Tensor:
+        return sum(self, axis)
+
+    def mean(self, axis: int | None = None) -> Tensor:
+        return mean(self, axis)
+
+
+def as_node(value) -> Node:
+    """A Tensor's node, or a constant for a Python or SymPy number."""
+    if isinstance(value, Tensor):
+        return value.node
+    if isinstance(value, bool):
+        raise BpgenError(f"a boolean {value!r} cannot be used as a number in a tensor expression")
+    if isinstance(value, (int, float)):
+        return ALGEBRA.const(float(value))
+    if isinstance(value, sympy.Basic) and value.is_number and value.is_real:
+        return ALGEBRA.const(float(value))
+    raise BpgenError(f"cannot use {type(value).__name__} {value!r} in a tensor expression")
+
+
+def _describe(value) -> str:
+    return value.describe() if isinstance(value, Tensor) else f"the scalar {value!r}"
+
+
+def _binary(verb: str, a, b, make, matmul: bool = False) -> Tensor:
+    try:
+        return Tensor._wrap(make(as_node(a), as_node(b)))
+    except ShapeError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise ShapeError(f"cannot {verb} {_describe(a)} and {_describe(b)}: {detail}") from None
+
+
+# reductions and elementwise functions --------------------------------------------
+
+
+def sum(t: Tensor, axis: int | None = None) -> Tensor:  # noqa: A001 - mirrors numpy.sum
+    """Sum over all elements (axis=None) or over one axis."""
+    node = as_node(t)
+    axis = normalize_axis(node.shape, axis)
+    return Tensor._wrap(ALGEBRA.sum(node, axis))
+
+
+def mean(t: Tensor, axis: int | None = None) -> Tensor:
+    """Mean over all elements (axis=None) or over one axis."""
+    node = as_node(t)
+    axis = normalize_axis(node.shape, axis)
+    count = shape_size(node.shape) if axis is None else node.shape[axis]
+    total = ALGEBRA.sum(node, axis)
+    if isinstance(count, int):
+        return Tensor._wrap(ALGEBRA.div(total, ALGEBRA.const(float(count))))
+    divisor = ALGEBRA.const(1.0)
+    for d in (node.shape if axis is None else (node.shape[axis],)):
+        divisor = ALGEBRA.mul(divisor, ALGEBRA.dim(d))
+    return Tensor._wrap(ALGEBRA.div(total, divisor))
+
+
+def apply(op: str, *tensors) -> Tensor:
+    """An elementwise op of the rule table (exp, log, tanh, sigmoid, ...) on tensors."""
+    return Tensor._wrap(ALGEBRA.apply(op, *(as_node(t) for t in tensors)))
+
+
+def _elementwise(op: str, sympy_function):
+    def function(x):
+        if isinstance(x, Tensor):
+            return apply(op, x)
+        return sympy_function(x)
+
+    function.__name__ = op
+    function.__doc__ = f"{op} of a SymPy expression (as sympy.{sympy_function.__name__}) or, elementwise, of a Tensor."
+    return function
+
+
+exp = _elementwise("exp", sympy.exp)
+log = _elementwise("log", sympy.log)
+sqrt = _elementwise("sqrt", sympy.sqrt)
+tanh = _elementwise("tanh", sympy.tanh)
+abs = _elementwise("abs", sympy.Abs)  # noqa: A001 - mirrors numpy.abs
