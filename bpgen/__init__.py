@@ -1,10 +1,13 @@
 """bpgen: readable, staged forward and reverse-mode code from symbolic declarations, compiled by Numba."""
 
+from . import nn
 from .compiler import CompiledFunction, compile
 from .declare import function
 from .errors import BpgenError
 from .functions import relu, sigmoid, softplus
+from .tensor import Tensor, abs, exp, log, mean, sqrt, sum, tanh
 
 __version__ = "0.1.0"
 
-__all__ = ["BpgenError", "CompiledFunction", "compile", "function", "relu", "sigmoid", "softplus"]
+__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "exp", "function", "log", "mean", "nn",
+           "relu", "sigmoid", "softplus", "sqrt", "sum", "tanh"]

@@ -23,7 +23,7 @@ from .naming import assign_names, sanitize
 from .printer import print_program
 from .render import Header, render_module
 from .reverse import backward
-from .rules import rule_of
+from .rules import HELPER_NEEDS, rule_of
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch")
 
@@ -97,6 +97,11 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
     wrt: the inputs to differentiate with respect to, in the order gradients are returned (default: all).
     jit: compile with Numba (default), or give plain Python functions to step through in a debugger.
     """
+    from .tensor import Tensor
+
+    if isinstance(target, Tensor) or any(isinstance(i, Tensor) for i in (inputs or ())):
+        return build_tensor(declare_tensor(target, inputs, wrt, name, origin or "a tensor expression"),
+                            True if jit is None else jit)
     if isinstance(target, CompiledFunction):
         declaration = target.declaration
         if inputs is not None and tuple(inputs) != declaration.inputs:
@@ -104,6 +109,12 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
         jit = target.jit if jit is None else jit
         if wrt is None and name is None and origin is None and jit == target.jit:
             return target
+        if isinstance(declaration, TensorDeclaration):
+            return build_tensor(replace(
+                declaration,
+                wrt=_check_tensor_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,
+                name=sanitize(name) if name else declaration.name,
+                origin=origin or declaration.origin), jit)
         declaration = replace(
             declaration,
             wrt=_check_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,
@@ -177,7 +188,7 @@ def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
     adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
     names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, adjoints)
     params = [names[n.id] for n in input_nodes]
-    program = print_program(params, forward, output, grads.steps, grads.gradients, names, lambda n: rule_of(n).syntax)
+    program = print_program(params, forward, output, grads.steps, grads.gradients, names, _syntax_of)
     helpers = _helpers_used(forward, [s.term for s in grads.steps], names)
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
     source = render_module(program, header, helpers, jit)
@@ -197,11 +208,119 @@ def _helpers_used(forward: list[Node], terms: list[Node], names: dict[int, str])
     seen = set()
     while stack:
         node = stack.pop()
-        if node.id in seen or node.op in ("input", "const", "adj"):
+        if node.id in seen or node.op in ("input", "const", "adj", "dim"):
             continue
         seen.add(node.id)
-        helper = rule_of(node).helper
+        rule = rule_of(node)
+        helper = rule.array_helper if node.is_tensor and rule.array_helper else rule.helper
         if helper:
             used.add(helper)
+            used.update(HELPER_NEEDS.get(helper, ()))
         stack.extend(a for a in node.args if a.id not in names)
     return sorted(used)
+
+
+# tensors -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorDeclaration:
+    """A tensor function: its output node, input tensors and the ones to differentiate."""
+
+    output: Node
+    inputs: tuple  # Tensor inputs, in parameter order
+    wrt: tuple
+    name: str
+    origin: str
+    hints: tuple[tuple[int, str], ...] = ()  # (node id, the user's name for it)
+
+
+def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> TensorDeclaration:
+    from .tensor import Tensor, as_node
+
+    if inputs is None:
+        raise BpgenError("a tensor function needs inputs=[...]: the tensors its code takes, in order")
+    inputs = tuple(inputs)
+    for t in inputs:
+        if not isinstance(t, Tensor) or t.name is None:
+            raise BpgenError(f"inputs must be declared tensors (bpgen.Tensor(name, shape)), not {t!r}")
+    names = [t.name for t in inputs]
+    for n in names:
+        if names.count(n) > 1:
+            raise BpgenError(f"input {n!r} is listed twice")
+    node = as_node(output)
+    if node.shape != ():
+        raise BpgenError(f"the output must be a scalar (a loss); it has shape {node.shape}: reduce it with "
+                         "bpgen.sum or bpgen.mean")
+    known = {t.node.id for t in inputs}
+    for n in schedule([node]):
+        if n.op == "input" and n.id not in known:
+            raise BpgenError(f"tensor {n.attrs[1][1]!r} is used by the output but is not among the inputs")
+    wrt = inputs if wrt is None else _check_tensor_wrt(inputs, wrt)
+    return TensorDeclaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints))
+
+
+def _check_tensor_wrt(inputs, wrt) -> tuple:
+    wrt = tuple(wrt)
+    if not wrt:
+        raise BpgenError("wrt is empty: name at least one input to differentiate with respect to")
+    ids = [t.node.id for t in inputs]
+    for w in wrt:
+        if getattr(w, "node", None) is None or w.node.id not in ids:
+            raise BpgenError(f"wrt entry {getattr(w, 'name', w)!r} is not one of the inputs")
+    if len({w.node.id for w in wrt}) != len(wrt):
+        raise BpgenError("wrt lists an input twice")
+    return wrt
+
+
+def build_tensor(declaration: TensorDeclaration, jit: bool = True) -> CompiledFunction:
+    from .tensor import ALGEBRA as A
+
+    output = declaration.output
+    input_nodes = [t.node for t in declaration.inputs]
+    forward = schedule([output])
+    wrt_nodes = [t.node for t in declaration.wrt]
+    grads = backward(forward, output, wrt_nodes, A)
+
+    # symbolic sizes are read off the first input that has them: N = X.shape[0]
+    dim_sources: dict = {}
+    for t in declaration.inputs:
+        for axis, d in enumerate(t.shape):
+            if not isinstance(d, int) and d not in dim_sources:
+                dim_sources[d] = (t, axis)
+    used = _all_nodes(forward, [s.term for s in grads.steps])
+    for n in used:
+        if n.op == "dim" and n.attrs[0] not in dim_sources:
+            raise BpgenError(f"size {n.attrs[0]} is not the size of any input tensor")
+    dim_nodes = [A.dim(d) for d in dim_sources]
+
+    hints = dict((i, h) for i, h in reversed(declaration.hints))
+    hints.setdefault(output.id, declaration.name)
+    adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
+    names = assign_names(input_nodes, [t.name for t in declaration.inputs], forward, hints, adjoints, dim_nodes)
+    params = [names[n.id] for n in input_nodes]
+    dims = {d: names[A.dim(d).id] for d in dim_sources}
+    program = print_program(params, forward, output, grads.steps, grads.gradients, names,
+                            _syntax_of, dims, wrt_nodes)
+    dim_lines = [f"{dims[d]} = {names[t.node.id]}.shape[{axis}]" for d, (t, axis) in dim_sources.items()
+                 if any(n.op == "dim" and n.attrs[0] == d for n in used) or True]
+    helpers = _helpers_used(forward, [s.term for s in grads.steps], names)
+    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
+    source = render_module(program, header, helpers, jit, dims=dim_lines, batch=False)
+    return CompiledFunction(declaration, source, params, jit)
+
+
+def _syntax_of(node: Node):
+    rule = rule_of(node)
+    return rule.array_syntax if node.is_tensor and rule.array_syntax is not None else rule.syntax
+
+
+def _all_nodes(forward: list[Node], terms: list[Node]) -> list[Node]:
+    seen: dict[int, Node] = {}
+    stack = list(forward) + list(terms)
+    while stack:
+        n = stack.pop()
+        if n.id not in seen:
+            seen[n.id] = n
+            stack.extend(n.args)
+    return list(seen.values())

@@ -25,9 +25,14 @@ def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[
     hints: dict[sympy.Basic, str] = {}
     code = fn.__code__
 
+    from .tensor import Tensor
+
     def record(frame) -> None:
         for local, value in frame.f_locals.items():
-            if isinstance(value, sympy.Expr) and not value.is_Atom and value not in hints:
+            if isinstance(value, Tensor):
+                if value.name is None and value.node not in hints:
+                    hints[value.node] = local
+            elif isinstance(value, sympy.Expr) and not value.is_Atom and value not in hints:
                 hints[value] = local
 
     def local_tracer(frame, event, arg):
@@ -49,18 +54,22 @@ def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[
 
 
 def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,
-             jit: bool = True) -> CompiledFunction | Callable[[Callable], CompiledFunction]:
+             jit: bool = True, shapes: dict | None = None) -> CompiledFunction | Callable[[Callable], CompiledFunction]:
     """Declare a differentiable function; returns its CompiledFunction (same object as `bpgen.compile` gives).
 
-    Each parameter becomes a real SymPy symbol of the same name; `wrt` names the
-    parameters to differentiate with respect to (default: all).
+    Each parameter becomes a real SymPy symbol of the same name, or, with
+    `shapes={"X": ("N", 784), "W": (784, 10), "b": (10,)}`, a bpgen.Tensor of
+    that shape (strings are symbolic sizes). `wrt` names the parameters to
+    differentiate with respect to (default: all).
     """
     if fn is None:
-        return lambda f: function(f, wrt=wrt, name=name, jit=jit)
+        return lambda f: function(f, wrt=wrt, name=name, jit=jit, shapes=shapes)
     signature = inspect.signature(fn)
     for p in signature.parameters.values():
         if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             raise BpgenError(f"{fn.__name__}: parameter {p.name!r} must be a plain positional parameter")
+    if shapes is not None:
+        return _tensor_function(fn, list(signature.parameters), shapes, wrt, name, jit)
     symbols = [sympy.Symbol(p, real=True) for p in signature.parameters]
     by_name = dict(zip(signature.parameters, symbols))
     wrt_symbols = None
@@ -90,3 +99,27 @@ def _origin(fn: Callable) -> str:
     if path.startswith(".."):
         path = __import__("os").path.basename(path)
     return f"{path}:{fn.__qualname__}"
+
+
+def _tensor_function(fn, params, shapes, wrt, name, jit):
+    from .compiler import build_tensor, declare_tensor
+    from .tensor import Tensor
+
+    missing = [p for p in params if p not in shapes]
+    if missing:
+        raise BpgenError(f"{fn.__name__}: shapes gives no shape for parameter {missing[0]!r}")
+    extra = [k for k in shapes if k not in params]
+    if extra:
+        raise BpgenError(f"{fn.__name__}: shapes names {extra[0]!r}, which is not a parameter")
+    tensors = [Tensor(p, shapes[p]) for p in params]
+    by_name = dict(zip(params, tensors))
+    if wrt is not None:
+        unknown = [w for w in wrt if w not in by_name]
+        if unknown:
+            raise BpgenError(f"{fn.__name__}: wrt entry {unknown[0]!r} is not a parameter")
+    output, hints = trace(fn, tensors)
+    if not isinstance(output, Tensor):
+        raise BpgenError(f"{fn.__name__} must return a Tensor (a scalar loss), not {type(output).__name__}")
+    declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
+                                 name or fn.__name__, _origin(fn), [(node.id, local) for node, local in hints])
+    return build_tensor(declaration, jit)

@@ -40,6 +40,7 @@ class Rule:
     shape: Callable[[tuple, tuple], tuple] | None = None  # result shape; None: elementwise broadcast
     array_syntax: Syntax | None = None  # how it prints on NumPy arrays, when not as on floats
     vjp: Callable[..., Sequence[Node | None]] | None = None  # tensor ops: (A, args, out, g) -> per-arg terms
+    array_helper: str | None = None  # helper the array form calls (NumPy lacks a vectorized erf)
 
 
 # Helper functions emitted into generated modules that use them: numerically
@@ -57,6 +58,70 @@ HELPERS: dict[str, str] = {
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 ''',
 }
+
+
+HELPERS.update({
+    "erf_array": '''def erf_array(x):
+    """math.erf on every element (NumPy has no vectorized erf)."""
+    out = np.empty_like(x)
+    for index in np.ndindex(x.shape):
+        out[index] = math.erf(x[index])
+    return out
+''',
+    "softmax_cross_entropy": '''def softmax_cross_entropy(logits, onehot):
+    """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
+    n, c = logits.shape
+    total = 0.0
+    for i in range(n):
+        m = logits[i, 0]
+        for j in range(1, c):
+            m = max(m, logits[i, j])
+        s = 0.0
+        for j in range(c):
+            s += math.exp(logits[i, j] - m)
+        lse = m + math.log(s)
+        for j in range(c):
+            total -= onehot[i, j] * (logits[i, j] - lse)
+    return total / n
+''',
+    "softmax": '''def softmax(logits):
+    """Row-wise softmax, shifted by the row maximum so that exp never overflows."""
+    out = np.empty_like(logits)
+    n, c = logits.shape
+    for i in range(n):
+        m = logits[i, 0]
+        for j in range(1, c):
+            m = max(m, logits[i, j])
+        s = 0.0
+        for j in range(c):
+            out[i, j] = math.exp(logits[i, j] - m)
+            s += out[i, j]
+        for j in range(c):
+            out[i, j] /= s
+    return out
+''',
+    "log_softmax": '''def log_softmax(logits):
+    """Row-wise log-softmax: logits minus their log-sum-exp."""
+    return logits - logsumexp_rows(logits)
+''',
+    "logsumexp_rows": '''def logsumexp_rows(a):
+    """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
+    n, c = a.shape
+    out = np.empty((n, 1))
+    for i in range(n):
+        m = a[i, 0]
+        for j in range(1, c):
+            m = max(m, a[i, j])
+        s = 0.0
+        for j in range(c):
+            s += math.exp(a[i, j] - m)
+        out[i, 0] = m + math.log(s)
+    return out
+''',
+})
+
+
+HELPER_NEEDS = {"log_softmax": ("logsumexp_rows",)}  # helpers that call other helpers
 
 
 def _sigmoid(x: float) -> float:
@@ -163,7 +228,7 @@ _RULES = [
     Rule("erf", Call("math.erf"),
          lambda A, args, out: [A.mul(A.const(2.0 / math.sqrt(math.pi)),
                                      A.apply("exp", A.neg(A.pow(args[0], A.const(2)))))],
-         numeric=math.erf, sympy_function=sympy.erf),
+         numeric=math.erf, sympy_function=sympy.erf, array_syntax=Call("erf_array"), array_helper="erf_array"),
     # piecewise-linear gates: max routes, |x|'(0) = 0, relu'(0) = 0
     Rule("abs", Call("abs"),
          lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0),

@@ -1,0 +1,82 @@
+"""Neural-network building blocks over tensors: activations and losses, in numerically stable forms."""
+
+from __future__ import annotations
+
+import sympy
+
+from .errors import BpgenError
+from .functions import relu, sigmoid, softplus
+from .lower import Lowerer
+from .shapes import ShapeError, format_shape
+from .tensor import ALGEBRA, Tensor, as_node, mean, tanh
+
+__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax", "logsumexp",
+           "softmax_cross_entropy", "mse", "binary_cross_entropy_with_logits", "elementwise"]
+
+
+def _wrap(node) -> Tensor:
+    return Tensor._wrap(node)
+
+
+def leaky_relu(t: Tensor, alpha: float = 0.01) -> Tensor:
+    x = as_node(t)
+    return _wrap(ALGEBRA.select(ALGEBRA.apply("gt", x, ALGEBRA.const(0.0)), x, ALGEBRA.mul(ALGEBRA.const(alpha), x)))
+
+
+def elu(t: Tensor, alpha: float = 1.0) -> Tensor:
+    x = as_node(t)
+    negative = ALGEBRA.mul(ALGEBRA.const(alpha), ALGEBRA.sub(ALGEBRA.apply("exp", x), ALGEBRA.const(1.0)))
+    return _wrap(ALGEBRA.select(ALGEBRA.apply("gt", x, ALGEBRA.const(0.0)), x, negative))
+
+
+def _rows(t: Tensor, what: str):
+    x = as_node(t)
+    if len(x.shape) != 2:
+        raise ShapeError(f"{what} works on the rows of a matrix (batch, classes), not shape {format_shape(x.shape)}")
+    return x
+
+
+def softmax(t: Tensor) -> Tensor:
+    """Row-wise softmax of a (batch, classes) matrix."""
+    return _wrap(ALGEBRA.make("softmax", (_rows(t, "softmax"),)))
+
+
+def log_softmax(t: Tensor) -> Tensor:
+    return _wrap(ALGEBRA.make("log_softmax", (_rows(t, "log_softmax"),)))
+
+
+def logsumexp(t: Tensor, axis: int = -1) -> Tensor:
+    """log(sum(exp(t), axis)) over the last axis of a matrix, computed stably."""
+    x = _rows(t, "logsumexp")
+    if axis not in (-1, 1):
+        raise ShapeError("logsumexp supports the last axis (axis=-1) of a matrix")
+    column = ALGEBRA.make("logsumexp", (x,))
+    return _wrap(ALGEBRA.reshape(column, x.shape[:1]))
+
+
+def softmax_cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:
+    """Mean over the batch of the cross-entropy of softmax(logits) against one-hot rows (fused, stable)."""
+    x = _rows(logits, "softmax_cross_entropy")
+    y = as_node(onehot)
+    if y.shape != x.shape:
+        raise ShapeError(f"softmax_cross_entropy needs logits and one-hot targets of one shape, not "
+                         f"{format_shape(x.shape)} and {format_shape(y.shape)}")
+    return _wrap(ALGEBRA.make("softmax_ce", (x, y)))
+
+
+def mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over all elements (like PyTorch's MSELoss)."""
+    return mean((pred - target) ** 2)
+
+
+def binary_cross_entropy_with_logits(z: Tensor, y: Tensor) -> Tensor:
+    """Mean over all elements of -[y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))] = softplus(z) - y z."""
+    return mean(softplus(z) - y * z)
+
+
+def elementwise(function: sympy.Lambda, t: Tensor) -> Tensor:
+    """Apply a scalar SymPy Lambda to every element; its derivative comes from the rule table and sympy.diff."""
+    if not isinstance(function, sympy.Lambda) or len(function.variables) != 1:
+        raise BpgenError("elementwise takes a one-variable sympy.Lambda, e.g. Lambda(u, u * sigmoid(u))")
+    (u,) = function.variables
+    return _wrap(Lowerer(ALGEBRA, {u: as_node(t)}).lower(function.expr))
