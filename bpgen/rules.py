@@ -18,11 +18,26 @@ from dataclasses import dataclass
 
 import sympy
 
-from . import functions
+from . import functions, shapes
 from .ir import Node
-from . import shapes
-from .printer import (ADD, AND, MUL, NOT, OR, Call, CallTemplate, Compare, Conditional, Infix, Method, Power,
-                      Prefix, Reduction, ShapedCall, Syntax)
+from .printer import (
+    ADD,
+    AND,
+    MUL,
+    NOT,
+    OR,
+    Call,
+    CallTemplate,
+    Compare,
+    Conditional,
+    Infix,
+    Method,
+    Power,
+    Prefix,
+    Reduction,
+    ShapedCall,
+    Syntax,
+)
 
 Partials = Callable[..., Sequence[Node | None]]
 
@@ -317,7 +332,8 @@ _TENSOR_RULES = [
          vjp=lambda A, args, out, g: [A.sum_to(g, args[0].shape)]),
     Rule("dim", Call("len"), None, shape=lambda args, attrs: ()),  # always named: `N = X.shape[0]`
     # softmax cross-entropy, fused: a log-sum-exp-stable forward and (p - Y) / N backward
-    Rule("softmax_ce", Call("softmax_cross_entropy"), None, shape=lambda args, attrs: (), helper="softmax_cross_entropy",
+    Rule("softmax_ce", Call("softmax_cross_entropy"), None, shape=lambda args, attrs: (),
+         helper="softmax_cross_entropy",
          vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), args[1]), A.rows(args[0]))),
                                       A.mul(g, A.div(A.neg(A.make("log_softmax", (args[0],))), A.rows(args[0])))]),
     Rule("softmax", Call("softmax"), None, shape=lambda args, attrs: args[0].shape, helper="softmax",

@@ -66,10 +66,13 @@ class Tensor:
         return f"Tensor({label}, shape={format_shape(self.shape)})"
 
     def describe(self) -> str:
-        return f"{self.name} {format_shape(self.shape)}" if self.name else f"an expression of shape {format_shape(self.shape)}"
+        if self.name:
+            return f"{self.name} {format_shape(self.shape)}"
+        return f"an expression of shape {format_shape(self.shape)}"
 
     def __bool__(self):
-        raise BpgenError("a Tensor has no truth value while it is being declared; use bpgen.nn or Piecewise-free math")
+        raise BpgenError("a Tensor has no truth value while it is declared: write the branch with bpgen.nn "
+                         "(relu, leaky_relu, ...) instead of if/else")
 
     # arithmetic ------------------------------------------------------------
 
