@@ -13,7 +13,7 @@ import pytest
 
 from bpgen.spec import SpecRef, load
 
-GOLDEN = [("examples/cs231n.py", "generated/cs231n.py")]
+GOLDEN = [("examples/cs231n.py", "generated/cs231n.py"), ("examples/mlp_digits.py", "generated/mlp_digits.py")]
 
 
 @pytest.mark.parametrize("spec, golden", GOLDEN)
