@@ -32,7 +32,8 @@ _RELATIONS = {
     sympy.Unequality: "ne",
 }
 
-_SUPPORTED = (sympy.Atom, sympy.Add, sympy.Mul, sympy.Pow, sympy.Piecewise, sympy.core.relational.Relational,
+_SUPPORTED = (sympy.Atom, sympy.logic.boolalg.BooleanAtom,
+              sympy.Add, sympy.Mul, sympy.Pow, sympy.Piecewise, sympy.core.relational.Relational,
               sympy.And, sympy.Or, sympy.Not, sympy.Function, sympy.Max, sympy.Min)
 
 _UNSUPPORTED_HINT = ("bpgen supports arithmetic, powers, elementary functions, Piecewise "
@@ -185,7 +186,7 @@ class Lowerer:
                 # no printable form: a rewrite into known functions (sec -> 1/cos) may have one
                 for target in _REWRITE_TARGETS:
                     rewritten = e.rewrite(target)
-                    if rewritten != e and not rewritten.has(func):
+                    if rewritten != e and not rewritten.has(func) and not rewritten.has(sympy.I):
                         return self.lower(rewritten)
                 raise BpgenError(f"cannot generate code for function {_function_name(func)!r} in {_describe(e)}: "
                                  "no Numba-compatible form is known")
@@ -193,7 +194,7 @@ class Lowerer:
         return self.A.apply("call", *args, attrs=(func,))
 
 
-_REWRITE_TARGETS = (sympy.cos, sympy.sin, sympy.exp, sympy.log, sympy.sqrt, sympy.tanh)
+_REWRITE_TARGETS = (sympy.cos, sympy.sin, sympy.exp, sympy.log, sympy.sqrt, sympy.tanh, sympy.atan)
 
 
 def _function_name(func: type) -> str:

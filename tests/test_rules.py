@@ -31,10 +31,7 @@ RTOL = 1e-10
 DIFFERENTIABLE = [r for r in RULES.values() if r.partials is not None]
 
 # Rules whose test currently fails because of a bug in bpgen: op -> the bug.
-KNOWN_BUGS = {
-    "select": "lower.py's _SUPPORTED check rejects BooleanTrue, so any Piecewise with a `(expr, True)` "
-              "default branch (SymPy's usual form) raises BpgenError 'cannot differentiate BooleanTrue in True'",
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,10 +42,15 @@ def _private_cache(tmp_path_factory):
         yield
 
 
+def known_bug(reason: str):
+    """A test that fails because of a bug in bpgen (a BpgenError where none is due); strict: fixing it shows."""
+    return pytest.mark.xfail(strict=True, raises=bpgen.BpgenError, reason=reason)
+
+
 def _rule_params():
     params = []
     for rule in DIFFERENTIABLE:
-        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[rule.op])] if rule.op in KNOWN_BUGS else []
+        marks = [known_bug(KNOWN_BUGS[rule.op])] if rule.op in KNOWN_BUGS else []
         params.append(pytest.param(rule, id=rule.op, marks=marks))
     return params
 
@@ -123,11 +125,7 @@ def test_rule_op_is_lowered(rule):
 
 x_, y_ = sympy.symbols("x y", real=True)
 
-GENERIC_BUGS = {
-    "sech": "the fallback takes the first rewrite that removes sech, 1/cos(I*x), then fails with "
-            "'constant I is not a real number' although the exp (or cosh) rewrite is real",
-    "csch": "the fallback rewrites csch to I/sin(I*x) and fails with 'constant I is not a real number'",
-}
+GENERIC_BUGS: dict[str, str] = {}
 
 GENERIC = [
     # name, expression in x (and y), sampling domain
@@ -148,11 +146,12 @@ GENERIC = [
     ("erfc_of_product", sympy.erfc(x_ * y_) + sympy.asinh(x_ - y_), ((-1.5, 1.5), (-1.5, 1.5))),
     ("sech", sympy.sech(x_), ((-2.0, 2.0),)),
     ("csch", sympy.csch(x_), ((0.3, 2.0),)),
+    ("acot", sympy.acot(x_), ((0.3, 2.0),)),
 ]
 
 
 @pytest.mark.parametrize(("name", "expr", "domain"), [
-    pytest.param(*g, id=g[0], marks=[pytest.mark.xfail(strict=True, reason=GENERIC_BUGS[g[0]])]
+    pytest.param(*g, id=g[0], marks=[known_bug(GENERIC_BUGS[g[0]])]
                  if g[0] in GENERIC_BUGS else []) for g in GENERIC])
 def test_generic_function_matches_sympy_diff(name, expr, domain):
     syms = [x_, y_][:len(domain)]
