@@ -302,8 +302,7 @@ def build_tensor(declaration: TensorDeclaration, jit: bool = True) -> CompiledFu
     dims = {d: names[A.dim(d).id] for d in dim_sources}
     program = print_program(params, forward, output, grads.steps, grads.gradients, names,
                             _syntax_of, dims, wrt_nodes)
-    dim_lines = [f"{dims[d]} = {names[t.node.id]}.shape[{axis}]" for d, (t, axis) in dim_sources.items()
-                 if any(n.op == "dim" and n.attrs[0] == d for n in used) or True]
+    dim_lines = [f"{dims[d]} = {names[t.node.id]}.shape[{axis}]" for d, (t, axis) in dim_sources.items()]
     helpers = _helpers_used(forward, [s.term for s in grads.steps], names)
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
     source = render_module(program, header, helpers, jit, dims=dim_lines, batch=False)

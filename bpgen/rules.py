@@ -85,35 +85,11 @@ HELPERS.update({
 ''',
     "softmax_cross_entropy": '''def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
-    n, c = logits.shape
-    total = 0.0
-    for i in range(n):
-        m = logits[i, 0]
-        for j in range(1, c):
-            m = max(m, logits[i, j])
-        s = 0.0
-        for j in range(c):
-            s += math.exp(logits[i, j] - m)
-        lse = m + math.log(s)
-        for j in range(c):
-            total -= onehot[i, j] * (logits[i, j] - lse)
-    return total / n
+    return -(onehot * (logits - logsumexp_rows(logits))).sum() / logits.shape[0]
 ''',
     "softmax": '''def softmax(logits):
-    """Row-wise softmax, shifted by the row maximum so that exp never overflows."""
-    out = np.empty_like(logits)
-    n, c = logits.shape
-    for i in range(n):
-        m = logits[i, 0]
-        for j in range(1, c):
-            m = max(m, logits[i, j])
-        s = 0.0
-        for j in range(c):
-            out[i, j] = math.exp(logits[i, j] - m)
-            s += out[i, j]
-        for j in range(c):
-            out[i, j] /= s
-    return out
+    """Row-wise softmax through the log-sum-exp, so exp never overflows."""
+    return np.exp(logits - logsumexp_rows(logits))
 ''',
     "log_softmax": '''def log_softmax(logits):
     """Row-wise log-softmax: logits minus their log-sum-exp."""
@@ -136,7 +112,8 @@ HELPERS.update({
 })
 
 
-HELPER_NEEDS = {"log_softmax": ("logsumexp_rows",)}  # helpers that call other helpers
+# helpers that call other helpers
+HELPER_NEEDS = {name: ("logsumexp_rows",) for name in ("log_softmax", "softmax", "softmax_cross_entropy")}
 
 
 def _sigmoid(x: float) -> float:

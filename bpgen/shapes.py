@@ -78,6 +78,3 @@ def size(shape: tuple):
         total *= d
     return int(total) if total.is_Integer else total
 
-
-def same_size(a: tuple, b: tuple) -> bool:
-    return sympy.simplify(sympy.Integer(size(a)) - size(b) if isinstance(size(a), int) else size(a) - size(b)) == 0

@@ -13,39 +13,31 @@ import numpy as np
 
 
 @numba.njit(cache=True)
-def softmax(logits):
-    """Row-wise softmax, shifted by the row maximum so that exp never overflows."""
-    out = np.empty_like(logits)
-    n, c = logits.shape
+def logsumexp_rows(a):
+    """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
+    n, c = a.shape
+    out = np.empty((n, 1))
     for i in range(n):
-        m = logits[i, 0]
+        m = a[i, 0]
         for j in range(1, c):
-            m = max(m, logits[i, j])
+            m = max(m, a[i, j])
         s = 0.0
         for j in range(c):
-            out[i, j] = math.exp(logits[i, j] - m)
-            s += out[i, j]
-        for j in range(c):
-            out[i, j] /= s
+            s += math.exp(a[i, j] - m)
+        out[i, 0] = m + math.log(s)
     return out
+
+
+@numba.njit(cache=True)
+def softmax(logits):
+    """Row-wise softmax through the log-sum-exp, so exp never overflows."""
+    return np.exp(logits - logsumexp_rows(logits))
 
 
 @numba.njit(cache=True)
 def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
-    n, c = logits.shape
-    total = 0.0
-    for i in range(n):
-        m = logits[i, 0]
-        for j in range(1, c):
-            m = max(m, logits[i, j])
-        s = 0.0
-        for j in range(c):
-            s += math.exp(logits[i, j] - m)
-        lse = m + math.log(s)
-        for j in range(c):
-            total -= onehot[i, j] * (logits[i, j] - lse)
-    return total / n
+    return -(onehot * (logits - logsumexp_rows(logits))).sum() / logits.shape[0]
 
 
 @numba.njit(cache=True)
