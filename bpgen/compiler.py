@@ -109,19 +109,15 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
         jit = target.jit if jit is None else jit
         if wrt is None and name is None and origin is None and jit == target.jit:
             return target
-        if isinstance(declaration, TensorDeclaration):
-            return build_tensor(replace(
-                declaration,
-                wrt=_check_tensor_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,
-                name=sanitize(name) if name else declaration.name,
-                origin=origin or declaration.origin), jit)
+        tensor = isinstance(declaration, TensorDeclaration)
+        check_wrt, rebuild = (_check_tensor_wrt, build_tensor) if tensor else (_check_wrt, build)
         declaration = replace(
             declaration,
-            wrt=_check_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,
+            wrt=check_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,
             name=sanitize(name) if name else declaration.name,
             origin=origin or declaration.origin,
         )
-        return build(declaration, jit)
+        return rebuild(declaration, jit)
     return build(declare(target, inputs, wrt, name, origin or "a SymPy expression"), True if jit is None else jit)
 
 
@@ -176,22 +172,39 @@ def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
         node = lowerer.memo.get(expr)
         if node is not None and node.id not in hints:
             hints[node.id] = hint
-    hints.setdefault(output.id, declaration.name)
+    wrt_nodes = [input_nodes[declaration.inputs.index(w)] for w in declaration.wrt]
+    return _emit(declaration, A, input_nodes, [s.name for s in declaration.inputs], output, wrt_nodes, hints, jit)
 
+
+def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[str], output: Node,
+          wrt_nodes: list[Node], hints: dict[int, str], jit: bool, dim_sources: dict | None = None) -> CompiledFunction:
+    """From the output node to the compiled object: schedule, reverse, name, print, render.
+
+    dim_sources maps each symbolic size to the (input node, axis) it is read from (tensors only).
+    """
+    dim_sources = dim_sources or {}
+    hints.setdefault(output.id, declaration.name)
     forward = schedule([output])
     _dump("forward schedule (after lowering, CSE, folding, DCE)", format_program(forward))
-    wrt_nodes = [input_nodes[declaration.inputs.index(w)] for w in declaration.wrt]
     grads = backward(forward, output, wrt_nodes, A)
-    _dump("backward steps (target <- partial * upstream)",
-          "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.partial!r} * {s.upstream!r}" for s in grads.steps))
+    _dump("backward steps (target <- term)",
+          "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.steps))
+    printed = _all_nodes(forward, [s.term for s in grads.steps])  # every node the code computes or inlines
+    for n in printed:
+        if n.op == "dim" and n.attrs[0] not in dim_sources:
+            raise BpgenError(f"size {n.attrs[0]} is not the size of any input tensor")
+    dim_nodes = [A.dim(d) for d in dim_sources]
 
     adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
-    names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, adjoints)
+    names = assign_names(input_nodes, input_names, forward, hints, adjoints, dim_nodes)
     params = [names[n.id] for n in input_nodes]
-    program = print_program(params, forward, output, grads.steps, grads.gradients, names, _syntax_of)
-    helpers = _helpers_used(forward, [s.term for s in grads.steps], names)
+    dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
+    program = print_program(params, forward, output, grads.steps, grads.gradients, names, _syntax_of, dims,
+                            wrt_nodes)
+    dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
-    source = render_module(program, header, helpers, jit)
+    source = render_module(program, header, _helpers_used(printed), jit, dims=dim_lines,
+                           batch=isinstance(declaration, Declaration))  # batch loop: scalar functions
     return CompiledFunction(declaration, source, params, jit)
 
 
@@ -201,22 +214,17 @@ def _dump(title: str, text: str) -> None:
         print(f"--- {title}\n{text}", file=sys.stderr)
 
 
-def _helpers_used(forward: list[Node], terms: list[Node], names: dict[int, str]) -> list[str]:
-    """Helper functions the printed code calls: those of forward ops and of ops inlined in backward terms."""
+def _helpers_used(printed: list[Node]) -> list[str]:
+    """Helper functions the printed code calls, with the helpers they call in turn."""
     used = set()
-    stack = list(forward) + list(terms)
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if node.id in seen or node.op in ("input", "const", "adj", "dim"):
+    for node in printed:
+        if node.op in ("input", "const", "adj", "dim"):
             continue
-        seen.add(node.id)
         rule = rule_of(node)
         helper = rule.array_helper if node.is_tensor and rule.array_helper else rule.helper
         if helper:
             used.add(helper)
             used.update(HELPER_NEEDS.get(helper, ()))
-        stack.extend(a for a in node.args if a.id not in names)
     return sorted(used)
 
 
@@ -276,37 +284,16 @@ def _check_tensor_wrt(inputs, wrt) -> tuple:
 def build_tensor(declaration: TensorDeclaration, jit: bool = True) -> CompiledFunction:
     from .tensor import ALGEBRA as A
 
-    output = declaration.output
     input_nodes = [t.node for t in declaration.inputs]
-    forward = schedule([output])
-    wrt_nodes = [t.node for t in declaration.wrt]
-    grads = backward(forward, output, wrt_nodes, A)
-
     # symbolic sizes are read off the first input that has them: N = X.shape[0]
     dim_sources: dict = {}
-    for t in declaration.inputs:
-        for axis, d in enumerate(t.shape):
+    for node in input_nodes:
+        for axis, d in enumerate(node.shape):
             if not isinstance(d, int) and d not in dim_sources:
-                dim_sources[d] = (t, axis)
-    used = _all_nodes(forward, [s.term for s in grads.steps])
-    for n in used:
-        if n.op == "dim" and n.attrs[0] not in dim_sources:
-            raise BpgenError(f"size {n.attrs[0]} is not the size of any input tensor")
-    dim_nodes = [A.dim(d) for d in dim_sources]
-
-    hints = dict((i, h) for i, h in reversed(declaration.hints))
-    hints.setdefault(output.id, declaration.name)
-    adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
-    names = assign_names(input_nodes, [t.name for t in declaration.inputs], forward, hints, adjoints, dim_nodes)
-    params = [names[n.id] for n in input_nodes]
-    dims = {d: names[A.dim(d).id] for d in dim_sources}
-    program = print_program(params, forward, output, grads.steps, grads.gradients, names,
-                            _syntax_of, dims, wrt_nodes)
-    dim_lines = [f"{dims[d]} = {names[t.node.id]}.shape[{axis}]" for d, (t, axis) in dim_sources.items()]
-    helpers = _helpers_used(forward, [s.term for s in grads.steps], names)
-    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
-    source = render_module(program, header, helpers, jit, dims=dim_lines, batch=False)
-    return CompiledFunction(declaration, source, params, jit)
+                dim_sources[d] = (node, axis)
+    hints = dict(reversed(declaration.hints))  # the first name given to a node wins
+    return _emit(declaration, A, input_nodes, [t.name for t in declaration.inputs], declaration.output,
+                 [t.node for t in declaration.wrt], hints, jit, dim_sources)
 
 
 def _syntax_of(node: Node):

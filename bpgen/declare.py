@@ -11,6 +11,7 @@ name: those names become the names of the intermediates in generated code.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Callable
 
@@ -93,11 +94,11 @@ def _origin(fn: Callable) -> str:
     except TypeError:
         path = "<unknown>"
     try:
-        path = __import__("os").path.relpath(path)
+        path = os.path.relpath(path)
     except ValueError:
         pass
     if path.startswith(".."):
-        path = __import__("os").path.basename(path)
+        path = os.path.basename(path)
     return f"{path}:{fn.__qualname__}"
 
 

@@ -116,15 +116,11 @@ HELPERS.update({
 HELPER_NEEDS = {name: ("logsumexp_rows",) for name in ("log_softmax", "softmax", "softmax_cross_entropy")}
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
-
-
-def _softplus(x: float) -> float:
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+def _helper_function(name: str) -> Callable[[float], float]:
+    """The helper's emitted source, run here too, so constant folding uses the very same formula."""
+    namespace = {"math": math}
+    exec(HELPERS[name], namespace)  # our own constant source text, not user input
+    return namespace[name]
 
 
 def _others_product(A, args, i):
@@ -237,10 +233,10 @@ _RULES = [
          array_syntax=CallTemplate("np.maximum({0}, 0.0)")),
     # the logistic family, in numerically stable forms
     Rule("sigmoid", Call("sigmoid"), lambda A, args, out: [A.mul(A.sub(A.const(1.0), out), out)],
-         numeric=_sigmoid, sympy_function=functions.sigmoid, helper="sigmoid",
+         numeric=_helper_function("sigmoid"), sympy_function=functions.sigmoid, helper="sigmoid",
          array_syntax=CallTemplate("np.exp(-np.logaddexp(0.0, -{0}))")),
     Rule("softplus", Call("softplus"), lambda A, args, out: [A.apply("sigmoid", args[0])],
-         numeric=_softplus, sympy_function=functions.softplus, helper="softplus",
+         numeric=_helper_function("softplus"), sympy_function=functions.softplus, helper="softplus",
          array_syntax=CallTemplate("np.logaddexp(0.0, {0})")),
     # Piecewise lowers to select(cond, a, b): the gradient of the branch taken
     Rule("select", Conditional(),
