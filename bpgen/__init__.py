@@ -5,9 +5,9 @@ from .compiler import CompiledFunction, compile
 from .declare import function
 from .errors import BpgenError
 from .functions import relu, sigmoid, softplus
-from .tensor import Tensor, abs, exp, log, mean, sqrt, sum, tanh
+from .tensor import Tensor, abs, exp, log, max, mean, sqrt, sum, tanh
 
 __version__ = "0.1.0"
 
-__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "exp", "function", "log", "mean", "nn",
+__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "exp", "function", "log", "max", "mean", "nn",
            "relu", "sigmoid", "softplus", "sqrt", "sum", "tanh"]

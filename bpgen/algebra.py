@@ -188,6 +188,14 @@ class Algebra:
             return a
         return self.make("sum", (a,), (axis,))
 
+    def max(self, a: Node, axis: int | None) -> Node:
+        """The largest entry over all of `a` (axis None) or along one axis."""
+        if not a.shape:
+            return a
+        if axis is None or len(a.shape) == 1:
+            return self.make("max_all", (a,))
+        return self.make("max_along", (a,), (axis,))
+
     def fill(self, value: Node, shape: tuple) -> Node:
         """`value` (a scalar) broadcast to a fresh array of `shape`."""
         if value.shape == shape:

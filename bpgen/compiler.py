@@ -24,8 +24,9 @@ from .printer import print_program
 from .render import Header, render_module
 from .reverse import backward
 from .rules import HELPER_NEEDS, rule_of
+from .shapes import format_shape
 
-API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch")
+API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ class Declaration:
 class CompiledFunction:
     """Value and gradient code for one declared function.
 
-    `forward`, `value_and_grad`, `grad` and `value_and_grad_batch` are the
-    generated module's functions (Numba dispatchers unless jit=False); the
-    module is written and imported on first use, compiled on first call.
+    `forward`, `value_and_grad`, `grad` and `value_and_grad_batch` (a scalar
+    output), or `forward` and `vjp` (a tensor output), are the generated
+    module's functions (Numba dispatchers unless jit=False); the module is
+    written and imported on first use, compiled on first call.
     """
 
     def __init__(self, declaration: Declaration, source: str, params: list[str], jit: bool):
@@ -75,10 +77,21 @@ class CompiledFunction:
 
     def __getattr__(self, attr: str):
         if attr in API_FUNCTIONS:
-            function = getattr(self.module, attr)
+            function = getattr(self.module, attr, None)
+            if function is None:
+                raise AttributeError(self._missing(attr))
             setattr(self, attr, function)  # later lookups skip __getattr__
             return function
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def _missing(self, attr: str) -> str:
+        output = self.declaration.output
+        if getattr(output, "shape", ()) != ():
+            return (f"{self.name} has a tensor output of shape {format_shape(output.shape)}: it has forward and "
+                    f"vjp(..., seed), not {attr}")
+        if attr == "vjp":
+            return f"{self.name} has a scalar output: use value_and_grad (vjp is for tensor outputs)"
+        return f"{self.name} is a tensor function: {attr} is for scalar SymPy functions"
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the generated module to `path` (atomically)."""
@@ -186,7 +199,9 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     hints.setdefault(output.id, declaration.name)
     forward = schedule([output])
     _dump("forward schedule (after lowering, CSE, folding, DCE)", format_program(forward))
-    grads = backward(forward, output, wrt_nodes, A)
+    # a tensor output is differentiated along a seed, the output's adjoint, passed in by the caller of vjp
+    seed = A.graph.node("adj", (output,), shape=output.shape) if output.is_tensor else None
+    grads = backward(forward, output, wrt_nodes, A, seed)
     _dump("backward steps (target <- term)",
           "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.steps))
     printed = _all_nodes(forward, [s.term for s in grads.steps])  # every node the code computes or inlines
@@ -196,6 +211,8 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     dim_nodes = [A.dim(d) for d in dim_sources]
 
     adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
+    if seed is not None:
+        adjoints.insert(0, seed)  # named first: the parameter `dY` of vjp(..., dY)
     names = assign_names(input_nodes, input_names, forward, hints, adjoints, dim_nodes)
     params = [names[n.id] for n in input_nodes]
     dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
@@ -203,8 +220,10 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
                             wrt_nodes)
     dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
-    source = render_module(program, header, _helpers_used(printed), jit, dims=dim_lines,
-                           batch=isinstance(declaration, Declaration))  # batch loop: scalar functions
+    helpers = _helpers_used(printed) if seed is None else sorted({*_helpers_used(printed), "same_shape"})
+    source = render_module(program, header, helpers, jit, dims=dim_lines,
+                           batch=isinstance(declaration, Declaration),  # batch loop: scalar functions
+                           seed=None if seed is None else names[seed.id])
     return CompiledFunction(declaration, source, params, jit)
 
 
@@ -257,9 +276,6 @@ def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> TensorDeclara
         if names.count(n) > 1:
             raise BpgenError(f"input {n!r} is listed twice")
     node = as_node(output)
-    if node.shape != ():
-        raise BpgenError(f"the output must be a scalar (a loss); it has shape {node.shape}: reduce it with "
-                         "bpgen.sum or bpgen.mean")
     known = {t.node.id for t in inputs}
     for n in schedule([node]):
         if n.op == "input" and n.id not in known:

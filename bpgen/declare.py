@@ -120,7 +120,7 @@ def _tensor_function(fn, params, shapes, wrt, name, jit):
             raise BpgenError(f"{fn.__name__}: wrt entry {unknown[0]!r} is not a parameter")
     output, hints = trace(fn, tensors)
     if not isinstance(output, Tensor):
-        raise BpgenError(f"{fn.__name__} must return a Tensor (a scalar loss), not {type(output).__name__}")
+        raise BpgenError(f"{fn.__name__} must return a Tensor, not {type(output).__name__}")
     declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
                                  name or fn.__name__, _origin(fn), [(node.id, local) for node, local in hints])
     return build_tensor(declaration, jit)

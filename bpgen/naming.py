@@ -16,14 +16,15 @@ import re
 import unicodedata
 
 from .ir import Node
+from .rules import HELPERS
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
 SUFFIX = "{name}_{k}"  # x_1, x_2 ... when x is taken
 FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
 
-# Names the generated module defines or uses itself.
+# Names the generated module defines or uses itself: a local of the same name would hide them.
 MODULE_NAMES = ("math", "np", "numpy", "numba", "forward", "value_and_grad", "grad", "value_and_grad_batch",
-                "vjp", "sigmoid", "softplus")
+                "vjp", *HELPERS)
 
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
             | frozenset(MODULE_NAMES))
@@ -87,10 +88,13 @@ def adjoint_name(namespace: Namespace, forward_name: str) -> str:
     return namespace.claim(ADJOINT_PREFIX + forward_name)
 
 
+LABELS = {"max_all": "max", "max_along": "max"}  # fallback names read as the user's function, not the variant
+
+
 def _label(node: Node) -> str:
     if node.op == "call":
         return getattr(node.attrs[0], "__name__", "call").lower()
-    return node.op
+    return LABELS.get(node.op, node.op)
 
 
 def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node],

@@ -10,8 +10,9 @@ from .lower import Lowerer
 from .shapes import ShapeError, format_shape
 from .tensor import ALGEBRA, Tensor, as_node, mean, tanh
 
-__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax", "logsumexp",
-           "softmax_cross_entropy", "mse", "binary_cross_entropy_with_logits", "elementwise"]
+__all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "maxout", "softmax", "log_softmax",
+           "logsumexp", "softmax_cross_entropy", "cross_entropy", "mse", "binary_cross_entropy_with_logits",
+           "elementwise"]
 
 
 def _wrap(node) -> Tensor:
@@ -27,6 +28,20 @@ def elu(t: Tensor, alpha: float = 1.0) -> Tensor:
     x = as_node(t)
     negative = ALGEBRA.mul(ALGEBRA.const(alpha), ALGEBRA.sub(ALGEBRA.apply("exp", x), ALGEBRA.const(1.0)))
     return _wrap(ALGEBRA.select(ALGEBRA.apply("gt", x, ALGEBRA.const(0.0)), x, negative))
+
+
+def maxout(t: Tensor, pieces: int) -> Tensor:
+    """Maxout units: the last axis, of size units * pieces, split into consecutive groups of `pieces`, each
+    replaced by its largest entry. (N, 12) with pieces=3 gives (N, 4)."""
+    x = as_node(t)
+    if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 1:
+        raise BpgenError(f"maxout needs a positive whole number of pieces, not {pieces!r}")
+    last = x.shape[-1] if x.shape else None
+    if not isinstance(last, int) or last % pieces:
+        raise ShapeError(f"maxout with {pieces} pieces needs a last axis of fixed size divisible by {pieces}, "
+                         f"not shape {format_shape(x.shape)}")
+    grouped = ALGEBRA.reshape(x, x.shape[:-1] + (last // pieces, pieces))
+    return _wrap(ALGEBRA.max(grouped, len(grouped.shape) - 1))
 
 
 def _rows(t: Tensor, what: str):
@@ -55,13 +70,29 @@ def logsumexp(t: Tensor, axis: int = -1) -> Tensor:
 
 
 def softmax_cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:
-    """Mean over the batch of the cross-entropy of softmax(logits) against one-hot rows (fused, stable)."""
+    """Mean over the batch of the cross-entropy of softmax(logits) against target rows (fused, stable).
+
+    Each target row must be a distribution (one-hot, or soft labels summing to 1): the backward
+    dlogits = (softmax(logits) - Y) / N uses that, and is wrong for rows that do not sum to 1.
+    """
     x = _rows(logits, "softmax_cross_entropy")
     y = as_node(onehot)
     if y.shape != x.shape:
         raise ShapeError(f"softmax_cross_entropy needs logits and one-hot targets of one shape, not "
                          f"{format_shape(x.shape)} and {format_shape(y.shape)}")
     return _wrap(ALGEBRA.make("softmax_ce", (x, y)))
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean over the batch of -log softmax(logits)[i, labels[i]], with labels the class indices 0..C-1 (pass
+    an integer array; the generated code raises ValueError for a label out of range). Fused and stable like
+    softmax_cross_entropy; labels get no gradient."""
+    x = _rows(logits, "cross_entropy")
+    y = as_node(labels)
+    if y.shape != x.shape[:1]:
+        raise ShapeError(f"cross_entropy needs one label per row of the logits {format_shape(x.shape)}, "
+                         f"a vector of shape {format_shape(x.shape[:1])}, not {format_shape(y.shape)}")
+    return _wrap(ALGEBRA.make("cross_entropy", (x, y)))
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:

@@ -99,17 +99,40 @@ class CallTemplate(Syntax):
 
 @dataclass(frozen=True)
 class Method(Syntax):
-    """`x.T`, `x.sum(axis=0)`, `x.reshape((N, 3))`: a suffix on an operand that binds tightest.
-
-    `{shape}` in the suffix is replaced by the op's target shape (attrs[0]).
-    """
+    """`x.T`, `x.max()`: a suffix on an operand that binds tightest."""
 
     suffix: str
 
     def render(self, node, arg):
         (a,) = node.args
-        shape = arg.shape_text(node.attrs[0]) if "{shape}" in self.suffix else ""
-        return arg(a, ATOM) + self.suffix.format(shape=shape)
+        return arg(a, ATOM) + self.suffix
+
+
+@dataclass(frozen=True)
+class Reshape(Syntax):
+    """`x.reshape((N, 3))`; an array that may not be contiguous (an input, an adjoint, a transpose) is made so
+    first, since Numba reshapes contiguous arrays only."""
+
+    strided_ops: frozenset[str]  # ops whose results may be strided views; all others make new C-order arrays
+
+    def render(self, node, arg):
+        (a,) = node.args
+        shape = arg.shape_text(node.attrs[0])
+        if a.op in self.strided_ops:
+            return f"np.ascontiguousarray({arg(a, COND)}).reshape({shape})"
+        return f"{arg(a, ATOM)}.reshape({shape})"
+
+
+@dataclass(frozen=True)
+class AttrCall(Syntax):
+    """`max_along(x, 1)`, `one_hot(labels, C)`: a helper call given the op's attributes (an axis, a size)
+    after its arguments."""
+
+    function: str
+
+    def render(self, node, arg):
+        parts = [arg(a, COND) for a in node.args] + [arg.dim_text(v) for v in node.attrs]
+        return f"{self.function}({', '.join(parts)})"
 
 
 @dataclass(frozen=True)
@@ -172,8 +195,12 @@ class ExpressionPrinter:
         self.syntax_of = syntax_of
         self.dims = dims or {}  # symbolic dimension -> the variable holding it
 
+    def dim_text(self, d) -> str:
+        """An int as itself, a symbolic size as the variable that holds it."""
+        return str(d) if isinstance(d, int) else self.dims[d]
+
     def shape_text(self, shape: tuple) -> str:
-        parts = [str(d) if isinstance(d, int) else self.dims[d] for d in shape]
+        parts = [self.dim_text(d) for d in shape]
         return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
     def precedence(self, node: Node) -> int:

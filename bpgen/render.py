@@ -77,8 +77,9 @@ def _batch_names(params: list[str], wrt: list[str]) -> dict:
 
 
 def render_module(program: PrintedProgram, header: Header, helpers: list[str], jit: bool,
-                  dims: list[str] = (), batch: bool = True) -> str:
-    """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors)."""
+                  dims: list[str] = (), batch: bool = True, seed: str | None = None) -> str:
+    """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors); `seed` names
+    the output's adjoint, the last parameter of vjp, when the output is a tensor."""
     context = {
         "origin": safe_comment(header.origin),
         "name": header.name,
@@ -93,6 +94,7 @@ def render_module(program: PrintedProgram, header: Header, helpers: list[str], j
         "value": program.value,
         "gradients": program.gradients,
         "batch": _batch_names(program.params, header.wrt) if batch else None,
+        "seed": seed,
         "dims": list(dims),
     }
     return environment().get_template("module.py.j2").render(context)

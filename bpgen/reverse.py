@@ -5,7 +5,8 @@ For each node, in reverse topological order, every argument that leads to a
 (`dx = ...`) and later ones accumulate (`dx += ...`, the copy gate). Adjoints
 nobody needs are never created: arguments that do not lead to a `wrt` input
 get nothing, and nodes the output does not depend on are not in the schedule.
-The output's own adjoint is the constant 1, folded into its users' partials.
+The output's own adjoint is the constant 1, folded into its users' partials;
+a tensor-valued output instead starts from a seed (a vector-Jacobian product).
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
     return reach
 
 
-def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra) -> Backward:
+def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, seed: Node | None = None) -> Backward:
+    """seed: the output's adjoint when it is a tensor (a parameter of `vjp`); a scalar output's is 1."""
     needed = depends_on(forward, wrt)
     adjoint: dict[int, Node] = {}  # node id -> its adjoint: an "adj" variable or a folded constant
     if output.id in needed:
-        adjoint[output.id] = A.const(1.0)
+        adjoint[output.id] = A.const(1.0) if seed is None else seed
     steps: list[Contribution] = []
     received: dict[int, list[int]] = {}  # target id -> indices of its contributions in steps
     folded: set[int] = set()

@@ -26,6 +26,7 @@ from .printer import (
     MUL,
     NOT,
     OR,
+    AttrCall,
     Call,
     CallTemplate,
     Compare,
@@ -35,6 +36,7 @@ from .printer import (
     Power,
     Prefix,
     Reduction,
+    Reshape,
     ShapedCall,
     Syntax,
 )
@@ -109,11 +111,70 @@ HELPERS.update({
         out[i, 0] = m + math.log(s)
     return out
 ''',
+    "cross_entropy": '''def cross_entropy(logits, labels):
+    """Mean over rows of -log_softmax(logits)[i, labels[i]]; log-sum-exp keeps it finite for huge logits."""
+    n, c = logits.shape
+    lse = logsumexp_rows(logits)
+    total = 0.0
+    for i in range(n):
+        total += lse[i, 0] - logits[i, class_index(labels[i], c)]
+    return total / n
+''',
+    "one_hot": '''def one_hot(labels, c):
+    """Rows of c zeros with a 1.0 in column labels[i]."""
+    out = np.zeros((labels.shape[0], c))
+    for i in range(labels.shape[0]):
+        out[i, class_index(labels[i], c)] = 1.0
+    return out
+''',
+    "class_index": '''def class_index(label, c):
+    """A label as a column index, checked: indexing out of range would read stray memory under Numba."""
+    k = int(label)
+    if k != label or k < 0 or k >= c:
+        raise ValueError("cross_entropy: every label must be a whole number from 0 to the number of classes - 1")
+    return k
+''',
+    "same_shape": '''def same_shape(a, b):
+    """Whether two arrays have one shape (Numba cannot compare shape tuples of different lengths)."""
+    if a.ndim != b.ndim:
+        return False
+    for k in range(a.ndim):
+        if a.shape[k] != b.shape[k]:
+            return False
+    return True
+''',
+    # the max gate over an axis: moveaxis puts the reduced axis last, so one loop over rows serves any ndim
+    "max_along": '''def max_along(a, axis):
+    """The largest entry along `axis` (the axis is removed)."""
+    b = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    rows = b.reshape((-1, b.shape[-1]))
+    out = np.empty(rows.shape[0])
+    for r in range(rows.shape[0]):
+        out[r] = rows[r].max()
+    return out.reshape(b.shape[:-1])
+''',
+    "route_max": '''def route_max(a, g, axis):
+    """The max gate: each entry of g goes to the first largest entry of its slice of `a` along `axis`."""
+    b = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    rows = b.reshape((-1, b.shape[-1]))
+    upstream = np.ascontiguousarray(g).reshape(-1)
+    out = np.zeros_like(rows)
+    for r in range(rows.shape[0]):
+        out[r, np.argmax(rows[r])] = upstream[r]
+    return np.ascontiguousarray(np.moveaxis(out.reshape(b.shape), -1, axis))
+''',
+    "route_max_all": '''def route_max_all(a, g):
+    """The max gate over all of `a`: g goes to its first largest entry."""
+    out = np.zeros(a.size)
+    out[np.argmax(a)] = g
+    return out.reshape(a.shape)
+''',
 })
 
 
 # helpers that call other helpers
 HELPER_NEEDS = {name: ("logsumexp_rows",) for name in ("log_softmax", "softmax", "softmax_cross_entropy")}
+HELPER_NEEDS.update({"cross_entropy": ("logsumexp_rows", "class_index"), "one_hot": ("class_index",)})
 
 
 def _helper_function(name: str) -> Callable[[float], float]:
@@ -288,6 +349,13 @@ def _softmax_rows(A, logits):
     return A.make("softmax", (logits,))
 
 
+def _one_hot(A, logits, labels):
+    return A.make("one_hot", (labels,), (logits.shape[1],))
+
+
+# ops whose results may be strided views of other arrays (all others make new C-order arrays)
+STRIDED_OPS = frozenset({"input", "adj", "transpose", "broadcast_to"})
+
 _TENSOR_RULES = [
     Rule("matmul", Infix("@", MUL), None, shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape),
          vjp=_matmul_vjp),
@@ -295,10 +363,18 @@ _TENSOR_RULES = [
          vjp=lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)]),
     Rule("transpose", Method(".T"), None, shape=lambda args, attrs: args[0].shape[::-1],
          vjp=lambda A, args, out, g: [A.transpose(g)]),
-    Rule("reshape", Method(".reshape({shape})"), None, shape=lambda args, attrs: attrs[0],
+    Rule("reshape", Reshape(STRIDED_OPS), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.reshape(g, args[0].shape)]),
     Rule("sum", Reduction("sum"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
          vjp=_sum_vjp),
+    # max reductions: the max gate routes the upstream gradient to the winner (the first one on ties)
+    Rule("max_all", Method(".max()"), None, shape=lambda args, attrs: (),
+         vjp=lambda A, args, out, g: [A.make("route_max_all", (args[0], g))]),
+    Rule("route_max_all", Call("route_max_all"), None, shape=lambda args, attrs: args[0].shape,
+         helper="route_max_all"),
+    Rule("max_along", AttrCall("max_along"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
+         helper="max_along", vjp=lambda A, args, out, g: [A.make("route_max", (args[0], g), out.attrs)]),
+    Rule("route_max", AttrCall("route_max"), None, shape=lambda args, attrs: args[0].shape, helper="route_max"),
     Rule("fill", ShapedCall("np.full"), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.sum(g, None)]),
     Rule("broadcast_to", ShapedCall("np.broadcast_to", shape_first=False), None, shape=lambda args, attrs: attrs[0],
@@ -309,6 +385,11 @@ _TENSOR_RULES = [
          helper="softmax_cross_entropy",
          vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), args[1]), A.rows(args[0]))),
                                       A.mul(g, A.div(A.neg(A.make("log_softmax", (args[0],))), A.rows(args[0])))]),
+    # the same with integer labels: (p - one_hot(labels)) / N, and no gradient for the labels
+    Rule("cross_entropy", Call("cross_entropy"), None, shape=lambda args, attrs: (), helper="cross_entropy",
+         vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), _one_hot(A, *args)),
+                                                     A.rows(args[0]))), None]),
+    Rule("one_hot", AttrCall("one_hot"), None, shape=lambda args, attrs: args[0].shape + attrs, helper="one_hot"),
     Rule("softmax", Call("softmax"), None, shape=lambda args, attrs: args[0].shape, helper="softmax",
          vjp=lambda A, args, out, g: [A.mul(out, A.sub(g, A.keep_sum_rows(A.mul(g, out))))]),
     Rule("log_softmax", Call("log_softmax"), None, shape=lambda args, attrs: args[0].shape, helper="log_softmax",

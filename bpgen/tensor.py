@@ -142,6 +142,9 @@ class Tensor:
     def mean(self, axis: int | None = None) -> Tensor:
         return mean(self, axis)
 
+    def max(self, axis: int | None = None) -> Tensor:
+        return max(self, axis)
+
 
 def as_node(value) -> Node:
     """A Tensor's node, or a constant for a Python or SymPy number."""
@@ -176,6 +179,16 @@ def sum(t: Tensor, axis: int | None = None) -> Tensor:  # noqa: A001 - mirrors n
     node = as_node(t)
     axis = normalize_axis(node.shape, axis)
     return Tensor._wrap(ALGEBRA.sum(node, axis))
+
+
+def max(t: Tensor, axis: int | None = None) -> Tensor:  # noqa: A001 - mirrors numpy.max
+    """The largest entry over all elements (axis=None) or along one axis; its gradient goes to the winner
+    (the first one on ties). For the larger of SymPy expressions use sympy.Max."""
+    if not isinstance(t, Tensor):
+        raise BpgenError(f"bpgen.max reduces a Tensor, not {type(t).__name__} {t!r}: for the larger of "
+                         "SymPy expressions write sympy.Max(x, y)")
+    node = t.node
+    return Tensor._wrap(ALGEBRA.max(node, normalize_axis(node.shape, axis)))
 
 
 def mean(t: Tensor, axis: int | None = None) -> Tensor:
