@@ -7,7 +7,7 @@ import sympy
 from .errors import BpgenError
 from .functions import relu, sigmoid, softplus
 from .lower import Lowerer
-from .shapes import ShapeError, format_shape
+from .shapes import ShapeError, format_shape, normalize_axis
 from .tensor import ALGEBRA, Tensor, as_node, mean, tanh
 
 __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "maxout", "softmax", "log_softmax",
@@ -51,22 +51,45 @@ def _rows(t: Tensor, what: str):
     return x
 
 
-def softmax(t: Tensor) -> Tensor:
-    """Row-wise softmax of a (batch, classes) matrix."""
-    return _wrap(ALGEBRA.make("softmax", (_rows(t, "softmax"),)))
+def _as_rows(t: Tensor, what: str, axis: int):
+    """A vector or matrix arranged so that `axis` runs along rows: a vector becomes one row, and axis 0 of a
+    matrix the rows of its transpose. Returns (rows, how): `how` is "vector", "transposed" or "rows"."""
+    x = as_node(t)
+    if len(x.shape) not in (1, 2):
+        raise ShapeError(f"{what} works on a vector or a matrix, not shape {format_shape(x.shape)}")
+    axis = normalize_axis(x.shape, axis)
+    if len(x.shape) == 1:
+        return ALGEBRA.reshape(x, (1,) + x.shape), "vector"
+    if axis == 0:
+        return ALGEBRA.transpose(x), "transposed"
+    return x, "rows"
 
 
-def log_softmax(t: Tensor) -> Tensor:
-    return _wrap(ALGEBRA.make("log_softmax", (_rows(t, "log_softmax"),)))
+def _rowwise(op: str, t: Tensor, axis: int) -> Tensor:
+    """An op that maps each row of a matrix to a row (softmax), along `axis` of a vector or a matrix."""
+    rows, how = _as_rows(t, op, axis)
+    out = ALGEBRA.make(op, (rows,))
+    if how == "vector":
+        return _wrap(ALGEBRA.reshape(out, out.shape[1:]))
+    return _wrap(ALGEBRA.transpose(out) if how == "transposed" else out)
+
+
+def softmax(t: Tensor, axis: int = -1) -> Tensor:
+    """Softmax along `axis` (by default each row of a (batch, classes) matrix), computed stably."""
+    return _rowwise("softmax", t, axis)
+
+
+def log_softmax(t: Tensor, axis: int = -1) -> Tensor:
+    return _rowwise("log_softmax", t, axis)
 
 
 def logsumexp(t: Tensor, axis: int = -1) -> Tensor:
-    """log(sum(exp(t), axis)) over the last axis of a matrix, computed stably."""
-    x = _rows(t, "logsumexp")
-    if axis not in (-1, 1):
-        raise ShapeError("logsumexp supports the last axis (axis=-1) of a matrix")
-    column = ALGEBRA.make("logsumexp", (x,))
-    return _wrap(ALGEBRA.reshape(column, x.shape[:1]))
+    """log(sum(exp(t), axis)) of a vector or a matrix, computed stably; the axis is removed."""
+    rows, how = _as_rows(t, "logsumexp", axis)
+    column = ALGEBRA.make("logsumexp", (rows,))  # (rows, 1)
+    if how == "vector":
+        return _wrap(ALGEBRA.sum(column, None))  # the one entry, as a number
+    return _wrap(ALGEBRA.reshape(column, rows.shape[:1]))
 
 
 def softmax_cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:

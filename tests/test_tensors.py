@@ -90,13 +90,17 @@ def _a_softplus(x):
     return anp.logaddexp(0.0, x)
 
 
-def _a_logsumexp(x):
-    m = anp.max(x, axis=1, keepdims=True)
-    return (m + anp.log(anp.sum(anp.exp(x - m), axis=1, keepdims=True)))[:, 0]
+def _a_logsumexp_kept(x, axis=-1):
+    m = anp.max(x, axis=axis, keepdims=True)
+    return m + anp.log(anp.sum(anp.exp(x - m), axis=axis, keepdims=True))
 
 
-def _a_log_softmax(x):
-    return x - _a_logsumexp(x)[:, None]
+def _a_logsumexp(x, axis=-1):
+    return anp.squeeze(_a_logsumexp_kept(x, axis), axis)
+
+
+def _a_log_softmax(x, axis=-1):
+    return x - _a_logsumexp_kept(x, axis)
 
 
 class A:
@@ -123,7 +127,7 @@ class A:
     nn_softplus = softplus
     leaky_relu = staticmethod(lambda x, alpha=0.01: anp.where(x > 0, x, alpha * x))
     elu = staticmethod(lambda x, alpha=1.0: anp.where(x > 0, x, alpha * (anp.exp(x) - 1.0)))
-    softmax = staticmethod(lambda x: anp.exp(_a_log_softmax(x)))
+    softmax = staticmethod(lambda x, axis=-1: anp.exp(_a_log_softmax(x, axis)))
     log_softmax = staticmethod(_a_log_softmax)
     logsumexp = staticmethod(_a_logsumexp)
     softmax_cross_entropy = staticmethod(lambda z, y: -anp.mean(anp.sum(y * _a_log_softmax(z), axis=1)))
@@ -230,6 +234,12 @@ CASES = [
     ("softmax", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.softmax(X)),
     ("log_softmax", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.log_softmax(X)),
     ("logsumexp", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.logsumexp(X)),
+    ("softmax_axis0", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.softmax(X, axis=0)),
+    ("softmax_vector", {"v": (5,)}, {}, ["v"], lambda m, v: m.softmax(v)),
+    ("log_softmax_axis0", {"X": (3, 4)}, {}, ["X"], lambda m, X: m.log_softmax(X, axis=0)),
+    ("log_softmax_vector", {"v": (5,)}, {}, ["v"], lambda m, v: m.log_softmax(v, axis=0)),
+    ("logsumexp_axis0", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.logsumexp(X, axis=0)),
+    ("logsumexp_vector", {"v": (5,)}, {}, ["v"], lambda m, v: m.logsumexp(v) * 2.0),
     ("softmax_ce", {"Z": ("N", 4), "Y": ("N", 4)}, {"Y": "onehot"}, ["Z"],
      lambda m, Z, Y: m.softmax_cross_entropy(Z, Y)),
     ("softmax_ce_soft_targets", {"Z": ("N", 4), "Y": ("N", 4)}, {"Y": "simplex"}, ["Z", "Y"],
@@ -316,9 +326,26 @@ def test_rule_against_autograd(case_id):
         assert_close(got, want)
 
 
+@pytest.mark.parametrize("case_id", CASE_PARAMS)
+def test_rule_against_finite_differences(case_id):
+    """Central differences of the value along a random direction in every wrt input at once."""
+    g, arrays, wrt_idx, _ = setup_case(case_id)
+    _, grads = g.value_and_grad(*arrays)
+    rng = rng_for("fd-" + case_id)
+    directions = {i: rng.normal(size=np.shape(arrays[i])) for i in wrt_idx}
+    h = 1e-6
+
+    def at(t):
+        return g.forward(*(a + t * directions[i] if i in directions else a for i, a in enumerate(arrays)))
+
+    fd = (at(h) - at(-h)) / (2 * h)
+    analytic = sum(float(np.sum(np.asarray(gr) * directions[i])) for gr, i in zip(grads, wrt_idx))
+    assert abs(fd - analytic) <= 1e-6 * max(1.0, abs(analytic)), (fd, analytic)
+
+
 @pytest.mark.parametrize("case_id", ["add_row", "matmul_chain", "scalar_bias", "mean_axis0", "softmax_ce", "gelu",
                                      "max_all", "max_3d_middle", "max_transposed", "maxout_layer",
-                                     "reshape_transposed"])
+                                     "reshape_transposed", "softmax_axis0", "logsumexp_vector"])
 def test_jit_matches_python(case_id):
     g_py, arrays, wrt_idx, ref = setup_case(case_id, jit=False)
     g_jit, _, _, _ = setup_case(case_id, jit=True)
@@ -661,7 +688,8 @@ def test_add_shape_error(no_codegen, shapes):
     lambda: bpgen.Tensor("M34", (3, 4)) * bpgen.Tensor("M43", (4, 3)),
     lambda: bpgen.Tensor("M34", (3, 4)).reshape((5, 2)),
     lambda: nn.softmax_cross_entropy(bpgen.Tensor("M34", (3, 4)), bpgen.Tensor("M43", (4, 3))),
-    lambda: nn.softmax(bpgen.Tensor("u3", (3,))),
+    lambda: nn.softmax(bpgen.Tensor("T234", (2, 3, 4))),
+    lambda: nn.logsumexp(bpgen.Tensor("M34", (3, 4)), axis=2),
 ])
 def test_other_shape_errors(no_codegen, make):
     with pytest.raises(bpgen.BpgenError):
