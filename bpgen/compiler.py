@@ -240,7 +240,8 @@ def _helpers_used(printed: list[Node]) -> list[str]:
         if node.op in ("input", "const", "adj", "dim"):
             continue
         rule = rule_of(node)
-        helper = rule.array_helper if node.is_tensor and rule.array_helper else rule.helper
+        # on arrays an op prints its array form, which calls the array helper, if any
+        helper = rule.array_helper if node.is_tensor and rule.array_syntax is not None else rule.helper
         if helper:
             used.add(helper)
             used.update(HELPER_NEEDS.get(helper, ()))

@@ -1,0 +1,150 @@
+"""Gradient checks: the generated gradients against central finite differences of the generated value.
+
+A scalar input is checked by its own derivative; a tensor input by the
+derivative along a random direction (the gradient's dot product with the
+direction against a central difference along it). A tensor-valued function
+is checked through its vjp with a random seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compiler import CompiledFunction
+from .errors import BpgenError
+from .parameters import Parameter, concrete_dim, output_shape, parameters
+
+STEP = 1e-6  # step of the central differences, relative to the size of the input
+TRIES = 20  # random points tried before giving up on finding one where the function is finite
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str  # the input
+    how: str  # "d/dx" or "along a random direction"
+    analytic: float
+    numeric: float
+    error: float  # |analytic - numeric| / max(|analytic|, |numeric|)
+    ok: bool
+
+
+@dataclass(frozen=True)
+class PointCheck:
+    point: str  # the point, or how it was drawn, for the report
+    value: float
+    rows: list[Row]
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+
+def random_argument(p: Parameter, dims: dict[str, int], rng: np.random.Generator, positive: bool):
+    """A random value for one parameter: a float, or an array of its shape and kind."""
+    shape = p.concrete_shape(dims)
+    if p.kind == "labels":
+        return rng.integers(0, concrete_dim(p.classes, dims), size=shape)
+    if p.kind == "distribution":
+        rows = rng.uniform(0.1, 1.0, size=shape)
+        return rows / rows.sum(axis=-1, keepdims=True)
+    if not shape:
+        return float(rng.uniform(0.1, 2.0)) if positive else float(rng.normal())
+    return rng.uniform(0.1, 2.0, size=shape) if positive else rng.normal(size=shape)
+
+
+class Objective:
+    """The scalar the check differentiates: the function's value, or sum(value * seed) for a tensor output."""
+
+    def __init__(self, fn: CompiledFunction, seed: np.ndarray | None):
+        self.fn = fn
+        self.seed = seed
+
+    def value(self, args) -> float:
+        out = self.fn.forward(*args)
+        return float(out) if self.seed is None else float(np.sum(np.asarray(out) * self.seed))
+
+    def value_and_grad(self, args):
+        if self.seed is None:
+            value, grads = self.fn.value_and_grad(*args)
+            return float(value), grads
+        out, grads = self.fn.vjp(*args, self.seed)
+        return float(np.sum(np.asarray(out) * self.seed)), grads
+
+
+def _finite(value, grads) -> bool:
+    return math.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)
+
+
+def draw_point(fn: CompiledFunction, rng: np.random.Generator, dims: dict[str, int], at: dict[str, float]):
+    """Arguments where the value and gradients are finite: normal draws first, then positive ones (log, sqrt)."""
+    params = parameters(fn)
+    unknown = sorted(set(at) - {p.name for p in params})
+    if unknown:
+        raise BpgenError(f"{fn.name} has no input {unknown[0]!r} (its inputs: {', '.join(p.name for p in params)})")
+    for p in params:
+        if p.name in at and p.shape:
+            raise BpgenError(f"--at gives {p.name} a number, but {p.name} is a tensor of shape {p.shape}")
+    out_shape = tuple(concrete_dim(d, dims) for d in output_shape(fn))
+    for attempt in range(TRIES):
+        positive = attempt >= TRIES // 2
+        args = [at[p.name] if p.name in at else random_argument(p, dims, rng, positive) for p in params]
+        seed = rng.normal(size=out_shape) if out_shape else None
+        objective = Objective(fn, seed)
+        value, grads = objective.value_and_grad(args)
+        if _finite(value, grads):
+            return args, objective
+        if len(at) == len(params):
+            break  # every input was given: nothing to redraw
+    where = "at the given point" if len(at) == len(params) else f"at {TRIES} random points"
+    raise BpgenError(f"{fn.name} is not finite {where}; give a point inside its domain with --at")
+
+
+def check_point(fn: CompiledFunction, args: list, objective: Objective, rng: np.random.Generator,
+                tolerance: float) -> PointCheck:
+    value, grads = objective.value_and_grad(args)
+    params = {p.name: (i, p) for i, p in enumerate(parameters(fn))}
+    rows = []
+    for name, grad in zip((w for w in _wrt_names(fn)), grads):
+        index, p = params[name]
+        if not p.differentiable:
+            continue
+        x = args[index]
+        if not p.shape:
+            direction, how, analytic = 1.0, f"d/d{name}", float(grad)
+        else:
+            direction = rng.normal(size=np.shape(x))
+            how, analytic = "along a random direction", float(np.sum(np.asarray(grad) * direction))
+        h = STEP * max(1.0, float(np.max(np.abs(x))))
+
+        def moved(t, index=index, x=x, direction=direction):
+            return [x + t * direction if i == index else a for i, a in enumerate(args)]
+
+        numeric = (objective.value(moved(h)) - objective.value(moved(-h))) / (2 * h)
+        scale = max(abs(analytic), abs(numeric))
+        error = abs(analytic - numeric) / scale if scale > 0 else 0.0
+        # finite differences lose about eps/h of the value to rounding: allow that much absolute error
+        ok = abs(analytic - numeric) <= tolerance * scale + 1e-8 * max(1.0, abs(value))
+        rows.append(Row(name, how, analytic, numeric, error, ok))
+    point = ", ".join(f"{p.name}={args[i]:g}" for name, (i, p) in params.items() if not p.shape)
+    return PointCheck(point, value, rows)
+
+
+def _wrt_names(fn: CompiledFunction) -> list[str]:
+    """The generated names of the inputs gradients are returned for, in order."""
+    by_input = dict(zip(fn.inputs, fn.params))
+    return [by_input[w] for w in fn.wrt]
+
+
+def run_checks(fn: CompiledFunction, points: int, seed: int, dims: dict[str, int], at: dict[str, float],
+               tolerance: float) -> list[PointCheck]:
+    """`points` checks at random points (all at `at` when it gives every input)."""
+    rng = np.random.default_rng(seed)
+    everything_given = len(at) == len(parameters(fn))
+    results = []
+    for _ in range(1 if everything_given else points):
+        args, objective = draw_point(fn, rng, dims, at)
+        results.append(check_point(fn, args, objective, rng, tolerance))
+    return results

@@ -1,0 +1,91 @@
+"""What a compiled function's parameters are: names, shapes, and the kind of values they take.
+
+The gradient checker draws random arguments from this description and the
+precompiler turns it into Numba signatures. Most parameters are real
+numbers or float arrays; two losses constrain theirs: `cross_entropy` takes
+integer class labels, and `softmax_cross_entropy` target rows that are
+distributions (its fused gradient relies on rows summing to 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .compiler import CompiledFunction, TensorDeclaration
+from .errors import BpgenError
+from .ir import schedule
+from .shapes import format_shape
+
+DEFAULT_DIM = 5  # a symbolic size the user did not set
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str  # as in the generated code
+    shape: tuple  # ints and SymPy symbols; () for a number
+    kind: str  # "real", "labels" (integers 0..classes-1) or "distribution" (rows summing to 1)
+    classes: int | str | None = None  # for labels and distributions: the number of classes (maybe symbolic)
+    differentiable: bool = True
+
+    def concrete_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
+        return tuple(concrete_dim(d, dims) for d in self.shape)
+
+
+def concrete_dim(d, dims: dict[str, int]) -> int:
+    return d if isinstance(d, int) else dims.get(str(d), DEFAULT_DIM)
+
+
+def parameters(fn: CompiledFunction) -> list[Parameter]:
+    """One Parameter per positional parameter of the generated functions, in order."""
+    declaration = fn.declaration
+    if not isinstance(declaration, TensorDeclaration):
+        return [Parameter(name, (), "real") for name in fn.params]
+    kinds: dict[int, tuple[str, object]] = {}
+    for node in schedule([declaration.output]):
+        if node.op == "cross_entropy":
+            kinds[node.args[1].id] = ("labels", node.args[0].shape[1])
+        elif node.op == "softmax_ce":
+            kinds.setdefault(node.args[1].id, ("distribution", node.args[0].shape[1]))
+    result = []
+    for name, tensor in zip(fn.params, declaration.inputs):
+        kind, classes = kinds.get(tensor.node.id, ("real", None))
+        result.append(Parameter(name, tensor.shape, kind, classes, differentiable=kind != "labels"))
+    return result
+
+
+def output_shape(fn: CompiledFunction) -> tuple:
+    """() for a scalar function, the declared shape of a tensor-valued one (its vjp seed has that shape)."""
+    return getattr(fn.declaration.output, "shape", ())
+
+
+def symbolic_dims(fn: CompiledFunction) -> list[str]:
+    """The symbolic sizes of the parameters, in order of first appearance."""
+    seen: list[str] = []
+    for p in parameters(fn):
+        for d in p.shape:
+            if not isinstance(d, int) and str(d) not in seen:
+                seen.append(str(d))
+    return seen
+
+
+def parse_assignments(text: str | None, what: str, convert) -> dict[str, object]:
+    """`x=3,y=-4` -> {"x": 3.0, "y": -4.0}; a malformed entry is a one-line error naming it."""
+    result: dict[str, object] = {}
+    if not text:
+        return result
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise BpgenError(f"{what}: expected NAME=VALUE, got {item.strip()!r}")
+        try:
+            result[name] = convert(value.strip())
+        except ValueError:
+            raise BpgenError(f"{what}: {name}={value.strip()!r} is not a valid value") from None
+    return result
+
+
+def describe(p: Parameter) -> str:
+    if not p.shape:
+        return p.name
+    return f"{p.name} {format_shape(p.shape)}"

@@ -1,0 +1,72 @@
+"""Compile a written module into Numba's on-disk cache, so its first use in production starts fast.
+
+Each generated function is compiled for the argument types a caller
+normally passes: floats for scalar inputs, C-contiguous float64 arrays of
+the declared number of axes for tensors, int64 vectors for class labels.
+Numba stores the machine code next to the module (`__pycache__`), where a
+later import of the same file finds it, provided the module is imported under
+the same name: Numba's cache records the module name and imports it back
+by that name when it loads the code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compiler import CompiledFunction
+from .errors import BpgenError
+from .load import import_path
+from .parameters import Parameter, output_shape, parameters
+
+
+@dataclass(frozen=True)
+class Compiled:
+    function: str
+    signature: str
+    seconds: float
+
+
+def _numba_type(p: Parameter):
+    from numba import types
+
+    if p.kind == "labels":
+        return types.Array(types.int64, len(p.shape), "C")
+    if not p.shape:
+        return types.float64
+    return types.Array(types.float64, len(p.shape), "C")
+
+
+def signatures(fn: CompiledFunction) -> dict[str, tuple]:
+    """The argument types to compile each generated function for."""
+    from numba import types
+
+    args = tuple(_numba_type(p) for p in parameters(fn))
+    out = output_shape(fn)
+    if out:
+        return {"forward": args, "vjp": args + (types.Array(types.float64, len(out), "C"),)}
+    result = {"forward": args, "value_and_grad": args, "grad": args}
+    if all(not p.shape for p in parameters(fn)) and "def value_and_grad_batch(" in fn.source:
+        result["value_and_grad_batch"] = tuple(types.Array(types.float64, 1, "C") for _ in args)
+    return result
+
+
+def precompile(fn: CompiledFunction, path: Path, module_name: str) -> list[Compiled]:
+    """Import the module written at `path` as `module_name` and compile its functions into Numba's cache."""
+    if not fn.jit:
+        raise BpgenError(f"{path}: --precompile needs a Numba module (this one was generated with jit=False)")
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        raise BpgenError(f"--module {module_name!r} is not a Python module name")
+    if module_name in sys.modules:
+        raise BpgenError(f"--module {module_name!r} is already the name of a module bpgen itself uses; "
+                         "choose another")
+    module = import_path(path, module_name)
+    report = []
+    for name, argtypes in signatures(fn).items():
+        dispatcher = getattr(module, name)
+        start = time.perf_counter()
+        dispatcher.compile(argtypes)
+        report.append(Compiled(name, ", ".join(str(t) for t in argtypes), time.perf_counter() - start))
+    return report
