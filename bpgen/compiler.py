@@ -80,9 +80,19 @@ class CompiledFunction:
             function = getattr(self.module, attr, None)
             if function is None:
                 raise AttributeError(self._missing(attr))
+            function = self._checked(attr, function)
             setattr(self, attr, function)  # later lookups skip __getattr__
             return function
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def _checked(self, attr: str, function):
+        """The generated function behind a check of its arguments (the raw one stays at self.module.<attr>)."""
+        from .arguments import checked
+        from .parameters import output_shape, parameters
+
+        seed = output_shape(self) if attr == "vjp" else None
+        return checked(function, f"{self.name}.{attr}", parameters(self), batch=attr == "value_and_grad_batch",
+                       seed_shape=seed)
 
     def _missing(self, attr: str) -> str:
         output = self.declaration.output

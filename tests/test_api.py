@@ -225,8 +225,9 @@ def test_jit_gives_numba_dispatchers_and_jit_false_plain_functions():
     expr = sympy.sin(x) * y
     compiled = bpgen.compile(expr)
     plain = bpgen.compile(expr, jit=False)
-    assert isinstance(compiled.value_and_grad, numba.core.registry.CPUDispatcher)
-    assert type(plain.value_and_grad).__name__ == "function"
+    assert isinstance(compiled.module.value_and_grad, numba.core.registry.CPUDispatcher)
+    assert compiled.value_and_grad.__wrapped__ is compiled.module.value_and_grad  # behind an argument check
+    assert type(plain.module.value_and_grad).__name__ == "function"
     assert compiled.value_and_grad(0.4, 2.0) == plain.value_and_grad(0.4, 2.0)
 
 
