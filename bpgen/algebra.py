@@ -51,9 +51,30 @@ class Algebra:
         return self.const(float(value))
 
     def apply(self, op: str, *args: Node, attrs: tuple = ()) -> Node:
-        """Any op, folded when its arguments are constants."""
+        """Any op, folded when its arguments are constants, in a stable form where one is known."""
         folded = self._fold(op, args, attrs)
-        return folded if folded is not None else self.make(op, args, attrs)
+        if folded is not None:
+            return folded
+        if op == "log" and len(args) == 1:
+            stable = self._stable_log(args[0])
+            if stable is not None:
+                return stable
+        return self.make(op, args, attrs)
+
+    def _stable_log(self, a: Node) -> Node | None:
+        """log of a logistic expression as a softplus, which stays finite (and keeps its gradient) at +-1000:
+        log(sigmoid(u)) = -softplus(-u), log(1 - sigmoid(u)) = -softplus(u), log(exp(u) + 1) = softplus(u)."""
+        if a.op == "sigmoid":
+            return self.neg(self.apply("softplus", self.neg(a.args[0])))
+        if a.op == "sub" and _is(a.args[0], 1.0) and a.args[1].op == "sigmoid":
+            return self.neg(self.apply("softplus", a.args[1].args[0]))
+        if a.op == "add" and len(a.args) == 2 and _is(a.args[1], 1.0):
+            term = a.args[0]
+            if term.op == "neg" and term.args[0].op == "sigmoid":
+                return self.neg(self.apply("softplus", term.args[0].args[0]))
+            if term.op == "exp":
+                return self.apply("softplus", term.args[0])
+        return None
 
     # arithmetic -----------------------------------------------------------
 

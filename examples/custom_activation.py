@@ -2,7 +2,7 @@
 
 Mish(u) = u * tanh(log(1 + exp(u))) is not built into bpgen: nn.elementwise applies the
 SymPy Lambda to every element, and bpgen differentiates it itself, splitting the expression
-into steps (exp, + 1, log, tanh, *) that each get their local derivative from the rule table
+into steps (softplus, tanh, *) that each get their local derivative from the rule table
 (a function outside the table would get one from sympy.diff). `bpgen generate
 examples/custom_activation.py` writes generated/custom_activation.py, which the full-batch
 Adam loop below imports (it needs only numpy and numba). The script also prints what
@@ -25,7 +25,7 @@ from bpgen import nn
 HIDDEN = 32
 
 u = sympy.Symbol("u", real=True)
-# Plain SymPy: exp(u) overflows for u > 709. u * sympy.tanh(bpgen.softplus(u)) is the overflow-free spelling.
+# bpgen computes log(1 + exp(u)) as a softplus (np.logaddexp), which cannot overflow for large u.
 MISH = u * sympy.tanh(sympy.log(1 + sympy.exp(u)))
 mish = sympy.Lambda(u, MISH)
 
