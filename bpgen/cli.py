@@ -1,4 +1,4 @@
-"""The `bpgen` command: generate, show, check and regen."""
+"""The `bpgen` command: generate, show, check, graph and regen."""
 
 from __future__ import annotations
 
@@ -158,6 +158,28 @@ def _table(rows) -> str:
                      for row in [header, *body])
 
 
+# graph ------------------------------------------------------------------------------------------------------------
+
+
+def _graph(args) -> int:
+    from .graph import DotNotFound, graph, picture_format, write
+    from .parameters import parse_assignments
+
+    fn = load_one(SpecRef.parse(args.spec))
+    out = Path(args.output or f"{fn.name}.svg")
+    picture_format(out)  # an unknown extension fails before any work
+    at = parse_assignments(args.at, "--at", float)
+    dims = parse_assignments(args.dims, "--dims", _positive_int)
+    picture = graph(fn, at, dims=dims, max_nodes=args.max_nodes, seed=args.seed)
+    try:
+        write(picture, out)
+    except DotNotFound as exc:  # the .dot is written: say how to get the picture, exit 1
+        print(f"bpgen: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({fn.name})")
+    return 0
+
+
 # regen ------------------------------------------------------------------------------------------------------------
 
 
@@ -248,6 +270,23 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--tol", type=float, default=1e-5, help="relative tolerance (default 1e-5)")
     check.add_argument("--python", action="store_true", help="check the plain Python code instead of Numba's")
     check.set_defaults(run=_check)
+
+    from .graph import DEFAULT_MAX_NODES
+
+    graph = command("graph", "draw the computation graph with the values and gradients at a point (needs "
+                    "Graphviz's dot for .svg/.png/.pdf; without it, writes the .dot and exits 1)",
+                    "bpgen graph examples/cs231n.py --at x=3,y=-4 -o cs231n.svg",
+                    "bpgen graph examples/mlp_digits.py --dims N=4 -o mlp.png --max-nodes 8")
+    graph.add_argument("spec", metavar="SPEC.py[:NAME]")
+    graph.add_argument("-o", "--output", metavar="OUT.svg",
+                       help="the picture: .svg, .png, .pdf or .dot (default: <name>.svg)")
+    graph.add_argument("--at", metavar="x=3,y=-4", help="draw at this point (inputs not given are random)")
+    graph.add_argument("--dims", metavar="N=4", help="values of symbolic sizes (default 5)")
+    graph.add_argument("--max-nodes", type=int, default=DEFAULT_MAX_NODES, metavar="N",
+                       help="beyond N nodes, collapse each statement into one node, then the part farthest from "
+                            f"the output into one box (default {DEFAULT_MAX_NODES})")
+    graph.add_argument("--seed", type=int, default=0, help="random seed of the inputs not given (default 0)")
+    graph.set_defaults(run=_graph)
 
     regen = command("regen", "regenerate every spec in examples/ into generated/",
                     "bpgen regen", "bpgen regen --check     # print what is stale, exit 1 if anything is")

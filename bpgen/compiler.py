@@ -20,9 +20,9 @@ from .ir import Graph, Node, format_program, schedule
 from .load import load_source, write_atomic
 from .lower import Lowerer, symbols_in
 from .naming import assign_names, sanitize
-from .printer import print_program
+from .printer import PrintedProgram, print_program
 from .render import Header, render_module
-from .reverse import backward
+from .reverse import Backward, backward
 from .rules import HELPER_NEEDS, rule_of
 from .shapes import format_shape
 
@@ -39,6 +39,21 @@ class Declaration:
     name: str
     origin: str  # where the declaration came from, for the generated header
     hints: tuple[tuple[sympy.Basic, str], ...] = ()  # (subexpression, the user's name for it)
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """What `_emit` derived on the way to the source, kept for `bpgen.graph` (which draws it)."""
+
+    algebra: Algebra
+    inputs: list[Node]
+    forward: list[Node]  # the forward schedule
+    output: Node
+    seed: Node | None  # the output's adjoint when the output is a tensor (vjp's last parameter)
+    backward: Backward  # the reverse pass: its steps are the backward lines, in order
+    names: dict[int, str]  # node id -> variable name in the generated code
+    program: PrintedProgram  # the printed lines
+    hints: dict[int, str]  # node id -> the user's name for it (and the output's)
 
 
 class CompiledFunction:
@@ -106,6 +121,24 @@ class CompiledFunction:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the generated module to `path` (atomically)."""
         return write_atomic(path, self.source)
+
+    def graph(self, **point):
+        """The computation graph at `point` (inputs by name, the rest random) with its values and gradients:
+        a graphviz.Digraph, shown inline in Jupyter. Options (sizes, --max-nodes) via bpgen.graph.graph."""
+        from .graph import graph
+
+        return graph(self, point)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the generated module, highlighted."""
+        import html
+
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        return (f"<p><code>{html.escape(repr(self))}</code></p>"
+                + highlight(self.source, PythonLexer(), HtmlFormatter(noclasses=True)))
 
     def __repr__(self) -> str:
         return (f"<bpgen function {self.name}({', '.join(self.params)}), "
@@ -234,7 +267,9 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     source = render_module(program, header, helpers, jit, dims=dim_lines,
                            batch=isinstance(declaration, Declaration),  # batch loop: scalar functions
                            seed=None if seed is None else names[seed.id])
-    return CompiledFunction(declaration, source, params, jit)
+    compiled = CompiledFunction(declaration, source, params, jit)
+    compiled.emitted = Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints)  # bpgen.graph
+    return compiled
 
 
 def _dump(title: str, text: str) -> None:

@@ -1,0 +1,643 @@
+"""Pictures of a compiled function: its computation graph with the values and gradients at one point.
+
+One node per operation of the generated code, labelled with its variable and
+the statement that computes it; edges follow the data flow. The edge from `a`
+to a user `b` carries a's value (green) and the gradient flowing back along
+it (red): the term that the backward line for `b` adds to a's adjoint, so a
+node's gradient (shown in the node) is the sum of the red numbers on its
+outgoing edges. Tensors show their shapes and the norms of values and
+gradients. Intermediates the user did not name are boxed with the user's
+statement they belong to (`z1 = X @ W1 + b1`); beyond `max_nodes`, those
+statements collapse into one node each, then the part farthest from the
+output into one box.
+
+The numbers are the generated code's own: the plain-Python module
+(`jit=False`) runs once under a trace hook that keeps the locals of
+value_and_grad (or vjp) at its return, and each backward line's right-hand
+side is evaluated among those locals (the adjoint it reads is final by then).
+Constant contributions that the code folds away (`loss = data + penalty`
+gives `dpenalty = 1`, which is never stored) are recovered from the rule
+table, as the reverse pass derived them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import html
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BpgenError
+from .ir import Node
+from .load import write_atomic
+from .printer import ExpressionPrinter
+from .reverse import depends_on
+from .rules import rule_of
+from .shapes import format_shape
+
+DEFAULT_MAX_NODES = 50
+VALUE_COLOR = "#1a7f37"  # forward values
+GRADIENT_COLOR = "#c62828"  # gradients
+MUTED_COLOR = "#666666"
+FONT = "Helvetica,Arial,sans-serif"
+CODE_FONT = "Courier,monospace"
+FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": None, ".gv": None}
+TRIES = 20  # random points tried before giving up on finding one where the function is finite
+OP_TEXT_MAX = 48  # characters of a statement shown in a node
+CLUSTER_TEXT_MAX = 72
+
+
+class DotNotFound(BpgenError):
+    """Graphviz's `dot` is not installed: the .dot file was written instead of the picture."""
+
+    def __init__(self, written: Path, requested: Path):
+        self.written = written
+        self.requested = requested
+        super().__init__(f"dot not found: wrote {written}; install Graphviz (apt-get install graphviz, "
+                         f"brew install graphviz) to render .svg/.png/.pdf")
+
+
+# evaluation: the generated code's own numbers ------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """The plain-Python value_and_grad (or vjp) run once at a point, with everything the picture needs."""
+
+    fn: object  # the jit=False CompiledFunction whose code ran
+    point: dict[str, object]  # parameter name -> argument
+    given: set[str]  # parameters the caller gave (the rest were drawn at random)
+    seed: int  # of the random draws
+    locals: dict[str, object]  # the function's locals at its return
+    value: dict[int, object]  # node id -> forward value
+    gradient: dict[int, object]  # node id -> total gradient (absent: no gradient reaches it)
+    flow: dict[tuple[int, int], object]  # (user id, argument index) -> gradient flowing back along that edge
+    adjoint_name: dict[int, str] = field(default_factory=dict)  # node id -> its adjoint variable, when stored
+
+
+def _plain(fn):
+    from .compiler import CompiledFunction, compile
+
+    if not isinstance(fn, CompiledFunction):
+        raise BpgenError(f"bpgen.graph draws compiled functions (bpgen.compile, @bpgen.function), not {fn!r}")
+    plain = fn if not fn.jit else compile(fn, jit=False)
+    if getattr(plain, "emitted", None) is None:
+        raise BpgenError(f"{fn.name}: no record of its generated code to draw")
+    return plain
+
+
+def _run_traced(function, args) -> tuple[object, dict[str, object]]:
+    """Call `function(*args)` and return its result and its locals at the return (a sys.settrace hook)."""
+    code = function.__code__
+    captured: dict[str, object] = {}
+
+    def local(frame, event, arg):
+        if event == "return":
+            captured.update(frame.f_locals)
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code is code else None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        result = function(*args)
+    finally:
+        sys.settrace(previous)
+    return result, captured
+
+
+def _arguments(fn, point: dict, dims: dict[str, int], rng: np.random.Generator, positive: bool) -> dict:
+    """Arguments by parameter name: the given ones (numbers, arrays), the others random as `bpgen check` draws."""
+    from .check import random_argument
+    from .parameters import concrete_dim, parameters
+
+    args = {}
+    for p in parameters(fn):
+        if p.name in point:
+            args[p.name] = point[p.name]
+        else:
+            args[p.name] = random_argument(p, dims, rng, positive)
+            if p.kind == "real" and p.shape:
+                args[p.name] = np.ascontiguousarray(args[p.name], dtype=np.float64)
+        if p.shape:
+            shape = tuple(concrete_dim(d, dims) for d in p.shape)
+            if np.shape(args[p.name]) != shape:
+                raise BpgenError(f"{p.name} must have shape {format_shape(p.shape)} = {shape}, "
+                                 f"not {np.shape(args[p.name])}")
+    return args
+
+
+def _given(fn, point: dict, dims: dict[str, int]) -> tuple[dict, dict[str, int]]:
+    """The caller's arguments, checked and converted; symbolic sizes completed from the arrays given."""
+    from .parameters import describe, parameters, symbolic_dims
+
+    params = parameters(fn)
+    seed = fn.emitted.seed
+    seed_name = None if seed is None else fn.emitted.names[seed.id]
+    names = [p.name for p in params]
+    unknown = sorted(set(point) - set(names) - {seed_name})
+    if unknown:
+        raise BpgenError(f"{fn.name} has no input {unknown[0]!r} (its inputs: {', '.join(names)})")
+    sizes = symbolic_dims(fn)
+    bad = sorted(set(dims) - set(sizes))
+    if bad:
+        raise BpgenError(f"--dims sets {bad[0]}, which is not a symbolic size of {fn.name} "
+                         f"(its sizes: {', '.join(sizes) or 'none'})")
+    dims = dict(dims)
+    converted = {}
+    for p in params:
+        if p.name not in point:
+            continue
+        value = point[p.name]
+        if not p.shape:
+            if np.ndim(value) != 0:
+                raise BpgenError(f"{p.name} is a number, not an array of shape {np.shape(value)}")
+            converted[p.name] = float(value)
+            continue
+        if np.ndim(value) == 0:
+            raise BpgenError(f"--at gives {p.name} a number, but {p.name} is a tensor of shape "
+                             f"{format_shape(p.shape)}")
+        array = np.ascontiguousarray(value, dtype=np.int64 if p.kind == "labels" else np.float64)
+        if array.ndim != len(p.shape):
+            raise BpgenError(f"{describe(p)}: got an array of shape {array.shape}")
+        for d, n in zip(p.shape, array.shape):
+            if not isinstance(d, int):
+                if dims.setdefault(str(d), n) != n:
+                    raise BpgenError(f"{p.name} has {d} = {n}, but {d} = {dims[str(d)]} elsewhere")
+        converted[p.name] = array
+    if seed_name in point:
+        converted[seed_name] = np.ascontiguousarray(point[seed_name], dtype=np.float64)
+    return converted, dims
+
+
+def _finite(value) -> bool:
+    try:
+        return bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+    except (TypeError, ValueError):
+        return True
+
+
+def evaluate(fn, point: dict | None = None, dims: dict[str, int] | None = None, seed: int = 0) -> Evaluation:
+    """Run the generated value_and_grad (vjp for a tensor output) in plain Python at `point` and collect the
+    value of every node, the gradient of every node and the gradient flowing back along every edge."""
+    from .parameters import DEFAULT_DIM, output_shape, parameters
+
+    plain = _plain(fn)
+    e = plain.emitted
+    given, dims = _given(plain, dict(point or {}), dict(dims or {}))
+    namespace: dict[str, object] = {"__name__": f"bpgen_graph_{plain.name}"}
+    exec(builtins.compile(plain.source, f"<bpgen graph: {plain.name}>", "exec"), namespace)
+    seed_name = None if e.seed is None else e.names[e.seed.id]
+    function = namespace["vjp" if seed_name else "value_and_grad"]
+    params = [p.name for p in parameters(plain)]
+    order = params + ([seed_name] if seed_name else [])
+    rng = np.random.default_rng(seed)
+    for attempt in range(TRIES):
+        args = _arguments(plain, given, dims, rng, positive=attempt >= TRIES // 2)
+        if seed_name:
+            shape = tuple(d if isinstance(d, int) else dims.get(str(d), DEFAULT_DIM) for d in output_shape(plain))
+            args[seed_name] = given.get(seed_name, np.ones(shape))
+        try:
+            result, captured = _run_traced(function, [args[name] for name in order])
+        except Exception as exc:
+            raise BpgenError(f"{plain.name} raised {type(exc).__name__} at this point: {exc}") from None
+        if _finite(result[0]) or all(name in given for name in params):
+            break  # a finite value, or nothing random to draw again
+    evaluation = Evaluation(plain, args, set(given), seed, captured, {}, {}, {})
+    _collect(evaluation, namespace)
+    return evaluation
+
+
+def _wrt_nodes(fn) -> list[Node]:
+    from .compiler import TensorDeclaration
+
+    declaration, e = fn.declaration, fn.emitted
+    if isinstance(declaration, TensorDeclaration):
+        return [t.node for t in declaration.wrt]
+    return [e.inputs[declaration.inputs.index(w)] for w in declaration.wrt]
+
+
+def _rhs(code: str, target: str, step) -> str:
+    """The right-hand side of one printed backward line (see printer.print_program)."""
+    if step.first:
+        prefix = f"{target} = "
+    elif step.target.is_tensor:
+        prefix = f"{target} = {target} + "
+    else:
+        prefix = f"{target} += "
+    assert code.startswith(prefix), (code, prefix)
+    return code[len(prefix):]
+
+
+def _collect(ev: Evaluation, namespace: dict) -> None:
+    e = ev.fn.emitted
+    names, loc = e.names, ev.locals
+    for node in [*e.inputs, *e.forward]:
+        if node.op == "const":
+            ev.value[node.id] = node.value
+        elif names.get(node.id) in loc:
+            ev.value[node.id] = loc[names[node.id]]
+    # the output's gradient: 1, or the seed of vjp
+    ev.gradient[e.output.id] = 1.0 if e.seed is None else loc[names[e.seed.id]]
+    if e.seed is not None:
+        ev.adjoint_name[e.output.id] = names[e.seed.id]
+    # every backward line: which edge it runs along, and the term it adds
+    taken: set[tuple[int, int]] = set()
+    for step, (code, _) in zip(e.backward.steps, e.program.backward):
+        source, target = step.source, step.target
+        index = next(i for i, a in enumerate(source.args) if a.id == target.id and (source.id, i) not in taken)
+        taken.add((source.id, index))
+        adjoint = names[step.adjoint.id]
+        ev.flow[(source.id, index)] = eval(_rhs(code, adjoint, step), namespace, dict(loc))
+        ev.gradient[target.id] = loc[adjoint]
+        ev.adjoint_name[target.id] = adjoint
+    wrt = _wrt_nodes(ev.fn)
+    needed = depends_on(e.forward, wrt)
+    for key, value in _folded(e, needed, taken).items():
+        ev.flow[key] = value
+        ev.gradient[_arg(e, key).id] = value
+    # structural zeros: an argument that leads to a wrt input but gets no term from a differentiable user
+    # (a condition, such as Piecewise's, is not differentiated: its edges carry no gradient)
+    for node in e.forward:
+        if node.id not in ev.gradient or not node.args:
+            continue
+        rule = rule_of(node)
+        if rule.partials is None and rule.vjp is None:
+            continue
+        partials = rule.partials(e.algebra, node.args, node) if rule.vjp is None else [True] * len(node.args)
+        for i, a in enumerate(node.args):
+            if a.id in needed and (node.id, i) not in ev.flow and partials[i] is not None:
+                ev.flow[(node.id, i)] = 0.0
+                ev.gradient.setdefault(a.id, 0.0)
+    for node in wrt:  # an input the output does not depend on: value_and_grad returns 0 for it
+        ev.gradient.setdefault(node.id, np.zeros(ev.value[node.id].shape) if node.is_tensor else 0.0)
+
+
+def _arg(e, key: tuple[int, int]) -> Node:
+    user = next(n for n in e.forward if n.id == key[0])
+    return user.args[key[1]]
+
+
+def _folded(e, needed: set[int], stepped: set[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """Contributions the reverse pass folded into constants (a scalar's only contribution, a constant):
+    no line of code computes them, so they are derived again as the reverse pass derived them."""
+    A = e.algebra
+    upstream: dict[int, Node] = {} if e.seed is not None else {e.output.id: A.const(1.0)}
+    folded = {}
+    for node in reversed(e.forward):
+        g = upstream.get(node.id)
+        if g is None or not node.args:
+            continue
+        rule = rule_of(node)
+        if rule.vjp is not None:
+            terms = rule.vjp(A, node.args, node, g)
+        elif rule.partials is not None:
+            partials = rule.partials(A, node.args, node)
+            terms = [None if p is None else A.sum_to(A.mul(p, g), a.shape) for p, a in zip(partials, node.args)]
+        else:
+            continue
+        for i, (a, term) in enumerate(zip(node.args, terms)):
+            if a.id not in needed or (node.id, i) in stepped or term is None or not term.is_const:
+                continue
+            if term.value != 0.0:
+                folded[(node.id, i)] = term.value
+                upstream[a.id] = term
+    return folded
+
+
+# the picture -------------------------------------------------------------------------------------------------------
+
+
+def _number(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    v = float(v)
+    return f"{v:.5g}" if math.isfinite(v) or math.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
+def _norm(v) -> float:
+    return float(np.sqrt(np.sum(np.square(np.asarray(v, dtype=np.float64)))))
+
+
+def describe_value(v) -> str:
+    """A scalar to 5 significant digits; an array by its Frobenius norm."""
+    return f"‖v‖={_number(_norm(v))}" if np.ndim(v) else _number(v)
+
+
+def describe_gradient(v) -> str:
+    return f"‖g‖={_number(_norm(v))}" if np.ndim(v) else _number(v)
+
+
+def _font(text: str, color: str | None = None, size: int | None = None, face: str | None = None) -> str:
+    attrs = "".join(f' {k}="{v}"' for k, v in (("color", color), ("point-size", size), ("face", face)) if v)
+    return f"<font{attrs}>{html.escape(text)}</font>" if attrs else html.escape(text)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+@dataclass
+class _Unit:
+    """A node of the picture: one operation, one user statement collapsed, or the collapsed rest."""
+
+    key: str
+    members: list[Node]
+    head: Node
+    kind: str  # "node", "statement" or "rest"
+
+
+def graph(fn, point: dict | None = None, *, dims: dict[str, int] | None = None,
+          max_nodes: int = DEFAULT_MAX_NODES, seed: int = 0):
+    """The computation graph of `fn` at `point` (inputs by name; the others random, from `seed`; symbolic
+    sizes from `dims`, else the arrays given, else 5) as a graphviz.Digraph."""
+    try:
+        import graphviz
+    except ImportError:
+        raise BpgenError("bpgen graph needs the graphviz Python package: pip install graphviz") from None
+    if max_nodes < 2:
+        raise BpgenError(f"max_nodes must be at least 2, not {max_nodes}")
+    ev = evaluate(fn, point, dims, seed)
+    return _draw(graphviz, ev, max_nodes)
+
+
+def _statement_text(e) -> dict[int, str]:
+    """node id -> the right-hand side of the forward statement that computes it."""
+    texts = {}
+    statements = [n for n in e.forward if n.op not in ("input", "const", "dim")]
+    for node, line in zip(statements, e.program.forward):
+        name, sep, rhs = line.partition(" = ")
+        assert sep and name == e.names[node.id], line
+        texts[node.id] = rhs
+    return texts
+
+
+def _groups(e, visible: list[Node], users: dict[int, list[Node]]) -> dict[int, int]:
+    """node id -> the id of the user-named statement it belongs to (an unnamed intermediate all of whose users
+    are in one statement joins it); inputs and named statements head their own."""
+    heads = set(e.hints) | {e.output.id}
+    group: dict[int, int] = {}
+    for node in reversed(visible):
+        if node.op == "input" or node.id in heads:
+            group[node.id] = node.id
+            continue
+        owners = {group.get(u.id) for u in users.get(node.id, ())}
+        group[node.id] = owners.pop() if len(owners) == 1 and None not in owners else node.id
+    return group
+
+
+def _statement_label(e, head: Node, members: set[int]) -> str:
+    """`z1 = X @ W1 + b1`: the head's statement with the other members inlined, as the user wrote it."""
+    from .compiler import _syntax_of
+
+    names = {k: v for k, v in e.names.items() if k not in members}
+    dims = {n.attrs[0]: e.names[n.id] for n in e.forward if n.op == "dim" and n.id in e.names}
+    for node in e.inputs:
+        for d in node.shape:
+            if not isinstance(d, int) and d not in dims:
+                dims[d] = e.names.get(e.algebra.dim(d).id, str(d))
+    try:
+        return f"{e.names[head.id]} = {ExpressionPrinter(names, _syntax_of, dims).statement(head)}"
+    except Exception:  # a label is a nicety: the name alone will do
+        return e.names[head.id]
+
+
+def _draw(graphviz, ev: Evaluation, max_nodes: int):
+    e = ev.fn.emitted
+    names = e.names
+    visible = list(e.inputs) + [n for n in e.forward if n.op not in ("input", "const", "dim")]
+    if e.output.op == "const":
+        visible.append(e.output)
+    order = {n.id: k for k, n in enumerate(visible)}
+    users: dict[int, list[Node]] = {}
+    for node in visible:
+        for a in node.args:
+            users.setdefault(a.id, []).append(node)
+    group = _groups(e, visible, users)
+    members_of: dict[int, list[Node]] = {}
+    for node in visible:
+        members_of.setdefault(group[node.id], []).append(node)
+    statements = [n for n in visible if n.op != "input"]
+    structured = not any(len(m) == len(statements) for m in members_of.values()) or len(statements) <= 1
+    clusters = {h: m for h, m in members_of.items() if len(m) > 1} if structured else {}
+    by_id = {n.id: n for n in visible}
+
+    # units: one per node, then collapsed statements, then the rest collapsed
+    unit_of: dict[int, _Unit] = {n.id: _Unit(f"n{n.id}", [n], n, "node") for n in visible}
+    collapsed_statements = False
+    if len(visible) > max_nodes and clusters:
+        collapsed_statements = True
+        for head, members in clusters.items():
+            unit = _Unit(f"s{head}", members, by_id[head], "statement")
+            for m in members:
+                unit_of[m.id] = unit
+    units = list({id(u): u for u in (unit_of[n.id] for n in visible)}.values())
+    rest: _Unit | None = None
+    if len(units) > max_nodes:
+        distance = {e.output.id: 0}
+        for node in reversed(visible):
+            for a in node.args:
+                if node.id in distance:
+                    distance[a.id] = min(distance.get(a.id, 1 << 30), distance[node.id] + 1)
+        rank = sorted(units, key=lambda u: (min(distance.get(m.id, 1 << 30) for m in u.members),
+                                            -order[u.head.id]))
+        kept, dropped = rank[:max_nodes - 1], rank[max_nodes - 1:]
+        rest = _Unit("rest", [m for u in dropped for m in u.members], dropped[-1].head, "rest")
+        for m in rest.members:
+            unit_of[m.id] = rest
+        units = [*kept, rest]
+
+    dot = graphviz.Digraph(name=ev.fn.name, graph_attr={
+        "rankdir": "LR", "fontname": FONT, "labelloc": "t", "fontsize": "16", "nodesep": "0.5", "ranksep": "0.8",
+        "label": _title(ev, rest is not None or collapsed_statements), "newrank": "true",
+    }, node_attr={"fontname": FONT, "fontsize": "12", "shape": "box", "style": "rounded,filled",
+                  "fillcolor": "white", "color": "#444444", "margin": "0.12,0.06"},
+        edge_attr={"fontname": FONT, "fontsize": "10", "color": "#555555", "arrowsize": "0.7"})
+
+    statement_text = _statement_text(e)
+    drawn_clusters = {h: m for h, m in clusters.items() if not collapsed_statements}
+    in_cluster = {m.id: h for h, ms in drawn_clusters.items() for m in ms if unit_of[m.id].kind == "node"}
+    for head, members in drawn_clusters.items():
+        shown = [m for m in members if unit_of[m.id].kind == "node"]
+        if len(shown) < 2:
+            continue
+        with dot.subgraph(name=f"cluster_{head}") as sub:
+            label = _shorten(_statement_label(e, by_id[head], {m.id for m in members} - {head}), CLUSTER_TEXT_MAX)
+            sub.attr(label=label, fontname=CODE_FONT, fontsize="11", style="rounded,dashed", color="#8a8a8a",
+                     fontcolor=MUTED_COLOR, labeljust="l")
+            for m in shown:
+                _node(sub, ev, unit_of[m.id], statement_text)
+    for unit in units:
+        if unit.kind != "node" or unit.head.id not in in_cluster or len(
+                [m for m in drawn_clusters[in_cluster[unit.head.id]] if unit_of[m.id].kind == "node"]) < 2:
+            _node(dot, ev, unit, statement_text)
+
+    # edges: one per argument of each operation, merged where they enter a collapsed unit
+    edges: dict[tuple, list] = {}
+    for node in visible:
+        for i, a in enumerate(node.args):
+            if a.id not in unit_of:
+                continue  # constants and sizes are part of the statement's text
+            ua, ub = unit_of[a.id], unit_of[node.id]
+            if ua is ub:
+                continue
+            key = (ua.key, a.id, ub.key) if ub.kind != "node" else (ua.key, a.id, ub.key, i)
+            edges.setdefault(key, []).append(ev.flow.get((node.id, i)))
+    for key, flows in edges.items():
+        ua_key, a_id, ub_key = key[:3]
+        a = by_id[a_id]
+        source = unit_of[a_id]
+        known = [f for f in flows if f is not None]
+        flow = None if not known else (known[0] if len(known) == 1 else sum(known))
+        lines = []
+        if source.kind != "node" and a.id != source.head.id or source.kind == "rest":
+            lines.append(_font(names[a.id], MUTED_COLOR, face=CODE_FONT))
+        lines.append(_font(describe_value(ev.value.get(a.id, math.nan)), VALUE_COLOR))
+        if flow is not None:
+            lines.append(_font(describe_gradient(flow), GRADIENT_COLOR))
+        dot.edge(ua_key, ub_key, label=f"<{'<br/>'.join(lines)}>")
+    # the output's wire
+    out = e.output
+    dot.node("output", label="", shape="point", width="0.08", color="#444444")
+    lines = [_font(describe_value(ev.value.get(out.id, math.nan)), VALUE_COLOR),
+             _font(describe_gradient(ev.gradient[out.id]), GRADIENT_COLOR)]
+    dot.edge(unit_of[out.id].key if out.id in unit_of else "output", "output", label=f"<{'<br/>'.join(lines)}>")
+    return dot
+
+
+def _title(ev: Evaluation, collapsed: bool) -> str:
+    """The function at the point, its value, and the legend under it."""
+    from .parameters import parameters, symbolic_dims
+
+    e = ev.fn.emitted
+    params = parameters(ev.fn)
+    parts = [f"{p.name}={_number(ev.point[p.name])}" for p in params if not p.shape]
+    sizes = [f"{d}={ev.locals[d]}" for d in symbolic_dims(ev.fn) if d in ev.locals]
+    random = [p.name for p in params if p.shape and p.name not in ev.given]
+    text = f"{ev.fn.name}({', '.join(parts)})" if parts else ev.fn.name
+    notes = sizes + ([f"random {', '.join(random)} (seed {ev.seed})"] if random else [])
+    title = f"{text} = {describe_value(ev.value.get(e.output.id, math.nan))}"
+    if notes:
+        title += f" ({'; '.join(notes)})"
+    rows = [f'<tr><td colspan="2"><font point-size="16">{html.escape(title)}</font></td></tr>']
+    for key, meaning in _legend(ev, collapsed):
+        rows.append(f'<tr><td align="right">{key}</td><td align="left">{_font(meaning, size=11)}</td></tr>')
+    return (f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{"".join(rows)}</table>>')
+
+
+def _node(dot, ev: Evaluation, unit: _Unit, statement_text: dict[int, str]) -> None:
+    e = ev.fn.emitted
+    node = unit.head
+    name = e.names.get(node.id, describe_value(node.value) if node.op == "const" else f"%{node.id}")
+    lines = [f"<b>{html.escape(name)}</b>"]
+    attrs = {}
+    if unit.kind == "rest":
+        count = len(unit.members)
+        lines = [_font(f"{count} more node{'s' if count != 1 else ''}", MUTED_COLOR),
+                 _font("(collapsed: raise max_nodes / --max-nodes to see them)", MUTED_COLOR, 9)]
+        dot.node(unit.key, label=f"<{'<br/>'.join(lines)}>", style="rounded,dashed,filled", fillcolor="#f4f4f4")
+        return
+    if node.op == "input":
+        lines.append(_font("input", MUTED_COLOR, 10))
+        attrs = {"fillcolor": "#e8f0fe"}
+    elif unit.kind == "statement":
+        statement = _statement_label(e, node, {m.id for m in unit.members} - {node.id})
+        rhs = statement.partition(" = ")[2]
+        if rhs:
+            lines.append(_font(_shorten(rhs, OP_TEXT_MAX), "#333333", 10, CODE_FONT))
+        lines.append(_font(f"{len(unit.members)} operations", MUTED_COLOR, 10))
+        attrs = {"style": "rounded,dashed,filled", "fillcolor": "#fafafa"}
+    elif node.id in statement_text:
+        lines.append(_font(_shorten(statement_text[node.id], OP_TEXT_MAX), "#333333", 10, CODE_FONT))
+    if node.shape:
+        shape = format_shape(node.shape)
+        value = ev.value.get(node.id)
+        concrete = "" if value is None or shape == format_shape(np.shape(value)) else \
+            f" = {format_shape(np.shape(value))}"
+        lines.append(_font(f"shape {shape}{concrete}", MUTED_COLOR, 10))
+    if node.id in ev.gradient:
+        g = ev.gradient[node.id]
+        adjoint = ev.adjoint_name.get(node.id)
+        if np.ndim(g):
+            text = f"‖{adjoint or 'g'}‖ = {_number(_norm(g))}"
+        else:
+            text = f"{adjoint or 'grad'} = {_number(g)}"
+        lines.append(_font(text, GRADIENT_COLOR, 11))
+    if node.id == e.output.id:
+        attrs = {"fillcolor": "#fff4e0", "peripheries": "2"}
+    dot.node(unit.key, label=f"<{'<br/>'.join(lines)}>", **attrs)
+
+
+def _legend(ev: Evaluation, collapsed: bool) -> list[tuple[str, str]]:
+    tensors = any(np.ndim(v) for v in ev.value.values())
+    rows = [
+        (_font("value", VALUE_COLOR, 10), "on an edge: the value flowing forward from the source"),
+        (_font("gradient", GRADIENT_COLOR, 10),
+         "on an edge: the gradient flowing back along it, the term its backward line adds to the source's adjoint"),
+        (_font("dname = ...", GRADIENT_COLOR, 10),
+         "in a node: its gradient (adjoint), the sum of the red numbers on its outgoing edges"),
+    ]
+    if tensors:
+        rows.append((_font("‖v‖ ‖g‖", MUTED_COLOR, 10), "Frobenius norms of a tensor value and gradient"))
+    if ev.fn.emitted.seed is not None:
+        rows.append((_font("seed", GRADIENT_COLOR, 10), "the output's gradient is the vjp seed (ones unless given)"))
+    if collapsed:
+        rows.append((_font("dashed", MUTED_COLOR, 10),
+                     "collapsed operations; a grey name on an edge says which one the value leaves"))
+    return rows
+
+
+# writing ----------------------------------------------------------------------------------------------------------
+
+
+def picture_format(path: str | os.PathLike) -> str | None:
+    """Graphviz's output format for a file name (None: the DOT source itself)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise BpgenError(f"{path}: unknown picture format {suffix or '(no extension)'}; "
+                         f"use .svg, .png, .pdf or .dot")
+    return FORMATS[suffix]
+
+
+def write(picture, path: str | os.PathLike) -> Path:
+    """Write a graph to `path` (.svg, .png, .pdf rendered by Graphviz's dot; .dot/.gv the source), atomically.
+    Without dot, writes the .dot next to it and raises DotNotFound."""
+    import graphviz
+
+    path = Path(path)
+    fmt = picture_format(path)
+    if fmt is None:
+        return write_atomic(path, picture.source)
+    try:
+        data = picture.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        dot_path = path.with_suffix(".dot")
+        write_atomic(dot_path, picture.source)
+        raise DotNotFound(dot_path, path) from None
+    except graphviz.CalledProcessError as exc:
+        raise BpgenError(f"dot could not render {path}: {exc}") from None
+    return _write_bytes(path, data)
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
