@@ -207,6 +207,8 @@ class Algebra:
     def sum(self, a: Node, axis: int | None) -> Node:
         if not a.shape:
             return a
+        if len(a.shape) == 1:
+            axis = None  # the one axis of a vector: all of it
         return self.make("sum", (a,), (axis,))
 
     def max(self, a: Node, axis: int | None) -> Node:
@@ -215,6 +217,10 @@ class Algebra:
             return a
         if axis is None or len(a.shape) == 1:
             return self.make("max_all", (a,))
+        if axis == len(a.shape) - 1:
+            return self.make("max_last", (a,))
+        if axis == 0 and len(a.shape) == 2:  # a column max is the row max of the transpose
+            return self.make("max_last", (self.transpose(a),))
         return self.make("max_along", (a,), (axis,))
 
     def fill(self, value: Node, shape: tuple) -> Node:

@@ -287,6 +287,8 @@ def _helpers_used(printed: list[Node]) -> list[str]:
         rule = rule_of(node)
         # on arrays an op prints its array form, which calls the array helper, if any
         helper = rule.array_helper if node.is_tensor and rule.array_syntax is not None else rule.helper
+        if callable(helper):  # a helper that depends on the node (sum over the first or the last axis)
+            helper = helper(node)
         if helper:
             used.add(helper)
             used.update(HELPER_NEEDS.get(helper, ()))

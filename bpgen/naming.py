@@ -88,7 +88,8 @@ def adjoint_name(namespace: Namespace, forward_name: str) -> str:
     return namespace.claim(ADJOINT_PREFIX + forward_name)
 
 
-LABELS = {"max_all": "max", "max_along": "max"}  # fallback names read as the user's function, not the variant
+# fallback names read as the user's function, not the variant
+LABELS = {"max_all": "max", "max_along": "max", "max_last": "max"}
 
 
 def _label(node: Node) -> str:

@@ -151,15 +151,37 @@ class ShapedCall(Syntax):
 
 @dataclass(frozen=True)
 class Reduction(Syntax):
-    """`x.sum()` or `x.sum(axis=1)` for an op whose attrs[0] is the axis (None for all)."""
+    """`x.sum()` or `x.sum(axis=1)` for an op whose attrs[0] is the axis (None for all), or a helper call
+    `sum_axis0(x)` where `helper_of(node)` names one."""
 
     method: str
+    helper_of: Callable[[Node], str | None] | None = None
 
     def render(self, node, arg):
         (a,) = node.args
+        helper = self.helper_of(node) if self.helper_of else None
+        if helper:
+            return f"{helper}({arg(a, COND)})"
         axis = node.attrs[0]
         inside = "" if axis is None else f"axis={axis}"
         return f"{arg(a, ATOM)}.{self.method}({inside})"
+
+
+@dataclass(frozen=True)
+class ArraySelect(Syntax):
+    """select(cond, a, b) on arrays: `np.where(cond, a, b)`, or `a * (cond)` when b is 0.
+
+    The product is the staged form of a gate (`dz = dh * (z > 0.0)`) and compiles in a fraction of
+    np.where's time under Numba; it differs only where `a` is inf or NaN and the gate is closed.
+    """
+
+    prec: int = MUL  # the product's; np.where(...) binds tighter, so this only ever adds parentheses
+
+    def render(self, node, arg):
+        cond, a, b = node.args
+        if b.is_const and b.value == 0.0:
+            return f"{arg(a, MUL)} * {arg(cond, MUL + 1)}"
+        return f"np.where({arg(cond, COND)}, {arg(a, COND)}, {arg(b, COND)})"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from .printer import (
     MUL,
     NOT,
     OR,
+    ArraySelect,
     AttrCall,
     Call,
     CallTemplate,
@@ -53,7 +54,7 @@ class Rule:
     sympy_function: type | None = None  # the SymPy class this op stands for, if one
     sympy_expr: Callable[..., sympy.Expr] | None = None  # builds the op in SymPy (tests)
     domain: tuple[tuple[float, float], ...] = ((-2.0, 2.0),)  # test points inside the domain
-    helper: str | None = None  # name of a helper function the module must define
+    helper: str | Callable[[Node], str | None] | None = None  # a helper function the module must define
     shape: Callable[[tuple, tuple], tuple] | None = None  # result shape; None: elementwise broadcast
     array_syntax: Syntax | None = None  # how it prints on NumPy arrays, when not as on floats
     vjp: Callable[..., Sequence[Node | None]] | None = None  # tensor ops: (A, args, out, g) -> per-arg terms
@@ -143,7 +144,37 @@ HELPERS.update({
             return False
     return True
 ''',
-    # the max gate over an axis: moveaxis puts the reduced axis last, so one loop over rows serves any ndim
+    # reductions over one axis as small loops: Numba compiles them in a fraction of a second, where its
+    # sum(axis=...) and np.moveaxis take seconds
+    "sum_axis0": '''def sum_axis0(a):
+    """a.sum(axis=0)."""
+    out = np.zeros(a.shape[1:])
+    for i in range(a.shape[0]):
+        out += a[i]
+    return out
+''',
+    "sum_last": '''def sum_last(a):
+    """a.sum(axis=-1)."""
+    out = np.empty(a.shape[:-1])
+    for index in np.ndindex(out.shape):
+        out[index] = a[index].sum()
+    return out
+''',
+    "max_last": '''def max_last(a):
+    """a.max(axis=-1)."""
+    out = np.empty(a.shape[:-1])
+    for index in np.ndindex(out.shape):
+        out[index] = a[index].max()
+    return out
+''',
+    "route_max_last": '''def route_max_last(a, g):
+    """The max gate along the last axis: each entry of g goes to the first largest entry of its row of `a`."""
+    out = np.zeros_like(a)
+    for index in np.ndindex(g.shape):
+        out[index + (np.argmax(a[index]),)] = g[index]
+    return out
+''',
+    # the max gate over a middle axis: moveaxis puts it last, so one loop over rows serves any ndim
     "max_along": '''def max_along(a, axis):
     """The largest entry along `axis` (the axis is removed)."""
     b = np.ascontiguousarray(np.moveaxis(a, axis, -1))
@@ -306,7 +337,7 @@ _RULES = [
          numeric=lambda c, a, b: a if c else b,
          sympy_expr=lambda s, a, b: sympy.Piecewise((a, s > 0), (b, True)),
          domain=((-1, 1), (-2, 2), (-2, 2)),
-         array_syntax=Call("np.where")),
+         array_syntax=ArraySelect()),
     # conditions: not differentiable, their gradient is zero
     _cmp("lt", "<", lambda a, b: float(a < b), lambda a, b: a < b),
     _cmp("le", "<=", lambda a, b: float(a <= b), lambda a, b: a <= b),
@@ -345,6 +376,19 @@ def _sum_vjp(A, args, out, g):
     return [A.broadcast_to(A.reshape(g, kept), a.shape)]
 
 
+def _sum_helper(node: Node) -> str | None:
+    """Sums over the first or the last axis call small loops: Numba's sum(axis=...) takes seconds to compile."""
+    (a,) = node.args
+    axis = node.attrs[0]
+    if axis is None:
+        return None
+    return "sum_axis0" if axis == 0 else "sum_last" if axis == len(a.shape) - 1 else None
+
+
+def _max_vjp(A, args, out, g):
+    return [A.make("route_max_last" if out.op == "max_last" else "route_max", (args[0], g), out.attrs)]
+
+
 def _softmax_rows(A, logits):
     return A.make("softmax", (logits,))
 
@@ -365,15 +409,19 @@ _TENSOR_RULES = [
          vjp=lambda A, args, out, g: [A.transpose(g)]),
     Rule("reshape", Reshape(STRIDED_OPS), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.reshape(g, args[0].shape)]),
-    Rule("sum", Reduction("sum"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
-         vjp=_sum_vjp),
+    Rule("sum", Reduction("sum", _sum_helper), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
+         vjp=_sum_vjp, helper=_sum_helper),
     # max reductions: the max gate routes the upstream gradient to the winner (the first one on ties)
     Rule("max_all", Method(".max()"), None, shape=lambda args, attrs: (),
          vjp=lambda A, args, out, g: [A.make("route_max_all", (args[0], g))]),
     Rule("route_max_all", Call("route_max_all"), None, shape=lambda args, attrs: args[0].shape,
          helper="route_max_all"),
+    Rule("max_last", Call("max_last"), None, shape=lambda args, attrs: args[0].shape[:-1], helper="max_last",
+         vjp=_max_vjp),
+    Rule("route_max_last", Call("route_max_last"), None, shape=lambda args, attrs: args[0].shape,
+         helper="route_max_last"),
     Rule("max_along", AttrCall("max_along"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
-         helper="max_along", vjp=lambda A, args, out, g: [A.make("route_max", (args[0], g), out.attrs)]),
+         helper="max_along", vjp=_max_vjp),
     Rule("route_max", AttrCall("route_max"), None, shape=lambda args, attrs: args[0].shape, helper="route_max"),
     Rule("fill", ShapedCall("np.full"), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.sum(g, None)]),

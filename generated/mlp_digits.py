@@ -41,6 +41,15 @@ def softmax_cross_entropy(logits, onehot):
 
 
 @numba.njit(cache=True)
+def sum_axis0(a):
+    """a.sum(axis=0)."""
+    out = np.zeros(a.shape[1:])
+    for i in range(a.shape[0]):
+        out += a[i]
+    return out
+
+
+@numba.njit(cache=True)
 def forward(X, Y, W1, b1, W2, b2):
     N = X.shape[0]
     matmul1 = X @ W1
@@ -65,12 +74,12 @@ def value_and_grad(X, Y, W1, b1, W2, b2):
     # backward: each line adds one local derivative times the upstream gradient
     dlogits = (softmax(logits) - Y) / N  # loss = softmax_cross_entropy(logits, Y)
     dmatmul2 = dlogits                   # logits = matmul2 + b2
-    db2 = dlogits.sum(axis=0)            # logits = matmul2 + b2
+    db2 = sum_axis0(dlogits)             # logits = matmul2 + b2
     dh1 = dmatmul2 @ W2.T                # matmul2 = h1 @ W2
     dW2 = h1.T @ dmatmul2                # matmul2 = h1 @ W2
-    dz1 = np.where(z1 > 0.0, dh1, 0.0)   # h1 = np.maximum(z1, 0.0)
+    dz1 = dh1 * (z1 > 0.0)               # h1 = np.maximum(z1, 0.0)
     dmatmul1 = dz1                       # z1 = matmul1 + b1
-    db1 = dz1.sum(axis=0)                # z1 = matmul1 + b1
+    db1 = sum_axis0(dz1)                 # z1 = matmul1 + b1
     dW1 = X.T @ dmatmul1                 # matmul1 = X @ W1
     return loss, (dW1, db1, dW2, db2)
 
