@@ -31,13 +31,25 @@ def logsumexp_rows(a):
 @numba.njit(cache=True)
 def softmax(logits):
     """Row-wise softmax through the log-sum-exp, so exp never overflows."""
-    return np.exp(logits - logsumexp_rows(logits))
+    n, c = logits.shape
+    lse = logsumexp_rows(logits)
+    out = np.empty((n, c))
+    for i in range(n):
+        for j in range(c):
+            out[i, j] = math.exp(logits[i, j] - lse[i, 0])
+    return out
 
 
 @numba.njit(cache=True)
 def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
-    return -(onehot * (logits - logsumexp_rows(logits))).sum() / logits.shape[0]
+    n, c = logits.shape
+    lse = logsumexp_rows(logits)
+    total = 0.0
+    for i in range(n):
+        for j in range(c):
+            total += onehot[i, j] * (lse[i, 0] - logits[i, j])
+    return total / n
 
 
 @numba.njit(cache=True)
