@@ -27,7 +27,6 @@ import html
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -624,20 +623,4 @@ def write(picture, path: str | os.PathLike) -> Path:
         raise DotNotFound(dot_path, path) from None
     except graphviz.CalledProcessError as exc:
         raise BpgenError(f"dot could not render {path}: {exc}") from None
-    return _write_bytes(path, data)
-
-
-def _write_bytes(path: Path, data: bytes) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    return write_atomic(path, data)

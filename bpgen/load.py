@@ -27,8 +27,9 @@ def cache_dir() -> Path:
     return Path(base) / "bpgen"
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` through a temporary file and a rename: never a partial file."""
+def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
+    """Write `text` (or bytes, e.g. a rendered picture) to `path` through a temporary file and a rename:
+    never a partial file."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,8 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
     except OSError as exc:
         raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        binary = isinstance(text, bytes)
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException as exc:
