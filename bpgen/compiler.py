@@ -5,6 +5,8 @@ declare -> lower -> graph -> reverse -> name -> print -> render -> load
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -216,6 +218,22 @@ def _check_wrt(inputs, wrt) -> tuple[sympy.Symbol, ...]:
     return wrt
 
 
+def _without_gc(build_function):
+    """Builds allocate many small objects and free none: Python's cycle collector only slows them down."""
+    @functools.wraps(build_function)
+    def wrapper(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return build_function(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return wrapper
+
+
+@_without_gc
 def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
     graph = Graph()
     A = Algebra(graph)
@@ -345,6 +363,7 @@ def _check_tensor_wrt(inputs, wrt) -> tuple:
     return wrt
 
 
+@_without_gc
 def build_tensor(declaration: TensorDeclaration, jit: bool = True) -> CompiledFunction:
     from .tensor import ALGEBRA as A
 

@@ -67,11 +67,10 @@ class Rule:
 # time it needs for the same broadcast array expression.
 HELPERS: dict[str, str] = {
     "sigmoid": '''def sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow for large |x|."""
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
+    """1 / (1 + exp(-x)) without overflow for large |x|; one exp, and a select rather than a branch."""
+    z = math.exp(-abs(x))
+    r = 1.0 / (1.0 + z)
+    return r if x >= 0.0 else z * r
 ''',
     "softplus": '''def softplus(x):
     """log(1 + exp(x)) without overflow for large |x|."""
@@ -347,7 +346,8 @@ _RULES = [
     Rule("sigmoid", Call("sigmoid"), lambda A, args, out: [A.mul(A.sub(A.const(1.0), out), out)],
          numeric=_helper_function("sigmoid"), sympy_function=functions.sigmoid, helper="sigmoid",
          array_syntax=CallTemplate("np.exp(-np.logaddexp(0.0, -{0}))")),
-    Rule("softplus", Call("softplus"), lambda A, args, out: [A.apply("sigmoid", args[0])],
+    # softplus' = sigmoid = exp(x - softplus(x)): from the output, one exp, and the exponent is never positive
+    Rule("softplus", Call("softplus"), lambda A, args, out: [A.apply("exp", A.sub(args[0], out))],
          numeric=_helper_function("softplus"), sympy_function=functions.softplus, helper="softplus",
          array_syntax=CallTemplate("np.logaddexp(0.0, {0})")),
     # Piecewise lowers to select(cond, a, b): the gradient of the branch taken

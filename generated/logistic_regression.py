@@ -45,18 +45,18 @@ def value_and_grad(X, y, w, b):
     penalty = 0.001 * sumsq
     loss = data_loss + penalty
     # backward: each line adds one local derivative times the upstream gradient
-    dwsq = np.full((30,), 0.001)                           # sumsq = wsq.sum()
-    dw = w * dwsq                                          # wsq = w * w
-    dw = dw + w * dwsq                                     # wsq = w * w
-    dsum1 = 1.0 / N                                        # data_loss = sum1 / N
-    dsub1 = np.full((N,), dsum1)                           # sum1 = sub1.sum()
-    dsoftplus1 = dsub1                                     # sub1 = softplus1 - mul1
-    dmul1 = -dsub1                                         # sub1 = softplus1 - mul1
-    dz = y * dmul1                                         # mul1 = y * z
-    dz = dz + np.exp(-np.logaddexp(0.0, -z)) * dsoftplus1  # softplus1 = np.logaddexp(0.0, z)
-    dXw = dz                                               # z = Xw + b
-    db = dz.sum()                                          # z = Xw + b
-    dw = dw + X.T @ dXw                                    # Xw = X @ w
+    dwsq = np.full((30,), 0.001)                  # sumsq = wsq.sum()
+    dw = w * dwsq                                 # wsq = w * w
+    dw = dw + w * dwsq                            # wsq = w * w
+    dsum1 = 1.0 / N                               # data_loss = sum1 / N
+    dsub1 = np.full((N,), dsum1)                  # sum1 = sub1.sum()
+    dsoftplus1 = dsub1                            # sub1 = softplus1 - mul1
+    dmul1 = -dsub1                                # sub1 = softplus1 - mul1
+    dz = y * dmul1                                # mul1 = y * z
+    dz = dz + np.exp(z - softplus1) * dsoftplus1  # softplus1 = np.logaddexp(0.0, z)
+    dXw = dz                                      # z = Xw + b
+    db = dz.sum()                                 # z = Xw + b
+    dw = dw + X.T @ dXw                           # Xw = X @ w
     return loss, (dw, db)
 
 
