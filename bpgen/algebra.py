@@ -120,7 +120,8 @@ class Algebra:
         if selects:
             # (1.0 if c else 0.0) * g  ->  g if c else 0.0: routing, not arithmetic
             chosen = selects[0]
-            others = [f for f in rest if f is not chosen]
+            others = list(rest)
+            others.remove(chosen)  # one occurrence: p * p keeps the other p
             return self._scale_select(chosen, coeff, others)
         if coeff == -1.0:
             return self.neg(self.mul(*rest))

@@ -89,6 +89,11 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
                 raise TypeError(f"{where}: {p.name} must be a real number, not {_describe(value)}")
         if seed_shape is not None:
             check_array(where, Parameter(seed_name, seed_shape, "real"), args[-1], dims)
+        # a number given as a 0-d array is passed as a float: the generated code may start an adjoint from it
+        # and add to it in place, and Numba types a 0-d array differently from a number
+        if not batch:
+            args = [float(a) if not p.shape and isinstance(a, np.ndarray) else a for p, a in zip(params, args)] \
+                + list(args[len(params):])
         return function(*args)
 
     call.__name__ = getattr(function, "__name__", "call")

@@ -133,4 +133,5 @@ def elementwise(function: sympy.Lambda, t: Tensor) -> Tensor:
     if not isinstance(function, sympy.Lambda) or len(function.variables) != 1:
         raise BpgenError("elementwise takes a one-variable sympy.Lambda, e.g. Lambda(u, u * sigmoid(u))")
     (u,) = function.variables
-    return _wrap(Lowerer(ALGEBRA, {u: as_node(t)}).lower(function.expr))
+    x = as_node(t)
+    return _wrap(ALGEBRA.broadcast_to(Lowerer(ALGEBRA, {u: x}).lower(function.expr), x.shape))

@@ -14,6 +14,7 @@ from .algebra import Algebra
 from .errors import BpgenError
 from .ir import Graph, Node
 from .shapes import ShapeError, check_dim, format_shape, normalize_axis
+from .shapes import broadcast as broadcast_shape
 from .shapes import size as shape_size
 
 GRAPH = Graph()
@@ -165,7 +166,11 @@ def _describe(value) -> str:
 
 def _binary(verb: str, a, b, make, matmul: bool = False) -> Tensor:
     try:
-        return Tensor._wrap(make(as_node(a), as_node(b)))
+        x, y = as_node(a), as_node(b)
+        node = make(x, y)
+        if not matmul:  # X - X or X * 0.0 fold to a number: it still has the broadcast shape of X
+            node = ALGEBRA.broadcast_to(node, broadcast_shape([x.shape, y.shape]))
+        return Tensor._wrap(node)
     except ShapeError as exc:
         detail = str(exc).split(": ", 1)[-1]
         raise ShapeError(f"cannot {verb} {_describe(a)} and {_describe(b)}: {detail}") from None
@@ -207,7 +212,8 @@ def mean(t: Tensor, axis: int | None = None) -> Tensor:
 
 def apply(op: str, *tensors) -> Tensor:
     """An elementwise op of the rule table (exp, log, tanh, sigmoid, ...) on tensors."""
-    return Tensor._wrap(ALGEBRA.apply(op, *(as_node(t) for t in tensors)))
+    nodes = [as_node(t) for t in tensors]
+    return Tensor._wrap(ALGEBRA.broadcast_to(ALGEBRA.apply(op, *nodes), broadcast_shape([n.shape for n in nodes])))
 
 
 def _elementwise(op: str, sympy_function):
