@@ -7,6 +7,8 @@ structurally equal results are the same node (hash-consing in `Graph`).
 
 from __future__ import annotations
 
+import math
+
 from . import shapes
 from .ir import Graph, Node
 from .rules import rule_for
@@ -132,8 +134,8 @@ class Algebra:
         return self.make("mul", rest)
 
     def _is_const_select(self, node: Node) -> bool:
-        if node.is_const:
-            return True
+        if node.is_const:  # a NaN branch (no condition holds) must not be multiplied into the other factors
+            return not math.isnan(node.value)
         return node.op == "select" and self._is_const_select(node.args[1]) and self._is_const_select(node.args[2])
 
     def _scale_select(self, node: Node, coeff: float, others: list[Node]) -> Node:
