@@ -508,6 +508,7 @@ def canonical(result) -> tuple:
 class Timing:
     samples: list[float]
     number: int  # calls per sample
+    cores: float = 1.0  # process CPU time / wall time while sampling: above 1 means the call ran threads
 
     @property
     def median(self) -> float:
@@ -544,11 +545,14 @@ def measure(calls: list[tuple[Callable, tuple]], sizes: Sizes, rounds: int = 4) 
     try:
         numbers = [calibrate(fn, args, sizes) for fn, args in calls]
         samples: list[list[float]] = [[] for _ in calls]
+        wall = [0.0] * len(calls)
+        cpu = [0.0] * len(calls)
         least = -(-sizes.min_samples // rounds)
         for _ in range(rounds):
-            for (fn, args), number, taken in zip(calls, numbers, samples):
+            for i, ((fn, args), number, taken) in enumerate(zip(calls, numbers, samples)):
                 fn(*args)
                 began = time.perf_counter()
+                began_cpu = time.process_time()
                 count = 0
                 while count < least or time.perf_counter() - began < sizes.budget / rounds:
                     start = time.perf_counter()
@@ -558,12 +562,14 @@ def measure(calls: list[tuple[Callable, tuple]], sizes: Sizes, rounds: int = 4) 
                     count += 1
                     if count >= 5_000:
                         break
+                wall[i] += time.perf_counter() - began
+                cpu[i] += time.process_time() - began_cpu
                 if gc.get_count()[0] > 20_000:
                     gc.collect(1)  # young objects only: a full collection takes ~0.2 s with torch and jax loaded
     finally:
         if enabled:
             gc.enable()
-    return [Timing(taken, number) for taken, number in zip(samples, numbers)]
+    return [Timing(taken, number, c / w) for taken, number, c, w in zip(samples, numbers, cpu, wall)]
 
 
 def section(title: str) -> None:
@@ -818,6 +824,11 @@ def set_threads(n: int) -> None:
             if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))]
     kept += [f"--xla_cpu_multi_thread_eigen={'false' if n == 1 else 'true'}", f"intra_op_parallelism_threads={n}"]
     os.environ["XLA_FLAGS"] = " ".join(kept)
+    if hasattr(os, "sched_setaffinity"):
+        # the flags alone do not hold every library to n threads (JAX's XLA runs its matrix products on a
+        # thread pool of its own), so the process and its children are also pinned to n cores
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, allowed[:n])
     os.environ.pop("NUMBA_CACHE_DIR", None)  # Numba caches next to each generated module, as users get it
     os.environ.pop("NUMBA_DISABLE_JIT", None)
 
@@ -855,7 +866,10 @@ def header(opts, sizes: Sizes, systems: list[str]) -> None:
                   "machine is oversubscribed, and multithreaded BLAS (which spin-waits for its threads) can run "
                   "10-100x slower for stretches; compare such timings with care")
     print(f"  threads: {opts.threads} ({', '.join(f'{v}={os.environ[v]}' for v in THREAD_VARIABLES)}, "
-          f"torch.set_num_threads({opts.threads}), XLA_FLAGS='{os.environ['XLA_FLAGS']}')")
+          f"torch.set_num_threads({opts.threads}), XLA_FLAGS='{os.environ['XLA_FLAGS']}'"
+          + (f", pinned to CPUs {sorted(os.sched_getaffinity(0))}" if hasattr(os, "sched_getaffinity") else "")
+          + ")")
+    print("  cores: CPU time / wall time of the process while a value_and_grad was sampled (1.00 = one core)")
     versions = [f"bpgen {bpgen.__version__}", f"numpy {np.__version__}", f"numba {numba.__version__}",
                 f"llvmlite {llvmlite.__version__}", f"scipy {scipy.__version__}", f"sympy {sympy.__version__}"]
     for name in ("torch", "jax"):
@@ -1050,15 +1064,17 @@ def run_workload(key: str, systems: list[str], workdir: Path, opts, sizes: Sizes
         rows = []
         for runner in runners:
             if runner.system in result.failed:
-                rows.append([runner.system, "-", "-", "-", "-", "-", f"FAILED {result.failed[runner.system]}"])
+                rows.append([runner.system, "-", "-", "-", "-", "-", "-", f"FAILED {result.failed[runner.system]}"])
                 continue
             forward, vg = result.times[runner.system]
             message = dict((r.system, m) for r, m in timed)[runner.system]
             rows.append([runner.system, fmt_spread(forward),
                          fmt_ratio(forward.median / ref_forward.median) if forward and ref_forward else "-",
                          fmt_spread(vg), fmt_ratio(vg.median / ref_vg.median),
-                         fmt_ratio(vg.median / forward.median) if forward else "-", f"ok ({message})"])
-        print(table(["system", "forward", "fwd/ref", "value_and_grad", "v&g/ref", "v&g/fwd", "gradient check"], rows))
+                         fmt_ratio(vg.median / forward.median) if forward else "-", f"{vg.cores:.2f}",
+                         f"ok ({message})"])
+        print(table(["system", "forward", "fwd/ref", "value_and_grad", "v&g/ref", "v&g/fwd", "cores",
+                     "gradient check"], rows))
         if key == "b":
             print("  (bpgen has no batch forward; b's forward columns are the others' vectorized forward)")
         results.append(result)

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def sigmoid(x):
     """1 / (1 + exp(-x)) without overflow for large |x|; one exp, and a select rather than a branch."""
     z = math.exp(-abs(x))
@@ -20,7 +20,7 @@ def sigmoid(x):
     return r if x >= 0.0 else z * r
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def forward(x, y):
     sigy = sigmoid(y)
     num = x + sigy
@@ -33,7 +33,7 @@ def forward(x, y):
     return f
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad(x, y):
     # forward
     sigy = sigmoid(y)
@@ -60,12 +60,12 @@ def value_and_grad(x, y):
     return f, (dx, dy)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad(x, y):
     return value_and_grad(x, y)[1]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad_batch(x, y):
     """Value and gradients at every point i of the 1-d arrays x, y."""
     n = len(x)

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def logsumexp_rows(a):
     """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
     n, c = a.shape
@@ -28,7 +28,7 @@ def logsumexp_rows(a):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def softmax(logits):
     """Row-wise softmax through the log-sum-exp, so exp never overflows."""
     n, c = logits.shape
@@ -40,7 +40,7 @@ def softmax(logits):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
     n, c = logits.shape
@@ -52,7 +52,7 @@ def softmax_cross_entropy(logits, onehot):
     return total / n
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def sum_axis0(a):
     """a.sum(axis=0)."""
     out = np.zeros(a.shape[1:])
@@ -61,7 +61,7 @@ def sum_axis0(a):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def forward(X, Y, W1, b1, W2, b2):
     N = X.shape[0]
     matmul1 = X @ W1
@@ -73,7 +73,7 @@ def forward(X, Y, W1, b1, W2, b2):
     return loss
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def value_and_grad(X, Y, W1, b1, W2, b2):
     N = X.shape[0]
     # forward
@@ -96,6 +96,6 @@ def value_and_grad(X, Y, W1, b1, W2, b2):
     return loss, (dW1, db1, dW2, db2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model='numpy')
 def grad(X, Y, W1, b1, W2, b2):
     return value_and_grad(X, Y, W1, b1, W2, b2)[1]

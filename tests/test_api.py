@@ -218,7 +218,7 @@ def test_generated_module_imports_only_math_numpy_numba(tmp_path):
             imported.add(node.module)
     assert imported == {"math", "numpy", "numba"}
     defs = [node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
-    assert source.count("@numba.njit(cache=True)") == len(defs)
+    assert source.count("@numba.njit(cache=True, error_model='numpy')") == len(defs)
 
 
 def test_jit_gives_numba_dispatchers_and_jit_false_plain_functions():

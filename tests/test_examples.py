@@ -28,4 +28,4 @@ def test_custom_activation_trains_with_the_generated_module(repo):
     mse = example["train"](steps=100, quiet=True)
     assert mse < 0.01  # about 6e-4 after 100 steps, from about 0.6 at the start
     backward = example["activation_backward"](example["load_generated"]("custom_activation"))
-    assert backward[-1].startswith("dz1 = dz1 + np.exp(z1 - softplus1) * dsoftplus1")
+    assert backward[-1].startswith("dz1 = dz1 + exp_array(z1 - softplus1) * dsoftplus1")
