@@ -126,18 +126,21 @@ HELPERS.update({
         out[i] = out[i] * scale_high[i] * scale_low[i] if flat[i] == flat[i] else flat[i]  # nan stays nan
     return out.reshape(x.shape)
 ''',
+    "exp_neg_abs": '''def exp_neg_abs(flat):
+    """exp(-|x|) for a 1-d array, as exp_array: the term of the stable softplus and sigmoid, at most 1."""
+    negabs = np.empty(flat.shape[0])
+    for i in range(flat.shape[0]):
+        negabs[i] = -abs(flat[i])
+    return exp_array(negabs)
+''',
     "softplus_array": '''def softplus_array(x):
     """np.logaddexp(0.0, x) = max(x, 0) + log1p(t) with t = exp(-|x|), vectorized like exp_array. With u = 1 + t
     rounded, log1p(t) = log(u) + (t - (u - 1)) / u; log(u) = e ln2 + 2 atanh(s), s = (m - 1) / (m + 1) for
     u = 2**e m, m in [sqrt(1/2), sqrt(2)], by atanh's series to s**23. Within 4 ulp (np.logaddexp: 1.4)."""
     flat = np.ascontiguousarray(x).reshape(-1)
-    n = flat.shape[0]
-    negabs = np.empty(n)
-    for i in range(n):
-        negabs[i] = -abs(flat[i])
-    t = exp_array(negabs)
-    out = np.empty(n)
-    for i in range(n):
+    t = exp_neg_abs(flat)
+    out = np.empty(flat.shape[0])
+    for i in range(flat.shape[0]):
         u = 1.0 + t[i]
         big = u > 1.4142135623730951
         m = 0.5 * u if big else u
@@ -155,21 +158,17 @@ HELPERS.update({
         q = 1 / 5 + z * q
         q = 1 / 3 + z * q
         log_m = 2.0 * s * (1.0 + z * q)
-        log1p_t = ((0.6931471803691238 + (log_m + 1.9082149292705877e-10)) if big else log_m) + (t[i] - (u - 1.0)) / u
-        out[i] = max(flat[i], 0.0) + log1p_t
+        log_u = 0.6931471803691238 + (log_m + 1.9082149292705877e-10) if big else log_m  # ln2 in two parts
+        out[i] = max(flat[i], 0.0) + (log_u + (t[i] - (u - 1.0)) / u)  # log1p(t): u's rounding added back
     return out.reshape(x.shape)
 ''',
     "sigmoid_array": '''def sigmoid_array(x):
     """1 / (1 + exp(-x)) without overflow: t = exp(-|x|), then 1 / (1 + t) or t / (1 + t); exp as exp_array.
     Within 2.5 ulp."""
     flat = np.ascontiguousarray(x).reshape(-1)
-    n = flat.shape[0]
-    negabs = np.empty(n)
-    for i in range(n):
-        negabs[i] = -abs(flat[i])
-    t = exp_array(negabs)
-    out = np.empty(n)
-    for i in range(n):
+    t = exp_neg_abs(flat)
+    out = np.empty(flat.shape[0])
+    for i in range(flat.shape[0]):
         r = 1.0 / (1.0 + t[i])
         out[i] = r if flat[i] >= 0.0 else t[i] * r
     return out.reshape(x.shape)
@@ -312,7 +311,8 @@ HELPERS.update({
 # helpers that call other helpers
 HELPER_NEEDS = {name: ("logsumexp_rows",) for name in ("log_softmax", "softmax", "softmax_cross_entropy")}
 HELPER_NEEDS.update({"cross_entropy": ("logsumexp_rows", "class_index"), "one_hot": ("class_index",),
-                     "softplus_array": ("exp_array",), "sigmoid_array": ("exp_array",)})
+                     "exp_neg_abs": ("exp_array",), "softplus_array": ("exp_neg_abs", "exp_array"),
+                     "sigmoid_array": ("exp_neg_abs", "exp_array")})
 
 
 def _helper_function(name: str) -> Callable[[float], float]:

@@ -16,10 +16,10 @@ WORST_ULPS = {"exp_array": 1.5, "softplus_array": 4.0, "sigmoid_array": 3.0}  # 
 
 def _load(jit: bool) -> dict:
     namespace = {"math": math, "np": np}
-    for name in NAMES:
+    for name in (*NAMES, "exp_neg_abs"):
         exec(HELPERS[name], namespace)  # noqa: S102 - bpgen's own helper source, as a generated module holds it
     if jit:
-        for name in NAMES:
+        for name in (*NAMES, "exp_neg_abs"):
             namespace[name] = numba.njit(error_model="numpy")(namespace[name])
     return namespace
 
