@@ -309,7 +309,12 @@ def _helpers_used(printed: list[Node]) -> list[str]:
             helper = helper(node)
         if helper:
             used.add(helper)
-            used.update(HELPER_NEEDS.get(helper, ()))
+    pending = list(used)
+    while pending:  # and the helpers those call, transitively
+        for needed in HELPER_NEEDS.get(pending.pop(), ()):
+            if needed not in used:
+                used.add(needed)
+                pending.append(needed)
     return sorted(used)
 
 

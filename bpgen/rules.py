@@ -308,11 +308,11 @@ HELPERS.update({
 })
 
 
-# helpers that call other helpers
+# helpers that call other helpers (directly; the compiler follows the chain)
 HELPER_NEEDS = {name: ("logsumexp_rows",) for name in ("log_softmax", "softmax", "softmax_cross_entropy")}
 HELPER_NEEDS.update({"cross_entropy": ("logsumexp_rows", "class_index"), "one_hot": ("class_index",),
-                     "exp_neg_abs": ("exp_array",), "softplus_array": ("exp_neg_abs", "exp_array"),
-                     "sigmoid_array": ("exp_neg_abs", "exp_array")})
+                     "exp_neg_abs": ("exp_array",), "softplus_array": ("exp_neg_abs",),
+                     "sigmoid_array": ("exp_neg_abs",)})
 
 
 def _helper_function(name: str) -> Callable[[float], float]:
