@@ -14,12 +14,16 @@ import jinja2
 
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
-from .rules import HELPERS
+from .rules import HELPERS, INLINED_HELPERS
 
 # error_model='numpy': a float division by zero gives inf or nan, as it does in array code, instead of a
 # checked branch per division. The branches cost Numba about 10% more compile time on long scalar programs
 # and keep LLVM from vectorizing loops over points.
 JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy')"
+# Inlined in Numba's IR into every caller: value_and_grad of a scalar function into value_and_grad_batch's loop
+# over points (and into grad), the elementwise helpers into the loops over arrays. LLVM then vectorizes those
+# loops; called, the functions are too long for LLVM's own inliner.
+INLINED_JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy', inline='always')"
 PLAIN_DECORATOR = "# plain Python (jit=False)"
 COMMENT_COLUMN_MAX = 56  # backward comments line up, up to this column
 
@@ -79,6 +83,12 @@ def _batch_names(params: list[str], wrt: list[str]) -> dict:
     }
 
 
+def _decorator(jit: bool, inlined: bool) -> str:
+    if not jit:
+        return PLAIN_DECORATOR
+    return INLINED_JIT_DECORATOR if inlined else JIT_DECORATOR
+
+
 def render_module(program: PrintedProgram, header: Header, helpers: list[str], jit: bool,
                   dims: list[str] = (), batch: bool = True, seed: str | None = None) -> str:
     """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors); `seed` names
@@ -90,8 +100,9 @@ def render_module(program: PrintedProgram, header: Header, helpers: list[str], j
         "wrt": header.wrt,
         "grad_names": [f"d{w}" for w in header.wrt],
         "params": program.params,
-        "helpers": [HELPERS[h].rstrip("\n") for h in helpers],
-        "decorator": JIT_DECORATOR if jit else PLAIN_DECORATOR,
+        "helpers": [(_decorator(jit, h in INLINED_HELPERS), HELPERS[h].rstrip("\n")) for h in helpers],
+        "decorator": _decorator(jit, False),
+        "point_decorator": _decorator(jit, batch),
         "forward": program.forward,
         "backward": _align(program.backward),
         "value": program.value,

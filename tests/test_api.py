@@ -11,6 +11,7 @@ import sympy
 
 import bpgen
 from bpgen import BpgenError
+from bpgen.rules import INLINED_HELPERS
 
 x, y, z = sympy.symbols("x y z", real=True)
 
@@ -218,7 +219,11 @@ def test_generated_module_imports_only_math_numpy_numba(tmp_path):
             imported.add(node.module)
     assert imported == {"math", "numpy", "numba"}
     defs = [node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
-    assert source.count("@numba.njit(cache=True, error_model='numpy')") == len(defs)
+    decorators = [ast.get_source_segment(source, d.decorator_list[0]) for d in defs]
+    inlined = {"value_and_grad", *INLINED_HELPERS}  # into the loops over points or elements that call them
+    assert {d.name for d in defs} & INLINED_HELPERS == {"exp_scalar", "softplus"}
+    assert decorators == ["numba.njit(cache=True, error_model='numpy', inline='always')" if d.name in inlined
+                          else "numba.njit(cache=True, error_model='numpy')" for d in defs]
 
 
 def test_jit_gives_numba_dispatchers_and_jit_false_plain_functions():
