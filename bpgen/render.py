@@ -24,6 +24,9 @@ JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy')"
 # over points (and into grad), the elementwise helpers into the loops over arrays. LLVM then vectorizes those
 # loops; called, the functions are too long for LLVM's own inliner.
 INLINED_JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy', inline='always')"
+# Inlining makes each caller compile the body again: a longer value_and_grad is called, not inlined, so grad of
+# a deep composition does not double its compile time (a few seconds).
+INLINED_POINT_MAX_LINES = 300
 PLAIN_DECORATOR = "# plain Python (jit=False)"
 COMMENT_COLUMN_MAX = 56  # backward comments line up, up to this column
 
@@ -102,7 +105,8 @@ def render_module(program: PrintedProgram, header: Header, helpers: list[str], j
         "params": program.params,
         "helpers": [(_decorator(jit, h in INLINED_HELPERS), HELPERS[h].rstrip("\n")) for h in helpers],
         "decorator": _decorator(jit, False),
-        "point_decorator": _decorator(jit, batch),
+        "point_decorator": _decorator(jit, batch and len(program.forward) + len(program.backward)
+                                      <= INLINED_POINT_MAX_LINES),
         "forward": program.forward,
         "backward": _align(program.backward),
         "value": program.value,

@@ -47,6 +47,7 @@ def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
 def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, seed: Node | None = None) -> Backward:
     """seed: the output's adjoint when it is a tensor (a parameter of `vjp`); a scalar output's is 1."""
     needed = depends_on(forward, wrt)
+    scheduled = {n.id for n in forward}
     adjoint: dict[int, Node] = {}  # node id -> its adjoint: an "adj" variable or a folded constant
     if output.id in needed:
         adjoint[output.id] = A.const(1.0) if seed is None else seed
@@ -68,7 +69,8 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
             partials = [None] * len(terms)
         else:  # elementwise: local partial times upstream, summed back over broadcast axes
             partials = rule.partials(A, node.args, node)
-            terms = [None if p is None else A.sum_to(A.mul(p, upstream), a.shape) for p, a in zip(partials, node.args)]
+            terms = [None if p is None else A.sum_to(_times(A, p, upstream, scheduled), a.shape)
+                     for p, a in zip(partials, node.args)]
         for i in wanted:
             term, target = terms[i], node.args[i]
             if term is None or (term.is_const and term.value == 0.0):
@@ -82,6 +84,15 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
             adjoint[w.id] = _settle(w, received[w.id], steps, folded)
     gradients = [adjoint.get(w.id, A.const(0.0)) for w in wrt]
     return Backward([s for k, s in enumerate(steps) if k not in folded], gradients)
+
+
+def _times(A: Algebra, partial: Node, upstream: Node, scheduled: set[int]) -> Node:
+    """partial * upstream; a partial 1 / b that the forward pass did not compute gives upstream / b: one
+    division rather than a division and a product."""
+    if partial.op == "div" and partial.id not in scheduled and partial.args[0].is_const \
+            and partial.args[0].value == 1.0:
+        return A.div(upstream, partial.args[1])
+    return A.mul(partial, upstream)
 
 
 def _settle(node: Node, indices: list[int], steps: list[Contribution], folded: set[int]) -> Node:

@@ -314,6 +314,12 @@ def _helper_function(name: str) -> Callable[[float], float]:
     return numeric
 
 
+def _one_minus_square(A, t):
+    """1 - t**2 as (1 - t) * (1 + t): for |t| near 1 (tanh's derivative, asin's and acos's) 1 - t is exact, where
+    t**2 rounds away the digits 1 - t**2 keeps; and no integer power for Numba to compile."""
+    return A.mul(A.sub(A.const(1.0), t), A.add(A.const(1.0), t))
+
+
 def _quotient_by_divisor(A, args, out):
     """d(a/b)/db. A constant numerator keeps the notes' form, -1.0 / den**2; otherwise -(a/b) / b reuses the
     quotient: one operation and no power less (Numba takes 2-4 ms to compile each integer power)."""
@@ -389,11 +395,11 @@ _RULES = [
          numeric=math.tan, sympy_function=sympy.tan, domain=((-1.2, 1.2),),
          array_syntax=Call("np.tan")),
     Rule("asin", Call("math.asin"),
-         lambda A, args, out: [A.div(A.const(1.0), A.apply("sqrt", A.sub(A.const(1.0), A.pow(args[0], A.const(2)))))],
+         lambda A, args, out: [A.div(A.const(1.0), A.apply("sqrt", _one_minus_square(A, args[0])))],
          numeric=math.asin, sympy_function=sympy.asin, domain=((-0.9, 0.9),),
          array_syntax=Call("np.arcsin")),
     Rule("acos", Call("math.acos"),
-         lambda A, args, out: [A.div(A.const(-1.0), A.apply("sqrt", A.sub(A.const(1.0), A.pow(args[0], A.const(2)))))],
+         lambda A, args, out: [A.div(A.const(-1.0), A.apply("sqrt", _one_minus_square(A, args[0])))],
          numeric=math.acos, sympy_function=sympy.acos, domain=((-0.9, 0.9),),
          array_syntax=Call("np.arccos")),
     Rule("atan", Call("math.atan"),
@@ -409,7 +415,7 @@ _RULES = [
     Rule("cosh", Call("math.cosh"), lambda A, args, out: [A.apply("sinh", args[0])],
          numeric=math.cosh, sympy_function=sympy.cosh,
          array_syntax=Call("np.cosh")),
-    Rule("tanh", Call("math.tanh"), lambda A, args, out: [A.sub(A.const(1.0), A.pow(out, A.const(2)))],
+    Rule("tanh", Call("math.tanh"), lambda A, args, out: [_one_minus_square(A, out)],
          numeric=math.tanh, sympy_function=sympy.tanh,
          array_syntax=Call("np.tanh")),
     Rule("erf", Call("math.erf"),

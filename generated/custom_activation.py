@@ -134,29 +134,29 @@ def value_and_grad(X, T, W1, b1, W2, b2, W3, b3):
     sum1 = pow1.sum()
     loss = sum1 / N
     # backward: each line adds one local derivative times the upstream gradient
-    dsum1 = 1.0 / N                                     # loss = sum1 / N
-    dpow1 = np.full((N, 1), dsum1)                      # sum1 = pow1.sum()
-    dsub1 = (2.0 * sub1) * dpow1                        # pow1 = sub1**2
-    dpred = dsub1                                       # sub1 = pred - T
-    dmatmul3 = dpred                                    # pred = matmul3 + b3
-    db3 = sum_axis0(dpred)                              # pred = matmul3 + b3
-    dh2 = dmatmul3 @ W3.T                               # matmul3 = h2 @ W3
-    dW3 = h2.T @ dmatmul3                               # matmul3 = h2 @ W3
-    dz2 = tanh2 * dh2                                   # h2 = z2 * tanh2
-    dtanh2 = z2 * dh2                                   # h2 = z2 * tanh2
-    dsoftplus2 = (1.0 - tanh2**2) * dtanh2              # tanh2 = np.tanh(softplus2)
-    dz2 = dz2 + exp_array(z2 - softplus2) * dsoftplus2  # softplus2 = softplus_array(z2)
-    dmatmul2 = dz2                                      # z2 = matmul2 + b2
-    db2 = sum_axis0(dz2)                                # z2 = matmul2 + b2
-    dh1 = dmatmul2 @ W2.T                               # matmul2 = h1 @ W2
-    dW2 = h1.T @ dmatmul2                               # matmul2 = h1 @ W2
-    dz1 = tanh1 * dh1                                   # h1 = z1 * tanh1
-    dtanh1 = z1 * dh1                                   # h1 = z1 * tanh1
-    dsoftplus1 = (1.0 - tanh1**2) * dtanh1              # tanh1 = np.tanh(softplus1)
-    dz1 = dz1 + exp_array(z1 - softplus1) * dsoftplus1  # softplus1 = softplus_array(z1)
-    dmatmul1 = dz1                                      # z1 = matmul1 + b1
-    db1 = sum_axis0(dz1)                                # z1 = matmul1 + b1
-    dW1 = X.T @ dmatmul1                                # matmul1 = X @ W1
+    dsum1 = 1.0 / N                                        # loss = sum1 / N
+    dpow1 = np.full((N, 1), dsum1)                         # sum1 = pow1.sum()
+    dsub1 = (2.0 * sub1) * dpow1                           # pow1 = sub1**2
+    dpred = dsub1                                          # sub1 = pred - T
+    dmatmul3 = dpred                                       # pred = matmul3 + b3
+    db3 = sum_axis0(dpred)                                 # pred = matmul3 + b3
+    dh2 = dmatmul3 @ W3.T                                  # matmul3 = h2 @ W3
+    dW3 = h2.T @ dmatmul3                                  # matmul3 = h2 @ W3
+    dz2 = tanh2 * dh2                                      # h2 = z2 * tanh2
+    dtanh2 = z2 * dh2                                      # h2 = z2 * tanh2
+    dsoftplus2 = ((1.0 - tanh2) * (tanh2 + 1.0)) * dtanh2  # tanh2 = np.tanh(softplus2)
+    dz2 = dz2 + exp_array(z2 - softplus2) * dsoftplus2     # softplus2 = softplus_array(z2)
+    dmatmul2 = dz2                                         # z2 = matmul2 + b2
+    db2 = sum_axis0(dz2)                                   # z2 = matmul2 + b2
+    dh1 = dmatmul2 @ W2.T                                  # matmul2 = h1 @ W2
+    dW2 = h1.T @ dmatmul2                                  # matmul2 = h1 @ W2
+    dz1 = tanh1 * dh1                                      # h1 = z1 * tanh1
+    dtanh1 = z1 * dh1                                      # h1 = z1 * tanh1
+    dsoftplus1 = ((1.0 - tanh1) * (tanh1 + 1.0)) * dtanh1  # tanh1 = np.tanh(softplus1)
+    dz1 = dz1 + exp_array(z1 - softplus1) * dsoftplus1     # softplus1 = softplus_array(z1)
+    dmatmul1 = dz1                                         # z1 = matmul1 + b1
+    db1 = sum_axis0(dz1)                                   # z1 = matmul1 + b1
+    dW1 = X.T @ dmatmul1                                   # matmul1 = X @ W1
     return loss, (dW1, db1, dW2, db2, dW3, db3)
 
 

@@ -226,6 +226,18 @@ def test_generated_module_imports_only_math_numpy_numba(tmp_path):
                           else "numba.njit(cache=True, error_model='numpy')" for d in defs]
 
 
+def test_a_long_value_and_grad_is_called_from_the_batch_loop_not_inlined():
+    """Inlining would make grad and the batch loop compile a deep composition's body once more each."""
+    a = x
+    for _ in range(60):
+        a = sympy.sin(a) * y + a / 2
+    long_source = bpgen.compile(a).source
+    body = re.search(r"^def value_and_grad\(.*?(?=^\S)", long_source, re.S | re.M).group(0)
+    assert body.count("\n") > 300
+    assert "inline='always')\ndef value_and_grad(" not in long_source
+    assert "inline='always')\ndef value_and_grad(" in bpgen.compile(sympy.sin(x) * y).source
+
+
 def test_jit_gives_numba_dispatchers_and_jit_false_plain_functions():
     expr = sympy.sin(x) * y
     compiled = bpgen.compile(expr)
@@ -237,11 +249,12 @@ def test_jit_gives_numba_dispatchers_and_jit_false_plain_functions():
 
 
 def test_batch_is_one_compiled_loop_over_points():
-    g = bpgen.compile(sympy.sin(x) * y + bpgen.sigmoid(x * y))
-    xs = np.linspace(-3, 3, 101)
+    """The batch loop (vectorized by LLVM, with value_and_grad inlined) gives the one-point call's very bits."""
+    g = bpgen.compile(sympy.sin(x) * y + bpgen.sigmoid(x * y) + bpgen.softplus(x - y))
+    xs = np.linspace(-30, 30, 101)
     ys = np.linspace(2, -1, 101)
     values, (dxs, dys) = g.value_and_grad_batch(xs, ys)
-    for i in range(0, 101, 10):
+    for i in range(101):
         v, (gx, gy) = g.value_and_grad(xs[i], ys[i])
         assert (values[i], dxs[i], dys[i]) == (v, gx, gy)
     with pytest.raises(ValueError, match="differ in length"):

@@ -12,8 +12,10 @@ to the first argument) and for sigmoid's partial (written with its output).
 
 from __future__ import annotations
 
+import re
 import zlib
 
+import mpmath
 import numpy as np
 import pytest
 import sympy
@@ -273,3 +275,26 @@ def test_select_rule_with_explicit_conditions():
     assert sympy.true not in [pair.cond for pair in expr.args]
     assert "select" in lowered_ops(expr, [s, a, b])
     check_against_sympy(expr, [s, a, b], RULES["select"].domain, seed=7, n_points=8)
+
+
+# forms chosen for accuracy ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expr, at, exact", [
+    (sympy.tanh(x_), 15.0, lambda v: 1 / mpmath.cosh(v) ** 2),  # 1 - tanh**2 would keep 3 digits of 16 here
+    (sympy.asin(x_), 1 - 2.0**-40, lambda v: 1 / mpmath.sqrt(1 - v**2)),
+    (sympy.acos(x_), -1 + 2.0**-40, lambda v: -1 / mpmath.sqrt(1 - v**2)),
+])
+def test_one_minus_a_square_keeps_its_digits_near_one(expr, at, exact):
+    g = bpgen.compile(expr, inputs=[x_], jit=False)
+    (got,) = g.grad(at)
+    with mpmath.workdps(40):
+        want = float(exact(mpmath.mpf(at)))
+    assert got == pytest.approx(want, rel=1e-14)
+
+
+def test_a_quotients_numerator_gets_upstream_over_divisor():
+    """d(a/b)/da * g is printed as g / b: one division, not (1.0 / b) * g."""
+    source = bpgen.compile(sympy.sin(x_ / y_), inputs=[x_, y_], jit=False).source
+    assert re.search(r"^    dx = \w+ / y\b", source, re.M), source
+    assert "(1.0 / y)" not in source
