@@ -155,6 +155,23 @@ def test_wrong_tensor_arguments_are_clear_errors(tensor_jit, args, error, messag
         tensor_jit.value_and_grad(*args)
 
 
+def test_only_arguments_exactly_as_the_code_takes_them_skip_the_full_check():
+    """The fast path lets through floats and arrays of the declared dtype kind, rank and sizes; everything else
+    goes on to the full check, which converts (0-d arrays, float labels) or raises the one-line error."""
+    from bpgen.arguments import _as_expected, _expectation
+    from bpgen.parameters import Parameter
+
+    n = sympy.Symbol("N")
+    expectations = [_expectation(p) for p in (Parameter("X", (n, 3), "real"), Parameter("Y", (n,), "labels"),
+                                              Parameter("s", (), "real"))]
+    good = (np.ones((4, 3)), np.zeros(4, int), 1.5)
+    assert _as_expected(expectations, good)
+    for bad in [(np.ones((4, 3), np.float32) > 0, *good[1:]), (np.ones((4, 2)), *good[1:]),
+                (np.ones((4, 3, 1)), *good[1:]), (good[0], np.zeros(5, int), 1.5), (good[0], np.zeros(4), 1.5),
+                (*good[:2], 1), (*good[:2], np.array(1.5)), ([[1.0] * 3] * 4, *good[1:])]:
+        assert not _as_expected(expectations, bad)
+
+
 def test_a_tensor_output_has_no_value_and_grad():
     X = bpgen.Tensor("Xout", ("N", 2))
     g = bpgen.compile(X * 2.0, inputs=[X], jit=False)
