@@ -29,7 +29,7 @@ def exp_scalar(x):
     + r**3 q(r), q to r**10 in pairs (Estrin's scheme: a short dependency chain, so one call is about as fast
     as libm's); 2**k built from IEEE bits in two factors, so subnormal results round once. Within 1 ulp
     (math.exp: 0.5)."""
-    v = min(max(x, -746.0), 710.0) if x == x else 0.0  # exp is 0 below and inf above: this keeps k in range
+    v = min(max(float(x), -746.0), 710.0) if x == x else 0.0  # exp is 0 below and inf above: k stays in range
     k = (v * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0  # round(v / ln2): + 1.5 * 2**52
     r = (v - k * 0.6931471803691238) - k * 1.9082149292705877e-10  # ln2 in two parts: r is exact enough
     r2 = r * r
@@ -39,8 +39,8 @@ def exp_scalar(x):
         + r4 * ((1 / 39916800 + r * (1 / 479001600)) + r2 * (1 / 6227020800)))  # r**j / j! for j = 3 to 13
     p = 1.0 + (r + (r2 * 0.5 + (r2 * r) * q))
     half = np.int64(k) >> 1
-    high = np.int64((half + 1023) << 52).view(np.float64)
-    low = np.int64((np.int64(k) - half + 1023) << 52).view(np.float64)
+    high = float(np.int64((half + 1023) << 52).view(np.float64))  # float(): plain Python multiplies floats, not
+    low = float(np.int64((np.int64(k) - half + 1023) << 52).view(np.float64))  # NumPy scalars, with no warnings
     return p * high * low if x == x else x
 
 
@@ -69,7 +69,7 @@ def softplus(x):
     q = 1 / 3 + z * q
     log_m = 2.0 * s * (1.0 + z * q)
     log_u = 0.6931471803691238 + (log_m + 1.9082149292705877e-10) if big else log_m  # ln2 in two parts
-    return max(x, 0.0) + (log_u + (t - (u - 1.0)) / u)  # log1p(t): u's rounding added back
+    return max(float(x), 0.0) + (log_u + (t - (u - 1.0)) / u)  # log1p(t): u's rounding added back
 
 
 @numba.njit(cache=True, error_model='numpy')

@@ -115,3 +115,15 @@ def test_scalar_special_values_in_plain_python(plain, name):
     with np.errstate(over="ignore", invalid="ignore"):
         got = [scalar(v) for v in (math.nan, math.inf, -math.inf)]
         np.testing.assert_array_equal(got, plain[name](np.array([math.nan, math.inf, -math.inf])))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plain_python_scalars_are_floats_and_float32_is_widened(plain, name):
+    """Plain Python computes in Python floats: a float32 input is widened first (NumPy 2 would keep the range
+    reduction in float32), the result is a float, and NumPy's error state plays no part."""
+    scalar = plain[SCALAR[name]]
+    with np.errstate(all="raise"):
+        for v in (20.0, -20.0, 800.0, -800.0, 0.5):
+            got = scalar(v)
+            assert type(got) is float
+            assert got == scalar(np.float32(v)) == plain[name](np.array([v]))[0]
