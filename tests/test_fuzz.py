@@ -89,7 +89,6 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass
 
-import autograd.numpy as anp
 import mpmath
 import numpy as np
 import pytest
@@ -97,9 +96,9 @@ import sympy
 from autograd import grad as agrad
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from spellings import A, B
 
 import bpgen
-from bpgen import nn
 from bpgen.algebra import Algebra
 from bpgen.functions import relu, sigmoid, softplus
 from bpgen.ir import Graph, schedule
@@ -981,88 +980,6 @@ def assert_tensor_close(actual, expected, rtol=T_RTOL, atol=T_ATOL, what=""):
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=what)
-
-
-def _a_sigmoid(x):
-    return 0.5 * (anp.tanh(x / 2) + 1)
-
-
-def _a_logsumexp_kept(x, axis=-1):
-    m = anp.max(x, axis=axis, keepdims=True)
-    return m + anp.log(anp.sum(anp.exp(x - m), axis=axis, keepdims=True))
-
-
-def _a_log_softmax(x, axis=-1):
-    return x - _a_logsumexp_kept(x, axis)
-
-
-class B:
-    """bpgen's spelling."""
-
-    matmul = staticmethod(lambda a, b: a @ b)
-    transpose = staticmethod(lambda a: a.T)
-    reshape = staticmethod(lambda a, shape: a.reshape(shape))
-    sum = staticmethod(bpgen.sum)
-    mean = staticmethod(bpgen.mean)
-    max = staticmethod(bpgen.max)
-    exp = staticmethod(bpgen.exp)
-    log = staticmethod(bpgen.log)
-    sqrt = staticmethod(bpgen.sqrt)
-    abs = staticmethod(bpgen.abs)
-    tanh = staticmethod(bpgen.tanh)
-    sigmoid = staticmethod(bpgen.sigmoid)
-    relu = staticmethod(bpgen.relu)
-    softplus = staticmethod(bpgen.softplus)
-    nn_relu = staticmethod(nn.relu)
-    nn_sigmoid = staticmethod(nn.sigmoid)
-    nn_tanh = staticmethod(nn.tanh)
-    nn_softplus = staticmethod(nn.softplus)
-    leaky_relu = staticmethod(nn.leaky_relu)
-    elu = staticmethod(nn.elu)
-    softmax = staticmethod(nn.softmax)
-    log_softmax = staticmethod(nn.log_softmax)
-    logsumexp = staticmethod(nn.logsumexp)
-    maxout = staticmethod(nn.maxout)
-    softmax_cross_entropy = staticmethod(nn.softmax_cross_entropy)
-    cross_entropy = staticmethod(nn.cross_entropy)
-    mse = staticmethod(nn.mse)
-    bce_logits = staticmethod(nn.binary_cross_entropy_with_logits)
-
-
-class A:
-    """autograd's spelling (straightforward reference formulas)."""
-
-    matmul = staticmethod(anp.matmul)
-    transpose = staticmethod(anp.transpose)
-    reshape = staticmethod(anp.reshape)
-    sum = staticmethod(anp.sum)
-    mean = staticmethod(anp.mean)
-    max = staticmethod(anp.max)
-    exp = staticmethod(anp.exp)
-    log = staticmethod(anp.log)
-    sqrt = staticmethod(anp.sqrt)
-    abs = staticmethod(anp.abs)
-    tanh = staticmethod(anp.tanh)
-    sigmoid = staticmethod(_a_sigmoid)
-    relu = staticmethod(lambda x: anp.maximum(x, 0.0))
-    softplus = staticmethod(lambda x: anp.logaddexp(0.0, x))
-    nn_relu, nn_sigmoid, nn_tanh, nn_softplus = relu, sigmoid, tanh, softplus
-    leaky_relu = staticmethod(lambda x, alpha: anp.where(x > 0, x, alpha * x))
-    elu = staticmethod(lambda x, alpha: anp.where(x > 0, x, alpha * (anp.exp(x) - 1.0)))
-    softmax = staticmethod(lambda x, axis=-1: anp.exp(_a_log_softmax(x, axis)))
-    log_softmax = staticmethod(_a_log_softmax)
-    logsumexp = staticmethod(lambda x, axis=-1: anp.squeeze(_a_logsumexp_kept(x, axis), axis))
-
-    @staticmethod
-    def maxout(x, pieces):
-        return anp.max(anp.reshape(x, x.shape[:-1] + (x.shape[-1] // pieces, pieces)), axis=-1)
-
-    softmax_cross_entropy = staticmethod(lambda z, y: -anp.mean(anp.sum(y * _a_log_softmax(z), axis=1)))
-    cross_entropy = staticmethod(lambda z, labels: -anp.mean(_a_log_softmax(z)[np.arange(len(labels)), labels]))
-    mse = staticmethod(lambda p, t: anp.mean((p - t) ** 2))
-    # -y log(sigmoid(z)) - (1 - y) log(1 - sigmoid(z)), with log(sigmoid(z)) = -log(1 + exp(-z)) written stably:
-    # 1 - sigmoid(z) loses all digits for large z
-    bce_logits = staticmethod(lambda z, y: anp.mean(y * anp.logaddexp(0.0, -z) + (1 - y) * anp.logaddexp(0.0, z)))
 
 
 BATCH = sympy.Symbol("N", integer=True, positive=True)  # bpgen's symbol for the size "N"

@@ -7,11 +7,11 @@ import re
 import zlib
 
 import autograd.numpy as anp
-import autograd.scipy.special as asp
 import numpy as np
 import pytest
 import sympy
 from autograd import grad as agrad
+from spellings import A, B, a_sigmoid, a_softplus
 
 import bpgen
 from bpgen import nn
@@ -30,125 +30,6 @@ def assert_close(actual, expected, rtol=RTOL, atol=ATOL):
     expected = np.asarray(expected, dtype=float)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
-
-
-# two namespaces, so that each case is written once and evaluated by bpgen and by autograd ------------------------
-
-
-class B:
-    """bpgen's spelling."""
-
-    sum = staticmethod(bpgen.sum)
-    mean = staticmethod(bpgen.mean)
-    max = staticmethod(bpgen.max)
-    maxout = staticmethod(nn.maxout)
-    exp = staticmethod(bpgen.exp)
-    log = staticmethod(bpgen.log)
-    sqrt = staticmethod(bpgen.sqrt)
-    abs = staticmethod(bpgen.abs)
-    tanh = staticmethod(bpgen.tanh)
-    sigmoid = staticmethod(bpgen.sigmoid)
-    relu = staticmethod(bpgen.relu)
-    softplus = staticmethod(bpgen.softplus)
-    nn_relu = staticmethod(nn.relu)
-    nn_sigmoid = staticmethod(nn.sigmoid)
-    nn_tanh = staticmethod(nn.tanh)
-    nn_softplus = staticmethod(nn.softplus)
-    leaky_relu = staticmethod(nn.leaky_relu)
-    elu = staticmethod(nn.elu)
-    softmax = staticmethod(nn.softmax)
-    log_softmax = staticmethod(nn.log_softmax)
-    logsumexp = staticmethod(nn.logsumexp)
-    softmax_cross_entropy = staticmethod(nn.softmax_cross_entropy)
-    mse = staticmethod(nn.mse)
-    bce_logits = staticmethod(nn.binary_cross_entropy_with_logits)
-
-    @staticmethod
-    def T(x):
-        return x.T
-
-    @staticmethod
-    def reshape(x, shape):
-        return x.reshape(shape)
-
-    @staticmethod
-    def gelu(x):
-        u = sympy.Symbol("u", real=True)
-        return nn.elementwise(sympy.Lambda(u, u * (1 + sympy.erf(u / sympy.sqrt(2))) / 2), x)
-
-    @staticmethod
-    def swish(x):
-        u = sympy.Symbol("u", real=True)
-        return nn.elementwise(sympy.Lambda(u, u * bpgen.sigmoid(u)), x)
-
-
-def _a_sigmoid(x):
-    return 0.5 * (anp.tanh(x / 2) + 1)
-
-
-def _a_softplus(x):
-    return anp.logaddexp(0.0, x)
-
-
-def _a_logsumexp_kept(x, axis=-1):
-    m = anp.max(x, axis=axis, keepdims=True)
-    return m + anp.log(anp.sum(anp.exp(x - m), axis=axis, keepdims=True))
-
-
-def _a_logsumexp(x, axis=-1):
-    return anp.squeeze(_a_logsumexp_kept(x, axis), axis)
-
-
-def _a_log_softmax(x, axis=-1):
-    return x - _a_logsumexp_kept(x, axis)
-
-
-class A:
-    """autograd's spelling (independent, straightforward reference formulas)."""
-
-    sum = staticmethod(anp.sum)
-    mean = staticmethod(anp.mean)
-    max = staticmethod(anp.max)
-    exp = staticmethod(anp.exp)
-
-    @staticmethod
-    def maxout(x, pieces):
-        return anp.max(anp.reshape(x, x.shape[:-1] + (x.shape[-1] // pieces, pieces)), axis=-1)
-    log = staticmethod(anp.log)
-    sqrt = staticmethod(anp.sqrt)
-    abs = staticmethod(anp.abs)
-    tanh = staticmethod(anp.tanh)
-    sigmoid = staticmethod(_a_sigmoid)
-    relu = staticmethod(lambda x: anp.maximum(x, 0.0))
-    softplus = staticmethod(_a_softplus)
-    nn_relu = relu
-    nn_sigmoid = sigmoid
-    nn_tanh = tanh
-    nn_softplus = softplus
-    leaky_relu = staticmethod(lambda x, alpha=0.01: anp.where(x > 0, x, alpha * x))
-    elu = staticmethod(lambda x, alpha=1.0: anp.where(x > 0, x, alpha * (anp.exp(x) - 1.0)))
-    softmax = staticmethod(lambda x, axis=-1: anp.exp(_a_log_softmax(x, axis)))
-    log_softmax = staticmethod(_a_log_softmax)
-    logsumexp = staticmethod(_a_logsumexp)
-    softmax_cross_entropy = staticmethod(lambda z, y: -anp.mean(anp.sum(y * _a_log_softmax(z), axis=1)))
-    mse = staticmethod(lambda p, t: anp.mean((p - t) ** 2))
-    bce_logits = staticmethod(lambda z, y: anp.mean(-y * anp.log(_a_sigmoid(z)) - (1 - y) * anp.log(1 - _a_sigmoid(z))))
-
-    @staticmethod
-    def T(x):
-        return x.T
-
-    @staticmethod
-    def reshape(x, shape):
-        return anp.reshape(x, shape)
-
-    @staticmethod
-    def gelu(x):
-        return x * (1 + asp.erf(x / np.sqrt(2.0))) / 2
-
-    @staticmethod
-    def swish(x):
-        return x * _a_sigmoid(x)
 
 
 # the rule cases: (id, shapes, kinds of data, wrt, body(m, **tensors)) -------------------------------------------
@@ -436,7 +317,7 @@ def tanh_sigmoid_net(X, T, W1, b1, W2, b2, W3, b3):
 
 def tanh_sigmoid_reference(X, T, W1, b1, W2, b2, W3, b3):
     h1 = anp.tanh(anp.dot(X, W1) + b1)
-    h2 = _a_sigmoid(anp.dot(h1, W2) + b2)
+    h2 = a_sigmoid(anp.dot(h1, W2) + b2)
     return anp.mean((anp.dot(h2, W3) + b3 - T) ** 2)
 
 
@@ -467,7 +348,7 @@ def logreg(X, y, w, b):
 
 def logreg_reference(X, y, w, b):
     z = anp.dot(X, w) + b
-    return anp.mean(_a_softplus(z) - y * z)
+    return anp.mean(a_softplus(z) - y * z)
 
 
 LR_SHAPES = {"X": ("N", 4), "y": ("N",), "w": (4,), "b": ()}
