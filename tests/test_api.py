@@ -226,6 +226,17 @@ def test_generated_module_imports_only_math_numpy_numba(tmp_path):
                           else "numba.njit(cache=True, error_model='numpy')" for d in defs]
 
 
+def test_the_batch_loop_is_vector_code_with_no_libm_exp():
+    """sigmoid's exp is exp_scalar's polynomial and value_and_grad is inlined, so LLVM vectorizes the loop over
+    points; a libm exp there would be scalarized into one call per point (llvm.exp.v8f64)."""
+    g = bpgen.compile((x + bpgen.sigmoid(y)) / (bpgen.sigmoid(x) + (x + y) ** 2), inputs=[x, y])
+    batch = numba.njit(error_model="numpy")(g.module.value_and_grad_batch.py_func)  # not from the disk cache
+    batch(np.ones(8), np.ones(8))
+    llvm_ir = "\n".join(batch.inspect_llvm().values())
+    assert re.search(r"<\d+ x double>", llvm_ir)
+    assert not re.search(r"@(llvm\.)?exp\b", llvm_ir)
+
+
 def test_a_long_value_and_grad_is_called_from_the_batch_loop_not_inlined():
     """Inlining would make grad and the batch loop compile a deep composition's body once more each."""
     a = x
