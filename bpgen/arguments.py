@@ -93,17 +93,17 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
             seed_shape: tuple | None = None) -> Callable:
     """`function` behind a check of its arguments. batch: every parameter is a 1-d array of points;
     seed_shape: the function also takes a vjp seed of the output's shape."""
-    count = len(params) + (seed_shape is not None)
-    code = getattr(function, "py_func", function).__code__  # a Numba dispatcher keeps the Python function
-    seed_name = code.co_varnames[code.co_argcount - 1] if seed_shape is not None else None
-    names = [p.name for p in params] + ([seed_name] if seed_name else [])
+    # every argument as the generated function takes it: a batch's 1-d arrays of points, then a vjp's seed
+    as_given = [Parameter(p.name, (POINTS,), "real") for p in params] if batch else list(params)
+    if seed_shape is not None:
+        code = getattr(function, "py_func", function).__code__  # a Numba dispatcher keeps the Python function
+        as_given.append(Parameter(code.co_varnames[code.co_argcount - 1], seed_shape, "real"))
+    count = len(as_given)
+    names = [p.name for p in as_given]
+    expectations = [_expectation(p) for p in as_given]
 
     all_numbers = not batch and seed_shape is None and all(not p.shape and p.kind == "real" for p in params)
     float_types = frozenset({float})
-    as_given = [Parameter(p.name, (POINTS,), "real") for p in params] if batch else list(params)
-    if seed_shape is not None:
-        as_given.append(Parameter(seed_name, seed_shape, "real"))
-    expectations = [_expectation(p) for p in as_given]
 
     def call(*args):
         if all_numbers and len(args) == count and float_types.issuperset(map(type, args)):
@@ -114,9 +114,9 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
             raise TypeError(f"{where} takes {count} argument{'s' if count != 1 else ''} "
                             f"({', '.join(names)}), not {len(args)}")
         dims: dict = {}
-        for p, value in zip(params, args):
+        for p, value in zip(as_given[:len(params)], args):
             if batch:
-                check_array(where, Parameter(p.name, (POINTS,), "real"), value, {})
+                check_array(where, p, value, {})
                 if len(value) != len(args[0]):
                     raise ValueError(f"{where}: {p.name} and {params[0].name} differ in length "
                                      f"({len(value)} and {len(args[0])})")
@@ -125,7 +125,7 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
             elif not _real_number(value):
                 raise TypeError(f"{where}: {p.name} must be a real number, not {_describe(value)}")
         if seed_shape is not None:
-            check_array(where, Parameter(seed_name, seed_shape, "real"), args[-1], dims)
+            check_array(where, as_given[-1], args[-1], dims)
         # a number given as a 0-d array is passed as a float: the generated code may start an adjoint from it
         # and add to it in place, and Numba types a 0-d array differently from a number
         if not batch:

@@ -25,7 +25,7 @@ from .naming import assign_names, sanitize
 from .printer import PrintedProgram, print_program
 from .render import Header, render_module
 from .reverse import Backward, backward
-from .rules import HELPER_NEEDS, rule_of
+from .rules import rule_of, with_needed_helpers
 from .shapes import format_shape
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
@@ -309,13 +309,7 @@ def _helpers_used(printed: list[Node]) -> list[str]:
             helper = helper(node)
         if helper:
             used.add(helper)
-    pending = list(used)
-    while pending:  # and the helpers those call, transitively
-        for needed in HELPER_NEEDS.get(pending.pop(), ()):
-            if needed not in used:
-                used.add(needed)
-                pending.append(needed)
-    return sorted(used)
+    return with_needed_helpers(used)
 
 
 # tensors -------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ can check every entry against `sympy.diff`, parametrized over this table.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import sympy
 
 from . import functions, shapes
@@ -132,31 +132,6 @@ HELPERS.update({
     for index in np.ndindex(x.shape):
         out[index] = math.erf(x[index])
     return out
-''',
-    "exp_array": '''def exp_array(x):
-    """np.exp(x), as exp_scalar on every element, in a loop LLVM vectorizes (Numba's np.exp calls libm once per
-    element, 3x slower)."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty(flat.shape[0])
-    for i in range(flat.shape[0]):
-        out[i] = exp_scalar(flat[i])
-    return out.reshape(x.shape)
-''',
-    "softplus_array": '''def softplus_array(x):
-    """np.logaddexp(0.0, x), as softplus on every element, in a loop LLVM vectorizes."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty(flat.shape[0])
-    for i in range(flat.shape[0]):
-        out[i] = softplus(flat[i])
-    return out.reshape(x.shape)
-''',
-    "sigmoid_array": '''def sigmoid_array(x):
-    """1 / (1 + np.exp(-x)) without overflow, as sigmoid on every element, in a loop LLVM vectorizes."""
-    flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty(flat.shape[0])
-    for i in range(flat.shape[0]):
-        out[i] = sigmoid(flat[i])
-    return out.reshape(x.shape)
 ''',
     "transpose_matmul": '''def transpose_matmul(a, g):
     """a.T @ g, the gradient of a matrix with more rows than columns. For a tall a (a large batch) it is computed
@@ -302,6 +277,31 @@ HELPERS.update({
 })
 
 
+
+
+def _elementwise_loop(name: str, scalar: str, doc: str) -> str:
+    """The source of an array helper that applies the scalar helper `scalar` to every element, in a loop LLVM
+    vectorizes once the scalar helper is inlined."""
+    return f'''def {name}(x):
+    """{doc}"""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(flat.shape[0])
+    for i in range(flat.shape[0]):
+        out[i] = {scalar}(flat[i])
+    return out.reshape(x.shape)
+'''
+
+
+HELPERS.update({
+    "exp_array": _elementwise_loop("exp_array", "exp_scalar", "np.exp(x), as exp_scalar on every element, in a "
+                                   "loop LLVM vectorizes (Numba's np.exp calls libm once per\n"
+                                   "    element, 3x slower)."),
+    "softplus_array": _elementwise_loop("softplus_array", "softplus", "np.logaddexp(0.0, x), as softplus on every "
+                                        "element, in a loop LLVM vectorizes."),
+    "sigmoid_array": _elementwise_loop("sigmoid_array", "sigmoid", "1 / (1 + np.exp(-x)) without overflow, as "
+                                       "sigmoid on every element, in a loop LLVM vectorizes."),
+})
+
 # elementwise helpers that loops over points or array elements call: their generated decorators inline them
 INLINED_HELPERS = frozenset({"exp_scalar", "sigmoid", "softplus"})
 
@@ -312,14 +312,32 @@ HELPER_NEEDS.update({"cross_entropy": ("logsumexp_rows", "class_index"), "one_ho
                      "sigmoid_array": ("sigmoid",), "softplus_array": ("softplus",)})
 
 
+def with_needed_helpers(names) -> list[str]:
+    """The helpers `names` together with every helper they call, directly or in turn, sorted."""
+    used = set(names)
+    pending = list(used)
+    while pending:
+        for needed in HELPER_NEEDS.get(pending.pop(), ()):
+            if needed not in used:
+                used.add(needed)
+                pending.append(needed)
+    return sorted(used)
+
+
 def _helper_function(name: str) -> Callable[[float], float]:
     """The helper's emitted source, run here too, so constant folding uses the very same formula."""
-    namespace = {"math": math, "np": np}
-    for source in (*(HELPERS[needed] for needed in HELPER_NEEDS.get(name, ())), HELPERS[name]):
-        exec(source, namespace)  # our own constant source text, not user input
+
+    @functools.cache
+    def helper() -> Callable[[float], float]:
+        import numpy as np  # the helpers read IEEE bits through NumPy: imported on the first fold, not with bpgen
+
+        namespace = {"math": math, "np": np}
+        for needed in with_needed_helpers([name]):
+            exec(HELPERS[needed], namespace)  # our own constant source text, not user input
+        return namespace[name]
 
     def numeric(*values: float) -> float:
-        return float(namespace[name](*values))
+        return float(helper()(*values))
     return numeric
 
 
