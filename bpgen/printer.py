@@ -168,6 +168,21 @@ class Reduction(Syntax):
 
 
 @dataclass(frozen=True)
+class MatrixProduct(Syntax):
+    """`a @ b`, or a helper call `tall_matmul(a, b)` where `helper_of(node)` names one."""
+
+    helper_of: Callable[[Node], str | None]
+    prec: int = MUL  # the product's; a helper call binds tighter, so this only ever adds parentheses
+
+    def render(self, node, arg):
+        a, b = node.args
+        helper = self.helper_of(node)
+        if helper:
+            return f"{helper}({arg(a, COND)}, {arg(b, COND)})"
+        return f"{arg(a, MUL)} @ {arg(b, MUL + 1)}"
+
+
+@dataclass(frozen=True)
 class ArraySelect(Syntax):
     """select(cond, a, b) on arrays: `np.where(cond, a, b)`, or `a * (cond)` when b is 0.
 

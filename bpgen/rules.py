@@ -34,6 +34,7 @@ from .printer import (
     Compare,
     Conditional,
     Infix,
+    MatrixProduct,
     Method,
     Power,
     Prefix,
@@ -141,6 +142,14 @@ HELPERS.update({
     if a.shape[0] < a.shape[1]:
         return a.T @ g
     return np.ascontiguousarray((g.T @ a).T)
+''',
+    "tall_matmul": '''def tall_matmul(a, b):
+    """a @ b for a large weight b with more rows than columns. For a tall a (a large batch) it is computed as
+    (b.T @ a.T).T and copied to C order, for the reason transpose_matmul gives; for a small batch the copy
+    would cost more than it saves."""
+    if a.shape[0] < a.shape[1]:
+        return a @ b
+    return np.ascontiguousarray((b.T @ a.T).T)
 ''',
     "softmax_cross_entropy": '''def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
@@ -498,10 +507,17 @@ _RULES = [
 # (vjp(A, args, out, g) -> one term per argument), never a Jacobian.
 
 def _large_and_tall(shape: tuple) -> bool:
-    """A matrix whose gradient a.T @ g is worth transpose_matmul: more rows than columns, and large enough (784 x
-    128 is) for the product to take milliseconds; small ones keep the plain form."""
+    """A weight whose products with a batch are worth tall_matmul (forward) and transpose_matmul (gradient): more
+    rows than columns, and large enough (784 x 128 is) for a product to take milliseconds; small ones keep the
+    plain form."""
     rows, cols = shape
     return isinstance(rows, int) and isinstance(cols, int) and rows > cols and rows * cols >= 65536
+
+
+def _matmul_helper(node: Node) -> str | None:
+    """A batch times a large tall weight calls tall_matmul, which picks the faster orientation for dgemm."""
+    a, b = node.args
+    return "tall_matmul" if len(a.shape) == 2 and len(b.shape) == 2 and _large_and_tall(b.shape) else None
 
 
 def _matmul_vjp(A, args, out, g):
@@ -550,8 +566,9 @@ def _one_hot(A, logits, labels):
 STRIDED_OPS = frozenset({"input", "adj", "transpose", "broadcast_to"})
 
 _TENSOR_RULES = [
-    Rule("matmul", Infix("@", MUL), None, shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape),
-         vjp=_matmul_vjp),
+    Rule("matmul", MatrixProduct(_matmul_helper), None,
+         shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape), vjp=_matmul_vjp,
+         helper=_matmul_helper),
     Rule("transpose_matmul", Call("transpose_matmul"), None,
          shape=lambda args, attrs: (args[0].shape[1], args[1].shape[1]), helper="transpose_matmul"),
     Rule("outer", Call("np.outer"), None, shape=lambda args, attrs: args[0].shape + args[1].shape,

@@ -500,19 +500,33 @@ def function_body(source: str, name: str) -> str:
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_a_large_tall_weights_gradient_is_the_transposed_product(jit):
-    """dW = X.T @ dz, computed by transpose_matmul for a 300 x 256 weight: the same numbers, in C order."""
+def test_a_large_tall_weights_products_take_the_faster_orientation(jit):
+    """X @ W by tall_matmul and dW = X.T @ dz by transpose_matmul, for a 300 x 256 weight: the same numbers as
+    the plain products, in C order, on both sides of the batch size where the orientation switches."""
     X = bpgen.Tensor("X", ("N", 300))
     W = bpgen.Tensor("W", (300, 256))
     g = bpgen.compile(((X @ W) ** 2).sum(), inputs=[X, W], wrt=[W], jit=jit)
-    assert re.search(r"^\s*dW = transpose_matmul\(X, d\w+\)", function_body(g.source, "value_and_grad"), re.M)
+    body = function_body(g.source, "value_and_grad")
+    assert re.search(r"^\s*matmul1 = tall_matmul\(X, W\)$", body, re.M), body
+    assert re.search(r"^\s*dW = transpose_matmul\(X, d\w+\)", body, re.M), body
     rng = np.random.default_rng(8)
     w = rng.normal(size=(300, 256))
-    for rows in (5, 400):  # a small batch takes the plain product, a large one the transposed
+    for rows in (5, 400):  # a small batch takes the plain products, a large one the transposed
         x = rng.normal(size=(rows, 300))
-        (dw,) = g.grad(x, w)
+        value, (dw,) = g.value_and_grad(x, w)
+        np.testing.assert_allclose(value, ((x @ w) ** 2).sum(), rtol=1e-12)
         np.testing.assert_allclose(dw, 2 * x.T @ (x @ w), rtol=1e-12)
         assert dw.flags.c_contiguous
+        np.testing.assert_allclose(g.module.tall_matmul(x, w), x @ w, rtol=1e-12)
+        assert g.module.tall_matmul(x, w).flags.c_contiguous
+
+
+def test_small_or_wide_weights_keep_the_plain_product():
+    X = bpgen.Tensor("X", ("N", 64))
+    for shape in ((64, 64), (64, 2000)):  # too small; wider than tall
+        W = bpgen.Tensor("W", shape)
+        source = bpgen.compile(((X @ W) ** 2).sum(), inputs=[X, W], wrt=[W], jit=False).source
+        assert "matmul1 = X @ W\n" in source and "tall_matmul" not in source, source
 
 
 def test_mlp_source_is_staged(mlp_jit):
@@ -520,7 +534,8 @@ def test_mlp_source_is_staged(mlp_jit):
     assert re.search(r"@numba\.njit.*\ndef value_and_grad", source)
     body = function_body(source, "value_and_grad")
     assert re.search(r"^\s*dW2 = h1\.T @ d\w+", body, re.M), body
-    assert re.search(r"^\s*dW1 = transpose_matmul\(X, d\w+\)", body, re.M), body  # X.T @ d..., 784 x 128
+    assert re.search(r"^\s*\w+ = tall_matmul\(X, W1\)$", body, re.M), body  # X @ W1, 784 x 128
+    assert re.search(r"^\s*dW1 = transpose_matmul\(X, d\w+\)", body, re.M), body  # X.T @ d...
     assert re.search(r"^\s*dh1 = d\w+ @ W2\.T", body, re.M), body
     assert re.search(r"^\s*db2 = sum_axis0\(dlogits\)", body, re.M), body
     assert re.search(r"^\s*db1 = sum_axis0\(d\w+\)", body, re.M), body
