@@ -616,6 +616,18 @@ def function_lines(source: str) -> dict[str, int]:
             if isinstance(node, ast.FunctionDef)}
 
 
+def pass_times(metadata: dict) -> dict:
+    """Seconds in Numba's type inference and native lowering passes (lowering includes LLVM's work)."""
+    passes = (metadata.get("pipeline_times") or {}).get("nopython") or {}
+    out = {"typing": 0.0, "lowering": 0.0}
+    for name, t in passes.items():
+        stage = ("typing" if name.endswith("nopython_type_inference")
+                 else "lowering" if name.endswith("native_lowering") else None)
+        if stage:
+            out[stage] += t.init + t.run + t.finalize
+    return out
+
+
 def numba_report(module) -> dict:
     """Numba's cache hits and misses and the compile timers of every dispatcher in a module."""
     hits = misses = 0
@@ -626,11 +638,14 @@ def numba_report(module) -> dict:
         hits += sum(obj.stats.cache_hits.values())
         misses += sum(obj.stats.cache_misses.values())
         for overload in obj.overloads.values():
-            timers = (getattr(overload, "metadata", None) or {}).get("timers") or {}
+            metadata = getattr(overload, "metadata", None) or {}
+            timers = metadata.get("timers") or {}
             if timers:
-                entry = functions.setdefault(name, {"compile": 0.0, "llvm": 0.0})
+                entry = functions.setdefault(name, {"compile": 0.0, "llvm": 0.0, "typing": 0.0, "lowering": 0.0})
                 entry["compile"] += timers.get("compiler_lock", 0.0)
                 entry["llvm"] += timers.get("llvm_lock", 0.0)
+                for stage, seconds in pass_times(metadata).items():
+                    entry[stage] += seconds
     return {"cache_hits": hits, "cache_misses": misses, "functions": functions}
 
 
@@ -1093,12 +1108,15 @@ def compile_per_line(results: list[Result]) -> None:
                 n = lines.get(name)
                 per_line = f"{timers['compile'] / n * 1e3:.2f} ms" if n else "-"
                 rows.append([f"({result.key}) {system}", name, str(n or "-"), fmt_time(timers["compile"]),
+                             fmt_time(timers.get("typing", 0.0)),
+                             fmt_time(max(0.0, timers.get("lowering", 0.0) - timers["llvm"])),
                              fmt_time(timers["llvm"]), per_line])
     if rows:
         section("Numba compile time per generated line (cold, from the setup runs)")
-        print("  compile = Numba's compiler lock for that function (includes the callees it compiled first); "
-              "LLVM = its LLVM optimization and code generation")
-        print(table(["module", "function", "lines", "compile", "of which LLVM", "per line"], rows))
+        print("  compile = Numba's compiler lock for that function (includes the callees it compiled first, inside "
+              "its typing); typing = type inference; lowering = building LLVM IR; LLVM = LLVM's optimization "
+              "and code generation")
+        print(table(["module", "function", "lines", "compile", "typing", "lowering", "LLVM", "per line"], rows))
 
 
 def codegen_scaling(opts, sizes: Sizes) -> dict:
