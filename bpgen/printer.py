@@ -169,7 +169,7 @@ class Reduction(Syntax):
 
 @dataclass(frozen=True)
 class MatrixProduct(Syntax):
-    """`a @ b`, or a helper call `tall_matmul(a, b)` where `helper_of(node)` names one."""
+    """`a @ b`, or a helper call such as `tall_matmul(a, b)` where `helper_of(node)` names one."""
 
     helper_of: Callable[[Node], str | None]
     prec: int = MUL  # the product's; a helper call binds tighter, so this only ever adds parentheses

@@ -1112,9 +1112,9 @@ def compile_per_line(results: list[Result]) -> None:
                              fmt_time(timers["llvm"]), per_line])
     if rows:
         section("Numba compile time per generated line (cold, from the setup runs)")
-        print("  compile = Numba's compiler lock for that function; typing = its type inference, which compiles "
-              "the callees it has not compiled yet; lowering = its LLVM IR, optimized and compiled; LLVM = all "
-              "LLVM optimization and code generation in the compile, the callees' included")
+        print("  compile = Numba's compiler lock for that function, callees included; typing = its type inference, "
+              "which compiles the callees it has not compiled yet; lowering = its LLVM IR, optimized and compiled; "
+              "LLVM = all LLVM optimization and code generation in the compile, the callees' included")
         print(table(["module", "function", "lines", "compile", "typing", "lowering", "LLVM", "per line"], rows))
 
 
