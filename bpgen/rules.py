@@ -287,8 +287,6 @@ HELPERS.update({
 })
 
 
-
-
 def _elementwise_loop(name: str, scalar: str, doc: str) -> str:
     """The source of an array helper that applies the scalar helper `scalar` to every element, in a loop LLVM
     vectorizes once the scalar helper is inlined."""
