@@ -1,15 +1,26 @@
-"""Check the arguments of a call to a compiled function before Numba sees them.
+"""The arguments of a compiled function's methods: float64 at full speed, anything else converted or refused.
 
-Numba answers a wrong argument with a type-inference dump, or, worse, with
-an answer: a complex number compiles a complex specialization and returns
-complex "gradients". The compiled object's methods therefore check the count,
-kind and shape of every argument first (about a microsecond per argument)
-and raise one clear TypeError or ValueError naming the parameter. The
-generated module's own functions (`g.module.value_and_grad`) skip the check.
+Numba compiles a function anew for every combination of argument types it
+sees, so without care integers are computed as integers (and overflow
+silently), float32 in float32, and a complex number gives complex
+"gradients". The compiled object's methods are therefore the generated
+module's Numba dispatchers themselves, compiled for float64 only: floats,
+C-contiguous float64 arrays, int64 class labels. A call with exactly those
+types runs the machine code at the dispatcher's own speed, with no Python in
+between. Any other call misses every compiled signature, and Numba asks the
+dispatcher to compile one for the new types; bpgen answers that request
+instead (`_compile_for_args`, Numba's hook for it): it converts the
+arguments to float64 and runs the float64 code, or raises one TypeError or
+ValueError naming the parameter. Sizes and declared SymPy assumptions are
+checked inside the generated code itself (`check_arguments`), so the fast
+path keeps them.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -21,30 +32,66 @@ from .shapes import format_shape
 POINTS = sympy.Symbol("n")  # the length of the 1-d arrays of a batch call
 
 
-def _real_number(value) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, (float, int, np.floating, np.integer)):
-        return True
-    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fi"
+def numba_types(params: list[Parameter]) -> tuple:
+    """The argument types the generated code is compiled for: float64 numbers, C-contiguous float64 arrays,
+    int64 vectors of class labels."""
+    from numba import types
+
+    def one(p: Parameter):
+        if p.kind == "labels":
+            return types.Array(types.int64, len(p.shape), "C")
+        if not p.shape:
+            return types.float64
+        return types.Array(types.float64, len(p.shape), "C")
+
+    return tuple(one(p) for p in params)
 
 
 def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
-    return f"{type(value).__name__} {value!r}"[:80]
+    text = f"{type(value).__name__} {value!r}"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_array(where: str, p: Parameter, value, dims: dict) -> None:
-    """A tensor argument: a NumPy array of the declared rank and sizes, real (integer for class labels)."""
+def as_float(where: str, name: str, value) -> float:
+    """A real number of any type (Python int of any size, NumPy integer or float of any width, 0-d array,
+    Fraction, SymPy number) as a Python float; anything else is a TypeError naming the parameter."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number, not {_describe(value)}")
+    try:
+        with np.errstate(over="ignore"):
+            result = float(value)
+    except OverflowError:
+        result = math.inf
+    except (TypeError, ValueError):  # a SymPy number that is not a plain number (a real symbol, say)
+        raise TypeError(f"{where}: {name} must be a real number, not {_describe(value)}") from None
+    if math.isinf(result) and not (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+        raise ValueError(f"{where}: {name} = {_describe(value)} is beyond the range of a float (about 1.8e308)")
+    return result
+
+
+def as_array(where: str, p: Parameter, value, dims: dict) -> np.ndarray:
+    """A tensor argument as the generated code takes it: a C-contiguous, aligned, writable float64 array
+    (int64 for class labels) of the declared rank and sizes. Integer arrays and floats of any width and byte
+    order are converted; booleans, complex numbers, objects and strings are refused."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where}: {p.name} must be a NumPy array of shape {format_shape(p.shape)}, "
                         f"not {_describe(value)}")
-    wanted = "i" if p.kind == "labels" else "f"
-    if value.dtype.kind != wanted and not (p.kind == "labels" and value.dtype.kind == "f"):
-        kind = "an integer array of class labels" if p.kind == "labels" else "a float array"
-        hint = "" if p.kind == "labels" else " (convert it with .astype(float))"
-        raise TypeError(f"{where}: {p.name} must be {kind}, not dtype {value.dtype}{hint}")
+    kind = value.dtype.kind
+    if p.kind == "labels":
+        if kind not in "iuf":
+            raise TypeError(f"{where}: {p.name} must be an integer array of class labels, not dtype {value.dtype}")
+        if kind == "f" and not np.all(np.mod(value, 1.0) == 0.0):
+            raise ValueError(f"{where}: {p.name}: every label must be a whole number from 0 to the number of "
+                             "classes - 1")
+        target = np.int64
+    elif kind in "iuf":
+        target = np.float64
+    else:
+        raise TypeError(f"{where}: {p.name} must be a float array, not dtype {value.dtype}")
     if value.ndim != len(p.shape):
         raise ValueError(f"{where}: {p.name} must have shape {format_shape(p.shape)}, not {value.shape}")
     for axis, (want, got) in enumerate(zip(p.shape, value.shape)):
@@ -56,84 +103,82 @@ def check_array(where: str, p: Parameter, value, dims: dict) -> None:
             raise ValueError(f"{where}: {p.name} has {want}={got} on axis {axis}, but {other} has {want}={size}")
         else:
             dims[want] = (got, p.name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = np.ascontiguousarray(value, dtype=target)
+    if type(result) is not np.ndarray or not result.flags.writeable or not result.flags.aligned:
+        result = np.array(result, dtype=target, order="C")  # a fresh copy Numba types as a plain array
+    return result
 
 
-def _expectation(p: Parameter) -> tuple:
-    """A valid argument for `p` in plain values the fast path compares: (dtype kind or None for a float, rank,
-    fixed sizes by axis, symbolic sizes by axis and name)."""
-    if not p.shape and p.kind == "real":
-        return None, 0, (), ()
-    fixed = tuple((axis, d) for axis, d in enumerate(p.shape) if isinstance(d, int))
-    symbolic = tuple((axis, str(d)) for axis, d in enumerate(p.shape) if not isinstance(d, int))
-    return "i" if p.kind == "labels" else "f", len(p.shape), fixed, symbolic
-
-
-def _as_expected(expectations: list[tuple], args: tuple) -> bool:
-    """Whether every argument is exactly what the generated code takes (floats, arrays of the declared dtype
-    kind, rank and sizes): a few hundred nanoseconds per argument, where check_array takes a microsecond."""
-    sizes: dict[str, int] = {}
-    for (kind, rank, fixed, symbolic), value in zip(expectations, args):
-        if kind is None:
-            if type(value) is not float:
-                return False
-            continue
-        if type(value) is not np.ndarray or value.dtype.kind != kind or value.ndim != rank:
-            return False
-        shape = value.shape
-        for axis, size in fixed:
-            if shape[axis] != size:
-                return False
-        for axis, name in symbolic:
-            if sizes.setdefault(name, shape[axis]) != shape[axis]:
-                return False
-    return True
-
-
-def checked(function: Callable, where: str, params: list[Parameter], batch: bool = False,
-            seed_shape: tuple | None = None) -> Callable:
-    """`function` behind a check of its arguments. batch: every parameter is a 1-d array of points;
-    seed_shape: the function also takes a vjp seed of the output's shape."""
-    # every argument as the generated function takes it: a batch's 1-d arrays of points, then a vjp's seed
+def converter(where: str, params: list[Parameter], batch: bool = False,
+              seed: Parameter | None = None) -> Callable[[tuple], tuple]:
+    """A function from the arguments of a call to the arguments the float64 code takes, or the one clear error.
+    batch: every parameter is a 1-d array of points; seed: vjp's last parameter, the output's adjoint."""
     as_given = [Parameter(p.name, (POINTS,), "real") for p in params] if batch else list(params)
-    if seed_shape is not None:
-        code = getattr(function, "py_func", function).__code__  # a Numba dispatcher keeps the Python function
-        as_given.append(Parameter(code.co_varnames[code.co_argcount - 1], seed_shape, "real"))
-    count = len(as_given)
+    if seed is not None:
+        as_given.append(seed)
     names = [p.name for p in as_given]
-    expectations = [_expectation(p) for p in as_given]
+    count = len(as_given)
 
-    all_numbers = not batch and seed_shape is None and all(not p.shape and p.kind == "real" for p in params)
-    float_types = frozenset({float})
-
-    def call(*args):
-        if all_numbers and len(args) == count and float_types.issuperset(map(type, args)):
-            return function(*args)  # the common case of a scalar function, checked in a fraction of a microsecond
-        if len(args) == count and _as_expected(expectations, args):
-            return function(*args)  # arrays as the generated code takes them: no conversion needed
+    def convert(args: tuple) -> tuple:
         if len(args) != count:
             raise TypeError(f"{where} takes {count} argument{'s' if count != 1 else ''} "
                             f"({', '.join(names)}), not {len(args)}")
         dims: dict = {}
-        for p, value in zip(as_given[:len(params)], args):
-            if batch:
-                check_array(where, p, value, {})
-                if len(value) != len(args[0]):
-                    raise ValueError(f"{where}: {p.name} and {params[0].name} differ in length "
+        result = []
+        for p, value in zip(as_given, args):
+            if p.shape or p.kind == "labels":
+                result.append(as_array(where, p, value, {} if batch else dims))
+                if batch and len(value) != len(args[0]):
+                    raise ValueError(f"{where}: {p.name} and {names[0]} differ in length "
                                      f"({len(value)} and {len(args[0])})")
-            elif p.shape or p.kind == "labels":
-                check_array(where, p, value, dims)
-            elif not _real_number(value):
-                raise TypeError(f"{where}: {p.name} must be a real number, not {_describe(value)}")
-        if seed_shape is not None:
-            check_array(where, as_given[-1], args[-1], dims)
-        # a number given as a 0-d array is passed as a float: the generated code may start an adjoint from it
-        # and add to it in place, and Numba types a 0-d array differently from a number
-        if not batch:
-            args = [float(a) if not p.shape and isinstance(a, np.ndarray) else a for p, a in zip(params, args)] \
-                + list(args[len(params):])
-        return function(*args)
+            else:
+                result.append(as_float(where, p.name, value))
+        return tuple(result)
 
-    call.__name__ = getattr(function, "__name__", "call")
-    call.__doc__ = getattr(function, "__doc__", None)
-    call.__wrapped__ = function  # the generated function itself
-    return call
+    return convert
+
+
+_calling = threading.local()  # set while a converted call runs: a second miss then is bpgen's own bug
+
+
+def checked(function: Callable, where: str, params: list[Parameter], batch: bool = False,
+            seed: Parameter | None = None) -> Callable:
+    """The method users call: a Numba dispatcher that converts what its float64 code does not take, or, for
+    plain Python code (jit=False), the function behind the same conversion."""
+    convert = converter(where, params, batch, seed)
+    if not hasattr(function, "py_func"):  # plain Python: convert every call
+
+        def call(*args):
+            return function(*convert(args))
+
+        call.__name__ = function.__name__
+        call.__doc__ = function.__doc__
+        call.__wrapped__ = function
+        return call
+
+    signature = numba_types([Parameter(p.name, (POINTS,), "real") for p in params] if batch else params) \
+        + (numba_types([seed]) if seed is not None else ())
+
+    def compile_for_args(*args, **kwargs):
+        # Numba calls this when no compiled signature takes the arguments exactly, and then calls what it
+        # returns with the same arguments
+        if kwargs:
+            raise TypeError(f"{where} takes its arguments by position ({', '.join(kwargs)} given by name)")
+        if getattr(_calling, "active", False):
+            raise TypeError(f"{where}: bpgen converted the arguments, but the float64 code does not take them "
+                            f"({', '.join(_describe(a) for a in args)}): please report this")
+        converted = convert(args)
+        function.compile(signature)  # the machine code comes from Numba's on-disk cache when it is there
+
+        def run(*_):
+            _calling.active = True
+            try:
+                return function(*converted)
+            finally:
+                _calling.active = False
+
+        return run
+
+    function._compile_for_args = compile_for_args
+    return function

@@ -18,6 +18,7 @@ import sympy
 
 from .algebra import Algebra
 from .errors import BpgenError
+from .guards import assumption_guards, shape_guards
 from .ir import Graph, Node, format_program, schedule
 from .load import load_source, write_atomic
 from .lower import Lowerer, symbols_in
@@ -103,13 +104,16 @@ class CompiledFunction:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
 
     def _checked(self, attr: str, function):
-        """The generated function behind a check of its arguments (the raw one stays at self.module.<attr>)."""
+        """The generated function, taking float64 at full speed and converting (or refusing) anything else."""
         from .arguments import checked
-        from .parameters import output_shape, parameters
+        from .parameters import Parameter, output_shape, parameters
 
-        seed = output_shape(self) if attr == "vjp" else None
+        seed = None
+        if attr == "vjp":
+            code = getattr(function, "py_func", function).__code__  # vjp's last parameter is the seed
+            seed = Parameter(code.co_varnames[code.co_argcount - 1], output_shape(self), "real")
         return checked(function, f"{self.name}.{attr}", parameters(self), batch=attr == "value_and_grad_batch",
-                       seed_shape=seed)
+                       seed=seed)
 
     def _missing(self, attr: str) -> str:
         output = self.declaration.output
@@ -282,9 +286,15 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
     helpers = _helpers_used(printed) if seed is None else sorted({*_helpers_used(printed), "same_shape"})
+    if isinstance(declaration, Declaration):
+        checks = assumption_guards(declaration.name, declaration.inputs, params)
+    else:
+        sources = {d: (names[node.id], axis) for d, (node, axis) in dim_sources.items()}
+        checks = shape_guards(declaration.name, [(names[n.id], n.shape) for n in input_nodes], dims, sources)
     source = render_module(program, header, helpers, jit, dims=dim_lines,
                            batch=isinstance(declaration, Declaration),  # batch loop: scalar functions
-                           seed=None if seed is None else names[seed.id])
+                           seed=None if seed is None else names[seed.id], checks=checks,
+                           output_shape=format_shape(output.shape))
     compiled = CompiledFunction(declaration, source, params, jit)
     compiled.emitted = Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints)  # bpgen.graph
     return compiled

@@ -95,8 +95,8 @@ def logsumexp(t: Tensor, axis: int = -1) -> Tensor:
 def softmax_cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:
     """Mean over the batch of the cross-entropy of softmax(logits) against target rows (fused, stable).
 
-    Each target row must be a distribution (one-hot, or soft labels summing to 1): the backward
-    dlogits = (softmax(logits) - Y) / N uses that, and is wrong for rows that do not sum to 1.
+    Target rows are usually distributions (one-hot, or soft labels summing to 1), but need not be: the backward
+    dlogits = (softmax(logits) * rowsum(Y) - Y) / N is right for any targets, as the loss is linear in them.
     """
     x = _rows(logits, "softmax_cross_entropy")
     y = as_node(onehot)

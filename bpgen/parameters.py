@@ -2,9 +2,9 @@
 
 The gradient checker draws random arguments from this description and the
 precompiler turns it into Numba signatures. Most parameters are real
-numbers or float arrays; two losses constrain theirs: `cross_entropy` takes
-integer class labels, and `softmax_cross_entropy` target rows that are
-distributions (its fused gradient relies on rows summing to 1).
+numbers or float arrays; two losses say more of theirs: `cross_entropy` takes
+integer class labels, and `softmax_cross_entropy` targets whose rows are
+usually distributions, which is what the gradient check draws for them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ DEFAULT_DIM = 5  # a symbolic size the user did not set
 class Parameter:
     name: str  # as in the generated code
     shape: tuple  # ints and SymPy symbols; () for a number
-    kind: str  # "real", "labels" (integers 0..classes-1) or "distribution" (rows summing to 1)
+    kind: str  # "real", "labels" (integers 0..classes-1) or "distribution" (rows summing to 1, as targets usually are)
     classes: int | str | None = None  # for labels and distributions: the number of classes (maybe symbolic)
     differentiable: bool = True
 

@@ -275,7 +275,8 @@ class PrintedProgram:
     params: list[str]
     forward: list[str] = field(default_factory=list)  # "sigy = sigmoid(y)"
     backward: list[tuple[str, str]] = field(default_factory=list)  # ("dx += ...", "# sigx = sigmoid(x)")
-    value: str = ""
+    value: str = ""  # the output, as the forward pass names it
+    returned_value: str = ""  # the output as returned: a copy where it would share the caller's memory
     gradients: list[str] = field(default_factory=list)
 
 
@@ -304,12 +305,54 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
         else:
             code = f"{target} += {rhs}"
         program.backward.append((code, f"# {defined[step.source.id]}"))
+    fresh = FreshReturns(steps)
     program.value = expr(output)
+    program.returned_value = fresh.text(output, expr)
     program.gradients = []
     for k, g in enumerate(gradients):
         shape = wrt[k].shape if wrt else ()
         if shape and g.shape != shape:  # a constant gradient of a tensor input: a full array
             program.gradients.append(f"np.full({expr.shape_text(shape)}, {expr(g)})")
         else:
-            program.gradients.append(expr(g))
+            program.gradients.append(fresh.text(g, expr))
     return program
+
+
+VIEW_OPS = frozenset({"transpose", "reshape", "broadcast_to"})  # results that may share their argument's memory
+
+
+class FreshReturns:
+    """Returned arrays never share memory with the caller's arrays or with each other: a caller who updates
+    a gradient in place must not change its input, its seed or another gradient. Arrays that may (an input
+    or the seed passed through, a view of one, one gradient returned twice) are returned as copies; the
+    others are new arrays already, and copying them would cost time for nothing."""
+
+    CALLER = -1  # the memory of an argument
+
+    def __init__(self, steps):
+        terms: dict[int, list[Node]] = {}
+        for step in steps:
+            terms.setdefault(step.adjoint.id, []).append(step.term)
+        self.terms = terms
+        self.returned: set[int] = set()
+
+    def memory(self, node: Node) -> int:
+        """The node whose array `node`'s value lives in (CALLER for an argument's)."""
+        while True:
+            if node.op in VIEW_OPS:
+                node = node.args[0]
+            elif node.op == "adj" and len(self.terms.get(node.id, ())) == 1:  # `dz = dh`: the same array
+                node = self.terms[node.id][0]
+            elif node.op == "input" or (node.op == "adj" and node.id not in self.terms):  # vjp's seed
+                return self.CALLER
+            else:
+                return node.id
+
+    def text(self, node: Node, expr: ExpressionPrinter) -> str:
+        if not node.is_tensor:
+            return expr(node)
+        memory = self.memory(node)
+        if memory == self.CALLER or memory in self.returned:
+            return f"{expr(node, ATOM)}.copy()"
+        self.returned.add(memory)
+        return expr(node)

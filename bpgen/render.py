@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from .guards import Guard, guard_lines
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
 from .rules import HELPERS, INLINED_HELPERS
@@ -93,9 +94,11 @@ def _decorator(jit: bool, inlined: bool) -> str:
 
 
 def render_module(program: PrintedProgram, header: Header, helpers: list[str], jit: bool,
-                  dims: list[str] = (), batch: bool = True, seed: str | None = None) -> str:
+                  dims: list[str] = (), batch: bool = True, seed: str | None = None,
+                  checks: list[Guard] = (), output_shape: str = "()") -> str:
     """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors); `seed` names
-    the output's adjoint, the last parameter of vjp, when the output is a tensor."""
+    the output's adjoint, the last parameter of vjp, when the output is a tensor; `checks` are what
+    check_arguments verifies before any work (declared sizes, SymPy assumptions)."""
     context = {
         "origin": safe_comment(header.origin),
         "name": header.name,
@@ -110,9 +113,15 @@ def render_module(program: PrintedProgram, header: Header, helpers: list[str], j
         "forward": program.forward,
         "backward": _align(program.backward),
         "value": program.value,
+        "returned_value": program.returned_value,
+        "output_shape": output_shape,
         "gradients": program.gradients,
         "batch": _batch_names(program.params, header.wrt) if batch else None,
         "seed": seed,
         "dims": list(dims),
+        "checks": guard_lines(list(checks)),
+        "checked": " (their sizes)" if seed is not None or not batch else " (what their symbols assume)",
+        # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
+        "check_decorator": _decorator(jit, batch),
     }
     return environment().get_template("module.py.j2").render(context)

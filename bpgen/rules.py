@@ -558,6 +558,14 @@ def _softmax_rows(A, logits):
     return A.make("softmax", (logits,))
 
 
+def _softmax_ce_vjp(A, args, out, g):
+    """mean_i sum_j Y_ij (lse_i - z_ij): d/dz = (softmax(z) * rowsum(Y) - Y) / N, d/dY = -log_softmax(z) / N."""
+    logits, targets = args
+    weighted = A.mul(_softmax_rows(A, logits), A.keep_sum_rows(targets))
+    return [A.mul(g, A.div(A.sub(weighted, targets), A.rows(logits))),
+            A.mul(g, A.div(A.neg(A.make("log_softmax", (logits,))), A.rows(logits)))]
+
+
 def _one_hot(A, logits, labels):
     return A.make("one_hot", (labels,), (logits.shape[1],))
 
@@ -596,11 +604,10 @@ _TENSOR_RULES = [
     Rule("broadcast_to", ShapedCall("np.broadcast_to", shape_first=False), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.sum_to(g, args[0].shape)]),
     Rule("dim", Call("len"), None, shape=lambda args, attrs: ()),  # always named: `N = X.shape[0]`
-    # softmax cross-entropy, fused: a log-sum-exp-stable forward and (p - Y) / N backward
+    # softmax cross-entropy, fused: a log-sum-exp-stable forward and (p * rowsum(Y) - Y) / N backward, right
+    # for any targets (one-hot rows sum to 1, soft labels from rounding or weighting need not)
     Rule("softmax_ce", Call("softmax_cross_entropy"), None, shape=lambda args, attrs: (),
-         helper="softmax_cross_entropy",
-         vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), args[1]), A.rows(args[0]))),
-                                      A.mul(g, A.div(A.neg(A.make("log_softmax", (args[0],))), A.rows(args[0])))]),
+         helper="softmax_cross_entropy", vjp=_softmax_ce_vjp),
     # the same with integer labels: (p - one_hot(labels)) / N, and no gradient for the labels
     Rule("cross_entropy", Call("cross_entropy"), None, shape=lambda args, attrs: (), helper="cross_entropy",
          vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), _one_hot(A, *args)),

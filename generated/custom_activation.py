@@ -92,7 +92,30 @@ def sum_axis0(a):
 
 
 @numba.njit(cache=True, error_model='numpy')
+def check_arguments(X, T, W1, b1, W2, b2, W3, b3):
+    """Raise ValueError unless the arguments are as declared (their sizes)."""
+    N = X.shape[0]
+    if not (X.shape[1] == 1):
+        raise ValueError('custom_activation: X must have shape (N, 1)')
+    if not (T.shape[0] == N and T.shape[1] == 1):
+        raise ValueError('custom_activation: T must have shape (N, 1), where N is X.shape[0]')
+    if not (W1.shape[0] == 1 and W1.shape[1] == 32):
+        raise ValueError('custom_activation: W1 must have shape (1, 32)')
+    if not (b1.shape[0] == 32):
+        raise ValueError('custom_activation: b1 must have shape (32,)')
+    if not (W2.shape[0] == 32 and W2.shape[1] == 32):
+        raise ValueError('custom_activation: W2 must have shape (32, 32)')
+    if not (b2.shape[0] == 32):
+        raise ValueError('custom_activation: b2 must have shape (32,)')
+    if not (W3.shape[0] == 32 and W3.shape[1] == 1):
+        raise ValueError('custom_activation: W3 must have shape (32, 1)')
+    if not (b3.shape[0] == 1):
+        raise ValueError('custom_activation: b3 must have shape (1,)')
+
+
+@numba.njit(cache=True, error_model='numpy')
 def forward(X, T, W1, b1, W2, b2, W3, b3):
+    check_arguments(X, T, W1, b1, W2, b2, W3, b3)
     N = X.shape[0]
     matmul1 = X @ W1
     z1 = matmul1 + b1
@@ -115,6 +138,7 @@ def forward(X, T, W1, b1, W2, b2, W3, b3):
 
 @numba.njit(cache=True, error_model='numpy')
 def value_and_grad(X, T, W1, b1, W2, b2, W3, b3):
+    check_arguments(X, T, W1, b1, W2, b2, W3, b3)
     N = X.shape[0]
     # forward
     matmul1 = X @ W1

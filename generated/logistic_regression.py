@@ -83,7 +83,20 @@ def softplus_array(x):
 
 
 @numba.njit(cache=True, error_model='numpy')
+def check_arguments(X, y, w, b):
+    """Raise ValueError unless the arguments are as declared (their sizes)."""
+    N = X.shape[0]
+    if not (X.shape[1] == 30):
+        raise ValueError('logistic_regression: X must have shape (N, 30)')
+    if not (y.shape[0] == N):
+        raise ValueError('logistic_regression: y must have shape (N,), where N is X.shape[0]')
+    if not (w.shape[0] == 30):
+        raise ValueError('logistic_regression: w must have shape (30,)')
+
+
+@numba.njit(cache=True, error_model='numpy')
 def forward(X, y, w, b):
+    check_arguments(X, y, w, b)
     N = X.shape[0]
     Xw = X @ w
     z = Xw + b
@@ -101,6 +114,7 @@ def forward(X, y, w, b):
 
 @numba.njit(cache=True, error_model='numpy')
 def value_and_grad(X, y, w, b):
+    check_arguments(X, y, w, b)
     N = X.shape[0]
     # forward
     Xw = X @ w

@@ -62,7 +62,35 @@ def sum_axis0(a):
 
 
 @numba.njit(cache=True, error_model='numpy')
+def sum_last(a):
+    """a.sum(axis=-1)."""
+    out = np.empty(a.shape[:-1])
+    for index in np.ndindex(out.shape):
+        out[index] = a[index].sum()
+    return out
+
+
+@numba.njit(cache=True, error_model='numpy')
+def check_arguments(X, Y, W1, b1, W2, b2):
+    """Raise ValueError unless the arguments are as declared (their sizes)."""
+    N = X.shape[0]
+    if not (X.shape[1] == 64):
+        raise ValueError('mlp_digits: X must have shape (N, 64)')
+    if not (Y.shape[0] == N and Y.shape[1] == 10):
+        raise ValueError('mlp_digits: Y must have shape (N, 10), where N is X.shape[0]')
+    if not (W1.shape[0] == 64 and W1.shape[1] == 64):
+        raise ValueError('mlp_digits: W1 must have shape (64, 64)')
+    if not (b1.shape[0] == 64):
+        raise ValueError('mlp_digits: b1 must have shape (64,)')
+    if not (W2.shape[0] == 64 and W2.shape[1] == 10):
+        raise ValueError('mlp_digits: W2 must have shape (64, 10)')
+    if not (b2.shape[0] == 10):
+        raise ValueError('mlp_digits: b2 must have shape (10,)')
+
+
+@numba.njit(cache=True, error_model='numpy')
 def forward(X, Y, W1, b1, W2, b2):
+    check_arguments(X, Y, W1, b1, W2, b2)
     N = X.shape[0]
     matmul1 = X @ W1
     z1 = matmul1 + b1
@@ -75,6 +103,7 @@ def forward(X, Y, W1, b1, W2, b2):
 
 @numba.njit(cache=True, error_model='numpy')
 def value_and_grad(X, Y, W1, b1, W2, b2):
+    check_arguments(X, Y, W1, b1, W2, b2)
     N = X.shape[0]
     # forward
     matmul1 = X @ W1
@@ -84,15 +113,15 @@ def value_and_grad(X, Y, W1, b1, W2, b2):
     logits = matmul2 + b2
     loss = softmax_cross_entropy(logits, Y)
     # backward: each line adds one local derivative times the upstream gradient
-    dlogits = (softmax(logits) - Y) / N  # loss = softmax_cross_entropy(logits, Y)
-    dmatmul2 = dlogits                   # logits = matmul2 + b2
-    db2 = sum_axis0(dlogits)             # logits = matmul2 + b2
-    dh1 = dmatmul2 @ W2.T                # matmul2 = h1 @ W2
-    dW2 = h1.T @ dmatmul2                # matmul2 = h1 @ W2
-    dz1 = dh1 * (z1 > 0.0)               # h1 = np.maximum(z1, 0.0)
-    dmatmul1 = dz1                       # z1 = matmul1 + b1
-    db1 = sum_axis0(dz1)                 # z1 = matmul1 + b1
-    dW1 = X.T @ dmatmul1                 # matmul1 = X @ W1
+    dlogits = (softmax(logits) * sum_last(Y).reshape((N, 1)) - Y) / N  # loss = softmax_cross_entropy(logits, Y)
+    dmatmul2 = dlogits                                        # logits = matmul2 + b2
+    db2 = sum_axis0(dlogits)                                  # logits = matmul2 + b2
+    dh1 = dmatmul2 @ W2.T                                     # matmul2 = h1 @ W2
+    dW2 = h1.T @ dmatmul2                                     # matmul2 = h1 @ W2
+    dz1 = dh1 * (z1 > 0.0)                                    # h1 = np.maximum(z1, 0.0)
+    dmatmul1 = dz1                                            # z1 = matmul1 + b1
+    db1 = sum_axis0(dz1)                                      # z1 = matmul1 + b1
+    dW1 = X.T @ dmatmul1                                      # matmul1 = X @ W1
     return loss, (dW1, db1, dW2, db2)
 
 

@@ -254,7 +254,8 @@ def test_jit_gives_numba_dispatchers_and_jit_false_plain_functions():
     compiled = bpgen.compile(expr)
     plain = bpgen.compile(expr, jit=False)
     assert isinstance(compiled.module.value_and_grad, numba.core.registry.CPUDispatcher)
-    assert compiled.value_and_grad.__wrapped__ is compiled.module.value_and_grad  # behind an argument check
+    assert compiled.value_and_grad is compiled.module.value_and_grad  # converts other types on a miss
+    assert plain.value_and_grad.__wrapped__ is plain.module.value_and_grad  # behind the same conversion
     assert type(plain.module.value_and_grad).__name__ == "function"
     assert compiled.value_and_grad(0.4, 2.0) == plain.value_and_grad(0.4, 2.0)
 
