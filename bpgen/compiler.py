@@ -161,6 +161,8 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
     """
     from .tensor import Tensor
 
+    inputs = None if inputs is None else tuple(inputs)  # a generator is read once, here
+    wrt = None if wrt is None else tuple(wrt)
     if isinstance(target, Tensor) or any(isinstance(i, Tensor) for i in (inputs or ())):
         return build_tensor(declare_tensor(target, inputs, wrt, name, origin or "a tensor expression"),
                             True if jit is None else jit)
@@ -185,8 +187,7 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
 
 def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:
     """Check what the user passed and make a Declaration of it."""
-    if isinstance(expr, (int, float)):
-        expr = sympy.Float(expr)
+    expr = as_output(expr)
     if not isinstance(expr, sympy.Expr):
         kind = type(expr).__name__
         raise BpgenError(f"the output must be a scalar SymPy expression, not {kind}")
@@ -209,13 +210,28 @@ def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:
     return Declaration(expr, inputs, wrt, sanitize(name or "f"), origin, tuple(hints))
 
 
+def as_output(value):
+    """A plain number returned as the output becomes a SymPy number; a boolean is a mistake, not 1 or 0."""
+    if isinstance(value, bool):
+        raise BpgenError(f"the output must be a scalar SymPy expression, not the boolean {value}")
+    if isinstance(value, (int, float)):
+        return sympy.Float(value)
+    return value
+
+
+def _by_name(inputs, wrt, name_of) -> tuple:
+    """wrt entries given as names (`wrt=["x"]`) stand for the inputs of those names."""
+    names = {name_of(i): i for i in inputs}
+    return tuple(names.get(w, w) if isinstance(w, str) else w for w in wrt)
+
+
 def _check_wrt(inputs, wrt) -> tuple[sympy.Symbol, ...]:
-    wrt = tuple(wrt)
+    wrt = _by_name(inputs, wrt, lambda s: s.name)
     if not wrt:
         raise BpgenError("wrt is empty: name at least one input to differentiate with respect to")
     for w in wrt:
         if w not in inputs:
-            label = w.name if isinstance(w, sympy.Symbol) else repr(w)
+            label = w.name if isinstance(w, sympy.Symbol) else w if isinstance(w, str) else repr(w)
             raise BpgenError(f"wrt entry {label!r} is not one of the inputs ({', '.join(s.name for s in inputs)})")
     if len(set(wrt)) != len(wrt):
         raise BpgenError("wrt lists an input twice")
@@ -360,7 +376,7 @@ def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> TensorDeclara
 
 
 def _check_tensor_wrt(inputs, wrt) -> tuple:
-    wrt = tuple(wrt)
+    wrt = _by_name(inputs, wrt, lambda t: t.name)
     if not wrt:
         raise BpgenError("wrt is empty: name at least one input to differentiate with respect to")
     ids = [t.node.id for t in inputs]

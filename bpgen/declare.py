@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable
 
 import sympy
@@ -75,17 +76,44 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
     by_name = dict(zip(signature.parameters, symbols))
     wrt_symbols = None
     if wrt is not None:
+        wrt = [getattr(w, "name", w) for w in wrt]  # a symbol or tensor for a parameter stands for its name
         unknown = [w for w in wrt if w not in by_name]
         if unknown:
             raise BpgenError(f"{fn.__name__}: wrt entry {unknown[0]!r} is not a parameter")
         wrt_symbols = [by_name[w] for w in wrt]
-    output, hints = trace(fn, symbols)
+    output, hints = _run(fn, symbols)
+    if isinstance(output, bool):
+        raise BpgenError(f"{fn.__name__} must return a SymPy expression, not the boolean {output}")
     if isinstance(output, (int, float)):
         output = sympy.Float(output)
     if not isinstance(output, sympy.Expr):
         raise BpgenError(f"{fn.__name__} must return a SymPy expression, not {type(output).__name__}")
     declaration = declare(output, symbols, wrt_symbols, name or fn.__name__, _origin(fn), hints)
     return build(declaration, jit)
+
+
+# What SymPy says when a declaration uses Python control flow or math on a symbol, and what to write instead
+_MISTAKES = {
+    "cannot determine truth value of Relational": "`if`, `while`, `and`/`or` or `min`/`max` on a comparison of "
+    "symbols cannot be decided while the function is declared: write the branch with sympy.Piecewise, sympy.Max, "
+    "sympy.Min or bpgen.relu",
+    "Cannot convert expression to float": "a function of the math module (math.exp, math.log, ...) needs a number, "
+    "and gets a symbol while the function is declared: use sympy.exp, bpgen.exp and the like",
+}
+
+
+def _run(fn: Callable, args: list) -> tuple:
+    """trace(fn, args), with the mistakes users make in a declaration said in one line, at their line."""
+    try:
+        return trace(fn, args)
+    except TypeError as exc:
+        hint = next((hint for text, hint in _MISTAKES.items() if text in str(exc)), None)
+        if hint is None:
+            raise
+        line = next((frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
+                     if frame.filename == fn.__code__.co_filename), None)
+        where = f"{fn.__name__}" + (f", line {line}" if line else "")
+        raise BpgenError(f"{where}: {hint}") from None
 
 
 def _origin(fn: Callable) -> str:
@@ -115,10 +143,11 @@ def _tensor_function(fn, params, shapes, wrt, name, jit):
     tensors = [Tensor(p, shapes[p]) for p in params]
     by_name = dict(zip(params, tensors))
     if wrt is not None:
+        wrt = [getattr(w, "name", w) for w in wrt]  # a symbol or tensor for a parameter stands for its name
         unknown = [w for w in wrt if w not in by_name]
         if unknown:
             raise BpgenError(f"{fn.__name__}: wrt entry {unknown[0]!r} is not a parameter")
-    output, hints = trace(fn, tensors)
+    output, hints = _run(fn, tensors)
     if not isinstance(output, Tensor):
         raise BpgenError(f"{fn.__name__} must return a Tensor, not {type(output).__name__}")
     declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
