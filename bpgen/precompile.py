@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arguments import numba_types
 from .compiler import CompiledFunction
 from .errors import BpgenError
 from .load import import_path
-from .parameters import Parameter, output_shape, parameters
+from .parameters import output_shape, parameters
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,11 @@ class Compiled:
     seconds: float
 
 
-def _numba_type(p: Parameter):
-    from numba import types
-
-    if p.kind == "labels":
-        return types.Array(types.int64, len(p.shape), "C")
-    if not p.shape:
-        return types.float64
-    return types.Array(types.float64, len(p.shape), "C")
-
-
 def signatures(fn: CompiledFunction) -> dict[str, tuple]:
-    """The argument types to compile each generated function for."""
+    """The argument types to compile each generated function for: those the compiled object's methods take."""
     from numba import types
 
-    args = tuple(_numba_type(p) for p in parameters(fn))
+    args = numba_types(parameters(fn))
     out = output_shape(fn)
     if out:
         return {"forward": args, "vjp": args + (types.Array(types.float64, len(out), "C"),)}
