@@ -52,12 +52,13 @@ class Algebra:
             return None
         return self.const(float(value))
 
-    def apply(self, op: str, *args: Node, attrs: tuple = ()) -> Node:
-        """Any op, folded when its arguments are constants, in a stable form where one is known."""
+    def apply(self, op: str, *args: Node, attrs: tuple = (), stable: bool = True) -> Node:
+        """Any op, folded when its arguments are constants, in a stable form where one is known (stable=False:
+        as written, for an argument the user named, whose line must stay)."""
         folded = self._fold(op, args, attrs)
         if folded is not None:
             return folded
-        if op == "log" and len(args) == 1:
+        if op == "log" and len(args) == 1 and stable:
             stable = self._stable_log(args[0])
             if stable is not None:
                 return stable

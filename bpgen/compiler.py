@@ -258,7 +258,7 @@ def build(declaration: Declaration, jit: bool = True) -> CompiledFunction:
     graph = Graph()
     A = Algebra(graph)
     input_nodes = [graph.input(i, s) for i, s in enumerate(declaration.inputs)]
-    lowerer = Lowerer(A, dict(zip(declaration.inputs, input_nodes)))
+    lowerer = Lowerer(A, dict(zip(declaration.inputs, input_nodes)), named=(e for e, _ in declaration.hints))
     output = lowerer.lower(declaration.output)
 
     hints: dict[int, str] = {}

@@ -19,6 +19,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from .algebra import Algebra
 from .errors import BpgenError
+from .idioms import recognize
 from .ir import Node
 from .printer import CallTemplate
 from .rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule
@@ -46,11 +47,19 @@ def _describe(expr: sympy.Basic) -> str:
 
 
 class Lowerer:
-    """Turns SymPy expressions into nodes; `leaves` maps symbols (or any subexpression) to nodes."""
+    """Turns SymPy expressions into nodes; `leaves` maps symbols (or any subexpression) to nodes.
 
-    def __init__(self, algebra: Algebra, leaves: Mapping[sympy.Basic, Node]):
+    `named` are the subexpressions the user gave a name (`invden = 1 / den`): each keeps a node of its own,
+    which its users take as it is. A sum does not pull a named negative term apart (`out = quad + t1` for
+    `t1 = -2 * exp(x)`), a product does not turn a named reciprocal into a division (`f = num * invden`), and
+    idioms (sigmoid spelled with exp) are recognized only over unnamed parts.
+    """
+
+    def __init__(self, algebra: Algebra, leaves: Mapping[sympy.Basic, Node], named=()):
         self.A = algebra
         self.memo: dict[sympy.Basic, Node] = dict(leaves)
+        self.named = frozenset(named)
+        self.named_ids: set[int] = set()  # their nodes, once lowered
 
     def lower(self, expr: sympy.Basic) -> Node:
         memo = self.memo
@@ -61,6 +70,8 @@ class Lowerer:
                 continue
             if ready:
                 memo[e] = self._lower_one(e)
+                if e in self.named:
+                    self.named_ids.add(memo[e].id)
                 continue
             if not isinstance(e, _SUPPORTED):
                 raise BpgenError(f"cannot differentiate {type(e).__name__} in {_describe(e)}: {_UNSUPPORTED_HINT}")
@@ -89,11 +100,11 @@ class Lowerer:
         if e is sympy.true or e is sympy.false:
             return A.const(1.0 if e is sympy.true else 0.0)
         if isinstance(e, sympy.Add):
-            return self._add([memo[a] for a in e.args])
+            return self._add([memo[a] for a in e.args], [a in self.named for a in e.args])
         if isinstance(e, sympy.Mul):
-            return self._mul(e)
+            return recognize(A, self._mul(e), self.named_ids)
         if isinstance(e, sympy.Pow):
-            return self._pow(e)
+            return recognize(A, self._pow(e), self.named_ids)
         if isinstance(e, sympy.Piecewise):
             return self._piecewise(e)
         op = _RELATIONS.get(type(e))
@@ -107,7 +118,9 @@ class Lowerer:
             return A.apply("not", memo[e.args[0]])
         op = OP_OF_SYMPY_FUNCTION.get(type(e))  # exp, sin, Max, sigmoid, ...
         if op is not None:
-            return A.apply(op, *(memo[a] for a in e.args))
+            args = [memo[a] for a in e.args]
+            # no stable rewrite (log(sigmoid) -> softplus) swallows a value the user named
+            return A.apply(op, *args, stable=not any(a.id in self.named_ids for a in args))
         if isinstance(e, sympy.Function):
             return self._generic(e, [memo[a] for a in e.args])
         raise BpgenError(f"cannot differentiate {type(e).__name__} in {_describe(e)}: {_UNSUPPORTED_HINT}")
@@ -119,12 +132,14 @@ class Lowerer:
             return self.A.const(math.inf if e is sympy.oo else -math.inf)
         return self.A.const(float(e))
 
-    def _add(self, terms: list[Node]) -> Node:
-        """A sum with its negated terms pulled out: a + b - c  ->  sub(add(a, b), c)."""
+    def _add(self, terms: list[Node], named: list[bool]) -> Node:
+        """A sum with its negated terms pulled out: a + b - c  ->  sub(add(a, b), c); a named term stays whole."""
         A = self.A
         plus, minus = [], []
-        for t in terms:
-            if t.op == "neg":
+        for t, is_named in zip(terms, named):
+            if is_named:
+                plus.append(t)
+            elif t.op == "neg":
                 minus.append(t.args[0])
             elif t.op == "mul" and t.args[0].is_const and t.args[0].value < 0:
                 minus.append(A.mul(A.const(-t.args[0].value), *t.args[1:]))
@@ -143,7 +158,8 @@ class Lowerer:
         A, memo = self.A, self.memo
         numerator, denominator = [], []
         for factor in e.args:
-            if isinstance(factor, sympy.Pow) and factor.exp.is_Number and factor.exp < 0:
+            if isinstance(factor, sympy.Pow) and factor.exp.is_Number and factor.exp < 0 \
+                    and factor not in self.named:
                 positive = -factor.exp
                 base = memo[factor.base]
                 denominator.append(base if positive == 1 else self._power(base, positive))
