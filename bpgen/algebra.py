@@ -21,6 +21,9 @@ def _is(node: Node, value: float) -> bool:
 class Algebra:
     def __init__(self, graph: Graph):
         self.graph = graph
+        # nodes the user named: a rewrite may use them as they are, never look inside (-(-a) is not x when
+        # a = -x has a name, log(s) stays log(s)), so each keeps its own line
+        self.keep: set[int] = set()
 
     def const(self, value: float) -> Node:
         return self.graph.const(value)
@@ -52,13 +55,12 @@ class Algebra:
             return None
         return self.const(float(value))
 
-    def apply(self, op: str, *args: Node, attrs: tuple = (), stable: bool = True) -> Node:
-        """Any op, folded when its arguments are constants, in a stable form where one is known (stable=False:
-        as written, for an argument the user named, whose line must stay)."""
+    def apply(self, op: str, *args: Node, attrs: tuple = ()) -> Node:
+        """Any op, folded when its arguments are constants, in a stable form where one is known."""
         folded = self._fold(op, args, attrs)
         if folded is not None:
             return folded
-        if op == "log" and len(args) == 1 and stable:
+        if op == "log" and len(args) == 1 and args[0].id not in self.keep:
             stable = self._stable_log(args[0])
             if stable is not None:
                 return stable
@@ -105,7 +107,7 @@ class Algebra:
     def neg(self, a: Node) -> Node:
         if a.is_const:
             return self.const(-a.value)
-        if a.op == "neg":
+        if a.op == "neg" and a.id not in self.keep:
             return a.args[0]
         return self.make("neg", (a,))
 
@@ -152,7 +154,7 @@ class Algebra:
             return self.neg(a)
         if _is(a, 0.0):
             return self.const(0.0)
-        if b.op == "div" and _is(b.args[0], 1.0):
+        if b.op == "div" and _is(b.args[0], 1.0) and b.id not in self.keep:
             return self.mul(a, b.args[1])  # a / (1 / c) = a * c
         folded = self._fold("div", (a, b))
         return folded if folded is not None else self.make("div", (a, b))
@@ -195,14 +197,14 @@ class Algebra:
     def transpose(self, a: Node) -> Node:
         if len(a.shape) < 2:
             return a
-        if a.op == "transpose":
+        if a.op == "transpose" and a.id not in self.keep:
             return a.args[0]
         return self.make("transpose", (a,))
 
     def reshape(self, a: Node, shape: tuple) -> Node:
         if a.shape == shape:
             return a
-        if a.op == "reshape":
+        if a.op == "reshape" and a.id not in self.keep:
             a = a.args[0]
             if a.shape == shape:
                 return a

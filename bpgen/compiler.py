@@ -282,7 +282,8 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     _dump("forward schedule (after lowering, CSE, folding, DCE)", format_program(forward))
     # a tensor output is differentiated along a seed, the output's adjoint, passed in by the caller of vjp
     seed = A.graph.node("adj", (output,), shape=output.shape) if output.is_tensor else None
-    grads = backward(forward, output, wrt_nodes, A, seed)
+    named = frozenset(i for i in hints if i != output.id)  # the output's adjoint, 1, stays folded
+    grads = backward(forward, output, wrt_nodes, A, seed, named)
     _dump("backward steps (target <- term)",
           "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.steps))
     printed = _all_nodes(forward, [s.term for s in grads.steps])  # every node the code computes or inlines

@@ -14,8 +14,6 @@ one keeps its own line, as written.
 
 from __future__ import annotations
 
-from collections.abc import Set
-
 from .algebra import Algebra
 from .ir import Node
 
@@ -25,7 +23,9 @@ def _is(node: Node, value: float) -> bool:
 
 
 def _negated(A: Algebra, node: Node) -> Node | None:
-    """-node without a new negation where the node is one: neg(u) -> u, (-2.0) * u -> 2.0 * u."""
+    """-node without a new negation where an unnamed node is one: neg(u) -> u, (-2.0) * u -> 2.0 * u."""
+    if node.id in A.keep:
+        return None
     if node.op == "neg":
         return node.args[0]
     if node.op == "mul" and node.args[0].is_const and node.args[0].value < 0:
@@ -33,22 +33,24 @@ def _negated(A: Algebra, node: Node) -> Node | None:
     return None
 
 
-def _one_plus(node: Node, named: Set[int]) -> Node | None:
+def _one_plus(node: Node, named: set[int]) -> Node | None:
     """t for an unnamed t + 1.0 (constants come last in a sum)."""
     if node.op == "add" and len(node.args) == 2 and _is(node.args[1], 1.0) and node.id not in named:
         return node.args[0]
     return None
 
 
-def _unnamed_exp(node: Node, named: Set[int]) -> Node | None:
+def _unnamed_exp(node: Node, named: set[int]) -> Node | None:
     """u for an unnamed exp(u)."""
     return node.args[0] if node.op == "exp" and node.id not in named else None
 
 
-def recognize(A: Algebra, node: Node, named: Set[int]) -> Node:
-    """`node` as sigmoid or tanh when it spells one out over unnamed intermediates, else `node` itself."""
+def recognize(A: Algebra, node: Node) -> Node:
+    """`node` as sigmoid or tanh when it spells one out over intermediates the user did not name (those not in
+    A.keep), else `node` itself."""
     if node.op != "div":
         return node
+    named = A.keep
     top, bottom = node.args
     t = _one_plus(bottom, named)
     if t is not None:
@@ -62,7 +64,7 @@ def recognize(A: Algebra, node: Node, named: Set[int]) -> Node:
     return _tanh(A, top, bottom, named) or node
 
 
-def _tanh(A: Algebra, top: Node, bottom: Node, named: Set[int]) -> Node | None:
+def _tanh(A: Algebra, top: Node, bottom: Node, named: set[int]) -> Node | None:
     """(exp(u) - exp(-u)) / (exp(u) + exp(-u)) = tanh(u); (exp(v) - 1) / (exp(v) + 1) = tanh(v / 2);
     (1 - exp(v)) / (1 + exp(v)) = tanh(-v / 2)."""
     if top.id in named or bottom.op != "add" or len(bottom.args) != 2 or bottom.id in named:
@@ -74,7 +76,8 @@ def _tanh(A: Algebra, top: Node, bottom: Node, named: Set[int]) -> Node | None:
     v = _unnamed_exp(bottom.args[0], named)
     if v is None or not _is(bottom.args[1], 1.0):
         return None
-    if top.op == "add" and top.args == (bottom.args[0], A.const(-1.0)):  # exp(v) - 1
+    if top.args in ((bottom.args[0], A.const(1.0)), (bottom.args[0], A.const(-1.0))) \
+            and (top.op, top.args[1].value) in (("sub", 1.0), ("add", -1.0)):  # exp(v) - 1
         return A.apply("tanh", A.mul(A.const(0.5), v))
     if top.op == "sub" and top.args == (A.const(1.0), bottom.args[0]):  # 1 - exp(v)
         return A.apply("tanh", A.mul(A.const(-0.5), v))

@@ -58,8 +58,7 @@ class Lowerer:
     def __init__(self, algebra: Algebra, leaves: Mapping[sympy.Basic, Node], named=()):
         self.A = algebra
         self.memo: dict[sympy.Basic, Node] = dict(leaves)
-        self.named = frozenset(named)
-        self.named_ids: set[int] = set()  # their nodes, once lowered
+        self.named = frozenset(named)  # their nodes, once lowered, go into the algebra's `keep`
 
     def lower(self, expr: sympy.Basic) -> Node:
         memo = self.memo
@@ -71,7 +70,7 @@ class Lowerer:
             if ready:
                 memo[e] = self._lower_one(e)
                 if e in self.named:
-                    self.named_ids.add(memo[e].id)
+                    self.A.keep.add(memo[e].id)
                 continue
             if not isinstance(e, _SUPPORTED):
                 raise BpgenError(f"cannot differentiate {type(e).__name__} in {_describe(e)}: {_UNSUPPORTED_HINT}")
@@ -102,9 +101,9 @@ class Lowerer:
         if isinstance(e, sympy.Add):
             return self._add([memo[a] for a in e.args], [a in self.named for a in e.args])
         if isinstance(e, sympy.Mul):
-            return recognize(A, self._mul(e), self.named_ids)
+            return recognize(A, self._mul(e))
         if isinstance(e, sympy.Pow):
-            return recognize(A, self._pow(e), self.named_ids)
+            return recognize(A, self._pow(e))
         if isinstance(e, sympy.Piecewise):
             return self._piecewise(e)
         op = _RELATIONS.get(type(e))
@@ -118,9 +117,7 @@ class Lowerer:
             return A.apply("not", memo[e.args[0]])
         op = OP_OF_SYMPY_FUNCTION.get(type(e))  # exp, sin, Max, sigmoid, ...
         if op is not None:
-            args = [memo[a] for a in e.args]
-            # no stable rewrite (log(sigmoid) -> softplus) swallows a value the user named
-            return A.apply(op, *args, stable=not any(a.id in self.named_ids for a in args))
+            return A.apply(op, *(memo[a] for a in e.args))
         if isinstance(e, sympy.Function):
             return self._generic(e, [memo[a] for a in e.args])
         raise BpgenError(f"cannot differentiate {type(e).__name__} in {_describe(e)}: {_UNSUPPORTED_HINT}")

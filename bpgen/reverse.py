@@ -11,6 +11,7 @@ a tensor-valued output instead starts from a seed (a vector-Jacobian product).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .algebra import Algebra
@@ -44,8 +45,10 @@ def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
     return reach
 
 
-def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, seed: Node | None = None) -> Backward:
-    """seed: the output's adjoint when it is a tensor (a parameter of `vjp`); a scalar output's is 1."""
+def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, seed: Node | None = None,
+             named: frozenset[int] = frozenset()) -> Backward:
+    """seed: the output's adjoint when it is a tensor (a parameter of `vjp`); a scalar output's is 1.
+    named: nodes the user named, whose adjoints are variables even when constant (`dquad = 1.0`)."""
     needed = depends_on(forward, wrt)
     scheduled = {n.id for n in forward}
     adjoint: dict[int, Node] = {}  # node id -> its adjoint: an "adj" variable or a folded constant
@@ -56,7 +59,7 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
     folded: set[int] = set()
     for node in reversed(forward):
         if node.id in received:
-            adjoint[node.id] = _settle(node, received[node.id], steps, folded)
+            adjoint[node.id] = _settle(node, received[node.id], steps, folded, node.id in named)
         upstream = adjoint.get(node.id)
         if upstream is None or not node.args:
             continue
@@ -81,23 +84,33 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
             steps.append(Contribution(target, variable, term, partials[i], upstream, node, first))
     for w in wrt:  # inputs are not in the loop's reach when they are also the output
         if w.id in received and w.id not in adjoint:
-            adjoint[w.id] = _settle(w, received[w.id], steps, folded)
+            adjoint[w.id] = _settle(w, received[w.id], steps, folded, True)
     gradients = [adjoint.get(w.id, A.const(0.0)) for w in wrt]
     return Backward([s for k, s in enumerate(steps) if k not in folded], gradients)
 
 
 def _times(A: Algebra, partial: Node, upstream: Node, scheduled: set[int]) -> Node:
     """partial * upstream; a partial 1 / b that the forward pass did not compute gives upstream / b: one
-    division rather than a division and a product."""
+    division rather than a division and a product. A constant upstream times a partial c * u gives
+    (upstream * c) * u where that product is exact (one of them a power of two): 0.5 * (2.0 * u) is u."""
     if partial.op == "div" and partial.id not in scheduled and partial.args[0].is_const \
             and partial.args[0].value == 1.0:
         return A.div(upstream, partial.args[1])
+    if upstream.is_const and partial.op == "mul" and partial.id not in scheduled and partial.args[0].is_const \
+            and (_power_of_two(upstream.value) or _power_of_two(partial.args[0].value)):
+        return A.mul(A.const(upstream.value * partial.args[0].value), *partial.args[1:])
     return A.mul(partial, upstream)
 
 
-def _settle(node: Node, indices: list[int], steps: list[Contribution], folded: set[int]) -> Node:
-    """A node's adjoint once all its contributions are in: a lone constant is folded, not stored."""
-    if len(indices) == 1 and steps[indices[0]].term.is_const and node.shape == ():
+def _power_of_two(c: float) -> bool:
+    """Multiplying by c is exact (short of overflow and underflow)."""
+    return c != 0.0 and math.isfinite(c) and math.frexp(abs(c))[0] == 0.5
+
+
+def _settle(node: Node, indices: list[int], steps: list[Contribution], folded: set[int], named: bool) -> Node:
+    """A node's adjoint once all its contributions are in: a lone constant is folded, not stored, unless the
+    user named the node (its gradient then has a line of its own, as in the notes)."""
+    if len(indices) == 1 and steps[indices[0]].term.is_const and node.shape == () and not named:
         folded.add(indices[0])
         return steps[indices[0]].term
     return steps[indices[0]].adjoint

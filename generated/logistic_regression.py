@@ -129,10 +129,13 @@ def value_and_grad(X, y, w, b):
     penalty = 0.001 * sumsq
     loss = data_loss + penalty
     # backward: each line adds one local derivative times the upstream gradient
-    dwsq = np.full((30,), 0.001)                     # sumsq = wsq.sum()
+    ddata_loss = 1.0                                 # loss = data_loss + penalty
+    dpenalty = 1.0                                   # loss = data_loss + penalty
+    dsumsq = 0.001 * dpenalty                        # penalty = 0.001 * sumsq
+    dwsq = np.full((30,), dsumsq)                    # sumsq = wsq.sum()
     dw = w * dwsq                                    # wsq = w * w
     dw = dw + w * dwsq                               # wsq = w * w
-    dsum1 = 1.0 / N                                  # data_loss = sum1 / N
+    dsum1 = ddata_loss / N                           # data_loss = sum1 / N
     dsub1 = np.full((N,), dsum1)                     # sum1 = sub1.sum()
     dsoftplus1 = dsub1                               # sub1 = softplus1 - mul1
     dmul1 = -dsub1                                   # sub1 = softplus1 - mul1
