@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import sympy
 
+from .load import compile_cached
 from .parameters import Parameter
 from .shapes import format_shape
 
@@ -169,7 +170,7 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
             raise TypeError(f"{where}: bpgen converted the arguments, but the float64 code does not take them "
                             f"({', '.join(_describe(a) for a in args)}): please report this")
         converted = convert(args)
-        function.compile(signature)  # the machine code comes from Numba's on-disk cache when it is there
+        compile_cached(function, signature)
 
         def run(*_):
             _calling.active = True

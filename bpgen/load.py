@@ -7,11 +7,14 @@ the compiled machine code again in later processes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import os
+import stat
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -28,19 +31,37 @@ def cache_dir() -> Path:
 
 
 def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
-    """Write `text` (or bytes, e.g. a rendered picture) to `path` through a temporary file and a rename:
-    never a partial file."""
+    """Write `text` (or bytes, e.g. a rendered picture) to `path` through a temporary file and a rename: never a
+    partial file. The file gets the mode of any new file (0644 under umask 022), or keeps the mode of the file
+    it replaces; a symbolic link keeps pointing where it did. A device or FIFO (/dev/null, /dev/stdout into a
+    pipe) is written into, never replaced, and so is anything reached through /dev or /proc (/dev/stdout
+    redirected to a file); a FIFO no process reads is an error, not a hang."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        status = os.stat(path)
+    except FileNotFoundError:
+        status = None
+    except OSError as exc:
+        raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if status is not None and stat.S_ISDIR(status.st_mode):
+        raise BpgenError(f"cannot write {path}: it is a directory")
+    if status is not None and (not stat.S_ISREG(status.st_mode) or path.absolute().parts[1:2] in (("dev",),
+                                                                                               ("proc",))):
+        _write_into(path, text, stat.S_ISFIFO(status.st_mode))
+        return path
+    target = Path(os.path.realpath(path))  # through a symbolic link to the file it names
+    mode = stat.S_IMODE(status.st_mode) if status is not None else 0o666 & ~_umask()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:100]}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         binary = isinstance(text, bytes)
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as handle:
             handle.write(text)
-        os.replace(tmp, path)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except BaseException as exc:
         try:
             os.unlink(tmp)
@@ -52,26 +73,104 @@ def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
     return path
 
 
+def _write_into(path: Path, text: str | bytes, fifo: bool) -> None:
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    try:
+        # a FIFO opened for writing blocks until a reader comes: non-blocking, it fails at once when none is there
+        fd = os.open(path, os.O_WRONLY | (os.O_NONBLOCK if fifo else 0) | (0 if fifo else os.O_TRUNC))
+    except OSError as exc:
+        reason = "no process is reading the FIFO" if exc.errno == errno.ENXIO else exc.strerror or str(exc)
+        raise BpgenError(f"cannot write {path}: {reason}") from None
+    try:
+        if fifo:
+            os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        raise BpgenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: done under a lock, and set back at once)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+STEM_MAX = 40  # of a cached module's file name: a long function name must not make it too long for the disk
+
+_loading = threading.Lock()  # one thread writes and imports a module; the others wait for the finished one
+
+
 def load_source(source: str, stem: str) -> ModuleType:
-    """Import generated `source` as a module (one module per distinct source text)."""
+    """Import generated `source` as a module (one module per distinct source text), thread-safely: a module is
+    in sys.modules before it has finished executing, so a second thread must not take it from there early."""
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-    module_name = f"_bpgen_{stem}_{digest}"
-    module = sys.modules.get(module_name)
-    if module is not None:
-        return module
-    path = cache_dir() / f"{module_name}.py"
-    if not path.exists() or path.read_text(encoding="utf-8") != source:
-        write_atomic(path, source)
-    return import_path(path, module_name)
+    module_name = f"_bpgen_{stem[:STEM_MAX]}_{digest}"
+    with _loading:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            return module
+        directory = cache_dir()
+        if directory.exists() and not directory.is_dir():
+            raise BpgenError(f"bpgen's cache directory {directory} is a file, not a directory: remove it or set "
+                             "BPGEN_CACHE_DIR to a directory")
+        path = directory / f"{module_name}.py"
+        if not _holds(path, source):  # missing, or damaged: written again
+            write_atomic(path, source)
+        return import_path(path, module_name)
+
+
+def _holds(path: Path, source: str) -> bool:
+    try:
+        return path.read_bytes() == source.encode("utf-8")
+    except OSError:
+        return False
 
 
 def import_path(path: str | os.PathLike, module_name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    for attempt in (1, 2):
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+            return module
+        except (EOFError, ValueError, ImportError) as exc:  # a damaged bytecode file: once more without it
+            del sys.modules[module_name]
+            cached = Path(importlib.util.cache_from_source(str(path)))
+            if attempt == 2 or not cached.exists():
+                raise BpgenError(f"cannot import {path}: {exc}") from None
+            cached.unlink()
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    raise AssertionError("unreachable")
+
+
+def compile_cached(dispatcher, signature: tuple) -> None:
+    """dispatcher.compile(signature), taking the machine code from Numba's on-disk cache when it is there. A
+    damaged cache (a truncated index or data file: UnpicklingError, EOFError, LLVM's "Invalid record") is
+    emptied for every function of the module, since a function's compile also loads its callees', and the
+    function is compiled afresh."""
     try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
-    return module
+        dispatcher.compile(signature)
+        return
+    except Exception:
+        module = sys.modules.get(dispatcher.py_func.__module__)
+        caches = [f._cache for f in vars(module).values() if hasattr(f, "_cache")] if module else []
+        if not caches:
+            raise
+    for cache in caches:
+        try:
+            cache.flush()  # an empty index: the damaged files are ignored, then overwritten
+        except OSError:
+            pass
+    dispatcher.compile(signature)

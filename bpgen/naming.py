@@ -31,18 +31,18 @@ RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozense
 
 
 def sanitize(text: str) -> str:
-    """An ASCII identifier that reads like `text` (θ -> theta, 'x; import os' -> x_import_os)."""
+    """An ASCII identifier that reads like `text`: é -> e, θ -> theta, 日 -> u65e5, ٥ -> 5,
+    'x; import os' -> x_import_os."""
     if text.isascii() and text.isidentifier():
         return text
     parts = []
-    for ch in unicodedata.normalize("NFKC", str(text)):
+    for ch in unicodedata.normalize("NFKD", str(text)):
         if ch.isascii():
             parts.append(ch if (ch.isalnum() or ch == "_") else "_")
+        elif unicodedata.combining(ch):
+            continue  # an accent, once NFKD has split it off its letter
         elif ch.isalnum():
-            try:  # GREEK SMALL LETTER THETA -> theta
-                parts.append("_" + unicodedata.name(ch).split()[-1].lower() + "_")
-            except ValueError:
-                parts.append("_")
+            parts.append("_" + _ascii_word(ch) + "_")
         else:
             parts.append("_")
     name = re.sub(r"_+", "_", "".join(parts)).strip("_") or "v"
@@ -51,18 +51,39 @@ def sanitize(text: str) -> str:
     return name
 
 
+def _ascii_word(ch: str) -> str:
+    """A letter or digit of another script in ASCII: its Unicode letter name (GREEK SMALL LETTER THETA ->
+    theta), its digit value, or its code point (u65e5) when the name has no word for it."""
+    if ch.isdigit() and unicodedata.digit(ch, None) is not None:
+        return str(unicodedata.digit(ch))
+    words = unicodedata.name(ch, "").split()
+    if "LETTER" in words:
+        word = "".join(words[words.index("LETTER") + 1:]).lower()
+        if word.isascii() and word.isalpha():
+            return word
+    return f"u{ord(ch):04x}"
+
+
 class Namespace:
     """Hands out unique identifiers, never a reserved one."""
 
     def __init__(self, taken: frozenset[str] | set[str] = RESERVED):
         self.taken = set(taken)
+        # the suffix to try next for a base name: names are never given back, so every smaller suffix is taken,
+        # and a local reassigned 20,000 times costs 20,000 tries, not 20,000**2 / 2
+        self.next_suffix: dict[str, int] = {}
 
     def claim(self, preferred: str) -> str:
+        """`preferred` made safe, or with the smallest free suffix (x_1, x_2, ...) when that is taken."""
         base = sanitize(preferred)
-        name, k = base, 0
-        while name in self.taken:
-            k += 1
+        name = base
+        if name in self.taken:
+            k = self.next_suffix.get(base, 1)
             name = SUFFIX.format(name=base, k=k)
+            while name in self.taken:
+                k += 1
+                name = SUFFIX.format(name=base, k=k)
+            self.next_suffix[base] = k + 1
         self.taken.add(name)
         return name
 

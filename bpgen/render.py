@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from .errors import BpgenError
 from .guards import Guard, guard_lines
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
@@ -124,4 +125,10 @@ def render_module(program: PrintedProgram, header: Header, helpers: list[str], j
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
         "check_decorator": _decorator(jit, batch),
     }
-    return environment().get_template("module.py.j2").render(context)
+    source = environment().get_template("module.py.j2").render(context)
+    try:  # never write or import a module that does not parse: that would be bpgen's bug, said as one
+        compile(source, f"<bpgen module {header.name}>", "exec")
+    except SyntaxError as exc:
+        raise BpgenError(f"{header.name}: bpgen generated code that does not parse (line {exc.lineno}: "
+                         f"{exc.msg}); please report this") from None
+    return source

@@ -72,9 +72,17 @@ def normalize_axis(shape: tuple, axis: int | None) -> int | None:
 
 
 def size(shape: tuple):
-    """The number of elements: an int, or a SymPy expression when a dimension is symbolic."""
-    total = sympy.Integer(1)
-    for d in shape:
-        total *= d
+    """The number of elements: an int, or a SymPy expression when a dimension is symbolic. Evaluated whatever
+    SymPy's global switch says (`@bpgen.function` declares under `sympy.evaluate(False)`)."""
+    with sympy.evaluate(True):
+        total = sympy.Integer(1)
+        for d in shape:
+            total *= d
     return int(total) if total.is_Integer else total
+
+
+def same_size(a: tuple, b: tuple) -> bool:
+    """Whether two shapes hold the same number of elements (N * 6 and 2 * N * 3 do)."""
+    with sympy.evaluate(True):
+        return sympy.expand(sympy.sympify(size(a)) - sympy.sympify(size(b))) == 0
 

@@ -47,7 +47,10 @@ def load(ref: SpecRef) -> dict[str, CompiledFunction]:
         raise BpgenError(f"{ref.display}: {exc}") from None
     except SyntaxError as exc:
         raise BpgenError(f"{ref.display}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:
+    except SystemExit as exc:  # the spec's own sys.exit() must not end bpgen, silently, with its code
+        raise BpgenError(f"{ref.display}: the spec called sys.exit({exc.code!r}) instead of declaring functions") \
+            from None
+    except BaseException as exc:  # KeyboardInterrupt or another BaseException the spec raised is its error too
         raise BpgenError(f"{ref.display}: the spec raised {type(exc).__name__}: {exc}") from exc
     found: dict[str, CompiledFunction] = {}
     for value in namespace.values():

@@ -13,7 +13,7 @@ import sympy
 from .algebra import Algebra
 from .errors import BpgenError
 from .ir import Graph, Node
-from .shapes import ShapeError, check_dim, format_shape, normalize_axis
+from .shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
 from .shapes import broadcast as broadcast_shape
 from .shapes import size as shape_size
 
@@ -133,7 +133,7 @@ class Tensor:
         if len(shape) == 1 and isinstance(shape[0], tuple):
             shape = shape[0]
         shape = tuple(_dim(d) for d in shape)
-        if sympy.simplify(sympy.sympify(shape_size(shape)) - shape_size(self.shape)) != 0:
+        if not same_size(shape, self.shape):
             raise ShapeError(f"cannot reshape {self.describe()} to {format_shape(shape)}: the sizes differ")
         return Tensor._wrap(ALGEBRA.reshape(self.node, shape))
 

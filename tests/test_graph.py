@@ -302,7 +302,7 @@ def test_without_dot_the_dot_file_is_written_and_the_exit_status_is_1(repo, tmp_
 @pytest.mark.parametrize("args, message", [
     (["--at", "x=3,z=1"], "cs231n has no input 'z' (its inputs: x, y)"),
     (["-o", "pic.jpg"], "unknown picture format .jpg"),
-    (["--max-nodes", "1"], "max_nodes must be at least 2"),
+    (["--max-nodes", "1"], "argument --max-nodes: '1' is not a number of nodes of at least 2"),
 ])
 def test_user_errors_are_one_line_and_exit_2(repo, tmp_path, capsys, args, message):
     argv = ["graph", "examples/cs231n.py", *args]

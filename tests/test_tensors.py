@@ -163,20 +163,38 @@ def make_data(rng, shape, kind):
     return x
 
 
-def setup_case(case_id, jit=False, n=N):
-    """Compile sum(body * C) with bpgen; return (compiled, arrays, wrt indices, autograd loss)."""
-    _, shapes, kinds, wrt, body = BY_ID[case_id]
+WAYS = ["compile", "function"]  # bpgen.Tensor + bpgen.compile, and @bpgen.function(shapes=...): the same results
+
+
+def _declared(way, case_id, shapes, wrt, body, jit):
+    """sum(body * C) declared `way`; returns the compiled function and the shape of body's value."""
     tag = f"{case_id}_"
     tensors = {k: bpgen.Tensor(tag + k, s) for k, s in shapes.items()}
     expr = body(B, **tensors)
     C = bpgen.Tensor(tag + "C", expr.shape)
-    loss = bpgen.sum(expr * C)
     names = list(shapes)
-    g = bpgen.compile(loss, inputs=[tensors[k] for k in names] + [C], wrt=[tensors[w] for w in wrt], jit=jit)
+    if way == "compile":
+        loss = bpgen.sum(expr * C)
+        return bpgen.compile(loss, inputs=[tensors[k] for k in names] + [C], wrt=[tensors[w] for w in wrt],
+                             jit=jit), expr.shape
+    # the same body traced by @bpgen.function, under SymPy's evaluate(False), with parameters named as declared
+    namespace = {"body": body, "B": B, "bpgen": bpgen}
+    params = ", ".join(names + ["C"])
+    keywords = ", ".join(f"{k}={k}" for k in names)
+    exec(f"def {case_id}({params}):\n    return bpgen.sum(body(B, {keywords}) * C)\n", namespace)
+    shapes_with_c = {**shapes, "C": expr.shape}
+    return bpgen.function(namespace[case_id], shapes=shapes_with_c, wrt=list(wrt), jit=jit), expr.shape
+
+
+def setup_case(case_id, jit=False, n=N, way="compile"):
+    """Compile sum(body * C) with bpgen; return (compiled, arrays, wrt indices, autograd loss)."""
+    _, shapes, kinds, wrt, body = BY_ID[case_id]
+    g, shape = _declared(way, case_id, shapes, wrt, body, jit)
+    names = list(shapes)
 
     rng = rng_for(case_id)
     arrays = [make_data(rng, concrete(shapes[k], n), kinds.get(k)) for k in names]
-    c = rng.normal(size=concrete(expr.shape, n))
+    c = rng.normal(size=concrete(shape, n))
     arrays.append(c)
 
     def ref(*args):
@@ -191,9 +209,10 @@ def reference(ref, arrays, wrt_idx):
     return value, grads
 
 
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("case_id", CASE_PARAMS)
-def test_rule_against_autograd(case_id):
-    g, arrays, wrt_idx, ref = setup_case(case_id)
+def test_rule_against_autograd(case_id, way):
+    g, arrays, wrt_idx, ref = setup_case(case_id, way=way)
     value, grads = g.value_and_grad(*arrays)
     ref_value, ref_grads = reference(ref, arrays, wrt_idx)
     assert_close(value, ref_value)
@@ -205,10 +224,11 @@ def test_rule_against_autograd(case_id):
         assert_close(got, want)
 
 
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("case_id", CASE_PARAMS)
-def test_rule_against_finite_differences(case_id):
+def test_rule_against_finite_differences(case_id, way):
     """Central differences of the value along a random direction in every wrt input at once."""
-    g, arrays, wrt_idx, _ = setup_case(case_id)
+    g, arrays, wrt_idx, _ = setup_case(case_id, way=way)
     _, grads = g.value_and_grad(*arrays)
     rng = rng_for("fd-" + case_id)
     directions = {i: rng.normal(size=np.shape(arrays[i])) for i in wrt_idx}
