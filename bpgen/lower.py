@@ -22,7 +22,7 @@ from .errors import BpgenError
 from .idioms import recognize
 from .ir import Node
 from .printer import CallTemplate
-from .rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule
+from .rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
 
 _RELATIONS = {
     sympy.StrictLessThan: "lt",
@@ -116,11 +116,21 @@ class Lowerer:
         if isinstance(e, sympy.Not):
             return A.apply("not", memo[e.args[0]])
         op = OP_OF_SYMPY_FUNCTION.get(type(e))  # exp, sin, Max, sigmoid, ...
+        if op == "polygamma":
+            return polygamma_of(A, self._order(e), memo[e.args[1]])
         if op is not None:
             return A.apply(op, *(memo[a] for a in e.args))
         if isinstance(e, sympy.Function):
             return self._generic(e, [memo[a] for a in e.args])
         raise BpgenError(f"cannot differentiate {type(e).__name__} in {_describe(e)}: {_UNSUPPORTED_HINT}")
+
+    @staticmethod
+    def _order(e: sympy.Basic) -> int:
+        """polygamma's order: a whole number from 0 (SymPy writes digamma(x) as polygamma(0, x))."""
+        order = e.args[0]
+        if not (order.is_number and order.is_integer and order >= 0):
+            raise BpgenError(f"polygamma's order must be a whole number from 0, not {order}, in {_describe(e)}")
+        return int(order)
 
     def _constant(self, e: sympy.Basic) -> Node:
         if e is sympy.nan or e is sympy.zoo or not (e.is_extended_real or e.is_infinite):
@@ -251,7 +261,12 @@ def _generic_rule(func: type, nargs: int, example: sympy.Basic) -> Rule | None:
             if d is None and not arg.is_const:
                 raise BpgenError(f"cannot differentiate function {name!r} in its argument number "
                                  f"{len(result) + 1}: SymPy knows no derivative for it")
-            result.append(None if d is None else lowerer.lower(d))
+            try:
+                result.append(None if d is None else lowerer.lower(d))
+            except BpgenError:  # said with the user's arguments, not bpgen's placeholders
+                said = d.subs(dict(zip(params, example.args)))
+                raise BpgenError(f"cannot differentiate {_describe(example)}: its derivative {_describe(said)} "
+                                 "has no Numba-compatible form") from None
         return result
 
     def numeric(*values):

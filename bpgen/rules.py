@@ -287,6 +287,112 @@ HELPERS.update({
 })
 
 
+# The gamma family: Python's math has lgamma and gamma, but nothing for their derivatives, so digamma and
+# polygamma are computed here (Student-t, Poisson and Gamma likelihoods differentiate through them).
+HELPERS.update({
+    "digamma": '''def digamma(x):
+    """psi(x) = d/dx log(gamma(x)). Shifted up to x >= 10 by psi(x) = psi(x + 1) - 1/x, then the asymptotic series
+    log(x) - 1/(2x) - sum B2k / (2k x**2k) to k = 7. Between 0 and 2.9, where that sum cancels near the zero
+    x0 = 1.4616..., one step of the recurrence and the Taylor series about x0. At or below 0 by reflection,
+    psi(x) = psi(1 - x) - pi / tan(pi x); nan at the poles 0, -1, -2, ... Within 8 ulp of the exact value for
+    x > 0."""
+    x = float(x)
+    if x != x or x == -math.inf:
+        return math.nan
+    if x == math.inf:
+        return math.inf
+    result = 0.0
+    if x <= 0.0:
+        nearest = x - math.floor(x + 0.5)  # x less its nearest whole number, exactly: tan(pi x) = tan(pi nearest)
+        if nearest == 0.0:
+            return math.nan  # a pole
+        result = -math.pi / math.tan(math.pi * nearest)
+        x = 1.0 - x
+    if 0.0 < x < 2.9:  # psi(x) = psi(x + 1) - 1/x = psi(x - 1) + 1/(x - 1): one step to x0 - 0.5 < x < x0 + 0.5
+        if x < 0.9616321449683622:
+            result -= 1.0 / x
+            x += 1.0
+        elif x > 1.9616321449683622:
+            x -= 1.0
+            result += 1.0 / x
+        h = (x - 1.4616321449683622) - 9.549995429965697e-17  # from the zero x0 of psi, given in two parts
+        coefficients = (0.9676722454476212, -0.4427631689835921, 0.258499760955651, -0.16394270544240652,
+                        0.10782405069126237, -0.07219956125645471, 0.04880428816414311, -0.03316112647484736,
+                        0.022597648232218104, -0.01542476590494896, 0.010538791616612175, -0.007204534386356869,
+                        0.004926781395729853, -0.003369801655439328, 0.002305126326734928, -0.0015769367714301972,
+                        0.0010788252019162967, -0.0007380709389960052, 0.000504953265834602, -0.0003454680251063077,
+                        0.00023635601564027053, -0.00016170622091974803, 0.0001106337276874741,
+                        -7.569179582195066e-05, 5.178575795222081e-05, -3.5430070947659604e-05,
+                        2.424006611860132e-05, -1.6584242271854135e-05, 1.134638458466385e-05,
+                        -7.762817668462094e-06, 5.3110609208898636e-06, -3.6336507898010456e-06,
+                        2.486022733129538e-06, -1.7008538854332607e-06, 1.1636675363548843e-06,
+                        -7.96142543124197e-07, 5.446941930669446e-07, -3.7266161283438227e-07, 2.549626552021554e-07,
+                        -1.7443695117727745e-07, 1.1934394829830244e-07, -8.165115189488409e-08)  # psi^(k)(x0) / k!
+        total = 0.0
+        for k in range(41, -1, -1):
+            total = total * h + coefficients[k]
+        return result + total * h
+    while x < 10.0:
+        result -= 1.0 / x
+        x += 1.0
+    z = 1.0 / (x * x)
+    series = z * (1 / 12 - z * (1 / 120 - z * (1 / 252 - z * (1 / 240 - z * (1 / 132 - z * (691 / 32760
+                                                                                              - z * (1 / 12)))))))
+    return result + (math.log(x) - 0.5 / x - series)
+''',
+    "polygamma": '''def polygamma(n, x):
+    """psi^(n)(x), the n-th derivative of digamma, for a whole order n >= 0: shifted up to x >= 20 + n by
+    psi^(n)(x) = psi^(n)(x + 1) - (-1)**n n! / x**(n + 1), then the asymptotic series (-1)**(n + 1) ((n - 1)! / x**n
+    + n! / (2 x**(n + 1)) + sum B2k (2k + n - 1)! / ((2k)! x**(2k + n))) to k = 8. nan at the poles."""
+    order = int(n)
+    if order == 0:
+        return digamma(x)
+    x = float(x)
+    if x != x or order < 0 or order != n:
+        return math.nan
+    if x <= 0.0 and x == math.floor(x):
+        return math.nan  # a pole
+    if x == math.inf:
+        return 0.0
+    sign = -1.0 if order % 2 == 0 else 1.0  # (-1)**(n + 1)
+    factorial = math.gamma(order + 1.0)
+    shifted = 0.0  # sum of 1 / (x + k)**(n + 1) over the shift
+    while x < 20.0 + order:
+        shifted += 1.0 / x ** (order + 1.0)  # a float power: libm's pow, in Numba as in Python
+        x += 1.0
+    z = 1.0 / (x * x)
+    # B2k / (2k)! * (2k + n - 1)! / (n - 1)!, k = 1..8, built up term by term
+    bernoulli = (1 / 6, -1 / 30, 1 / 42, -1 / 30, 5 / 66, -691 / 2730, 7 / 6, -3617 / 510)
+    total = 0.0
+    power = 1.0
+    ratio = 1.0  # (2k + n - 1)! / ((2k)! (n - 1)!)
+    for k in range(1, 9):
+        ratio *= (2 * k + order - 2) * (2 * k + order - 1) / ((2 * k - 1) * (2 * k))
+        power *= z
+        total += bernoulli[k - 1] * ratio * power
+    tail = math.gamma(float(order)) / x ** float(order) * (1.0 + order / (2.0 * x) + total)
+    return sign * (tail + factorial * shifted)
+''',
+    "beta_function": '''def beta_function(a, b):
+    """The beta function gamma(a) gamma(b) / gamma(a + b): through lgamma for positive arguments (no overflow),
+    through gamma otherwise (its sign)."""
+    a = float(a)
+    b = float(b)
+    if a > 0.0 and b > 0.0:
+        return math.exp(math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b))
+    return math.gamma(a) * math.gamma(b) / math.gamma(a + b)
+''',
+    "polygamma_array": '''def polygamma_array(n, x):
+    """polygamma(n, x) on every element of x."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(flat.shape[0])
+    for i in range(flat.shape[0]):
+        out[i] = polygamma(n, flat[i])
+    return out.reshape(x.shape)
+''',
+})
+
+
 def _elementwise_loop(name: str, scalar: str, doc: str) -> str:
     """The source of an array helper that applies the scalar helper `scalar` to every element, in a loop LLVM
     vectorizes once the scalar helper is inlined."""
@@ -308,6 +414,9 @@ HELPERS.update({
                                         "element, in a loop LLVM vectorizes."),
     "sigmoid_array": _elementwise_loop("sigmoid_array", "sigmoid", "1 / (1 + np.exp(-x)) without overflow, as "
                                        "sigmoid on every element, in a loop LLVM vectorizes."),
+    "lgamma_array": _elementwise_loop("lgamma_array", "math.lgamma", "math.lgamma on every element."),
+    "gamma_array": _elementwise_loop("gamma_array", "math.gamma", "math.gamma on every element."),
+    "digamma_array": _elementwise_loop("digamma_array", "digamma", "digamma on every element."),
 })
 
 # elementwise helpers that loops over points or array elements call: their generated decorators inline them
@@ -317,7 +426,8 @@ INLINED_HELPERS = frozenset({"exp_scalar", "sigmoid", "softplus"})
 HELPER_NEEDS = {name: ("logsumexp_rows",) for name in ("log_softmax", "softmax", "softmax_cross_entropy")}
 HELPER_NEEDS.update({"cross_entropy": ("logsumexp_rows", "class_index"), "one_hot": ("class_index",),
                      "sigmoid": ("exp_scalar",), "softplus": ("exp_scalar",), "exp_array": ("exp_scalar",),
-                     "sigmoid_array": ("sigmoid",), "softplus_array": ("softplus",)})
+                     "sigmoid_array": ("sigmoid",), "softplus_array": ("softplus",),
+                     "polygamma": ("digamma",), "digamma_array": ("digamma",), "polygamma_array": ("polygamma",)})
 
 
 def with_needed_helpers(names) -> list[str]:
@@ -384,10 +494,28 @@ def _atan2_partials(A, args, out):
 
 
 def _pow_partials(A, args, out):
+    """d(b**e)/db = e * b**(e - 1); d(b**e)/de = b**e * log(b), whose limit at b = 0 (for e > 0) is 0, as JAX
+    and PyTorch take it: the product itself would be 0 * -inf = nan."""
     base, exponent = args
     d_base = A.mul(exponent, A.pow(base, A.sub(exponent, A.const(1.0))))
-    d_exponent = A.mul(out, A.apply("log", base))
+    d_exponent = A.select(A.apply("eq", base, A.const(0.0)), A.const(0.0), A.mul(out, A.apply("log", base)))
     return [d_base, d_exponent]
+
+
+def polygamma_of(A, order: int, x):
+    """psi^(order)(x): digamma for order 0, so both SymPy spellings print alike."""
+    return A.apply("digamma", x) if order == 0 else A.apply("polygamma", A.const(float(order)), x)
+
+
+def _polygamma_partials(A, args, out):
+    order, x = args
+    return [None, polygamma_of(A, int(order.value) + 1, x)]
+
+
+def _beta_partials(A, args, out):
+    a, b = args
+    both = A.apply("digamma", A.add(a, b))
+    return [A.mul(out, A.sub(A.apply("digamma", a), both)), A.mul(out, A.sub(A.apply("digamma", b), both))]
 
 
 def _cmp(op, symbol, fn, sym):
@@ -457,6 +585,21 @@ _RULES = [
          lambda A, args, out: [A.mul(A.const(2.0 / math.sqrt(math.pi)),
                                      A.apply("exp", A.neg(A.pow(args[0], A.const(2)))))],
          numeric=math.erf, sympy_function=sympy.erf, array_syntax=Call("erf_array"), array_helper="erf_array"),
+    # the gamma family
+    Rule("lgamma", Call("math.lgamma"), lambda A, args, out: [A.apply("digamma", args[0])],
+         numeric=math.lgamma, sympy_function=sympy.loggamma, domain=((0.2, 6.0),),
+         array_syntax=Call("lgamma_array"), array_helper="lgamma_array"),
+    Rule("gamma", Call("math.gamma"), lambda A, args, out: [A.mul(out, A.apply("digamma", args[0]))],
+         numeric=math.gamma, sympy_function=sympy.gamma, domain=((0.2, 5.0),),
+         array_syntax=Call("gamma_array"), array_helper="gamma_array"),
+    Rule("digamma", Call("digamma"), lambda A, args, out: [polygamma_of(A, 1, args[0])],
+         numeric=_helper_function("digamma"), sympy_function=sympy.digamma, helper="digamma", domain=((0.2, 6.0),),
+         array_syntax=Call("digamma_array"), array_helper="digamma_array"),
+    Rule("polygamma", Call("polygamma"), _polygamma_partials, numeric=_helper_function("polygamma"),
+         sympy_function=sympy.polygamma, sympy_expr=lambda x: sympy.polygamma(2, x), helper="polygamma",
+         domain=((0.2, 6.0),), array_syntax=Call("polygamma_array"), array_helper="polygamma_array"),
+    Rule("beta", Call("beta_function"), _beta_partials, numeric=_helper_function("beta_function"),
+         sympy_function=sympy.beta, helper="beta_function", domain=((0.3, 4.0), (0.3, 4.0))),
     # piecewise-linear gates: max routes, |x|'(0) = 0, relu'(0) = 0
     Rule("abs", Call("abs"),
          lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0),
