@@ -68,7 +68,10 @@ class Algebra:
 
     def _stable_log(self, a: Node) -> Node | None:
         """log of a logistic expression as a softplus, which stays finite (and keeps its gradient) at +-1000:
-        log(sigmoid(u)) = -softplus(-u), log(1 - sigmoid(u)) = -softplus(u), log(exp(u) + 1) = softplus(u)."""
+        log(sigmoid(u)) = -softplus(-u), log(1 - sigmoid(u)) = -softplus(u), log(exp(u) + 1) = softplus(u); of a
+        softmax as a log-softmax, of a sum of exponentials as a log-sum-exp."""
+        if a.shape:
+            return self._stable_log_of_array(a)
         if a.op == "sigmoid":
             return self.neg(self.apply("softplus", self.neg(a.args[0])))
         if a.op == "sub" and _is(a.args[0], 1.0) and a.args[1].op == "sigmoid":
@@ -79,6 +82,27 @@ class Algebra:
                 return self.neg(self.apply("softplus", term.args[0].args[0]))
             if term.op == "exp":
                 return self.apply("softplus", term.args[0])
+        return None
+
+    def _stable_log_of_array(self, a: Node) -> Node | None:
+        views = []  # a softmax along a vector or a column comes reshaped or transposed: undone, then redone
+        inner = a
+        while inner.op in ("reshape", "transpose") and inner.id not in self.keep:
+            views.append(inner)
+            inner = inner.args[0]
+        if inner.op == "softmax" and inner.id not in self.keep:
+            out = self.make("log_softmax", inner.args)
+            for view in reversed(views):
+                out = self.reshape(out, view.attrs[0]) if view.op == "reshape" else self.transpose(out)
+            return out
+        if a.op != "sum" or a.args[0].op != "exp" or a.args[0].id in self.keep:
+            return None
+        z, axis = a.args[0].args[0], a.attrs[0]
+        if len(z.shape) == 1:  # log(sum(exp(v))) of a vector: one row
+            return self.sum(self.make("logsumexp", (self.reshape(z, (1,) + z.shape),)), None)
+        if len(z.shape) == 2 and axis in (0, 1):
+            rows = z if axis == 1 else self.transpose(z)
+            return self.reshape(self.make("logsumexp", (rows,)), rows.shape[:1])
         return None
 
     # arithmetic -----------------------------------------------------------

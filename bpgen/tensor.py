@@ -12,6 +12,7 @@ import sympy
 
 from .algebra import Algebra
 from .errors import BpgenError
+from .idioms import recognize
 from .ir import Graph, Node
 from .shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
 from .shapes import broadcast as broadcast_shape
@@ -19,6 +20,7 @@ from .shapes import size as shape_size
 
 GRAPH = Graph()
 ALGEBRA = Algebra(GRAPH)
+LOCAL_NAMES: dict[int, str] = {}  # node id -> the local name `@bpgen.function` saw it take, while it runs
 
 
 def _dim(d):
@@ -67,8 +69,9 @@ class Tensor:
         return f"Tensor({label}, shape={format_shape(self.shape)})"
 
     def describe(self) -> str:
-        if self.name:
-            return f"{self.name} {format_shape(self.shape)}"
+        name = self.name or LOCAL_NAMES.get(self.node.id)
+        if name:
+            return f"{name} {format_shape(self.shape)}"
         return f"an expression of shape {format_shape(self.shape)}"
 
     def __bool__(self):
@@ -96,10 +99,10 @@ class Tensor:
         return _binary("multiply", other, self, lambda a, b: ALGEBRA.mul(a, b))
 
     def __truediv__(self, other):
-        return _binary("divide", self, other, ALGEBRA.div)
+        return _binary("divide", self, other, _divide)
 
     def __rtruediv__(self, other):
-        return _binary("divide", other, self, ALGEBRA.div)
+        return _binary("divide", other, self, _divide)
 
     def __pow__(self, other):
         return _binary("raise", self, other, ALGEBRA.pow)
@@ -145,6 +148,11 @@ class Tensor:
 
     def max(self, axis: int | None = None) -> Tensor:
         return max(self, axis)
+
+
+def _divide(a: Node, b: Node) -> Node:
+    """a / b, as sigmoid or tanh when it spells one out with exp (1.0 / (1.0 + exp(-X)))."""
+    return recognize(ALGEBRA, ALGEBRA.div(a, b))
 
 
 def as_node(value) -> Node:

@@ -178,3 +178,58 @@ def test_every_name_has_a_forward_line_and_a_gradient_line(source):
     numeric = [(g.forward(x_ + h, y_) - g.forward(x_ - h, y_)) / (2 * h),
                (g.forward(x_, y_ + h) - g.forward(x_, y_ - h)) / (2 * h)]
     assert np.allclose(grads, numeric, rtol=1e-5, atol=1e-6), (source, grads, numeric)
+
+
+# tensors --------------------------------------------------------------------------------------------------------
+
+
+def test_hand_written_tensor_forms_become_the_stable_ones():
+    from bpgen import nn
+
+    @bpgen.function(shapes={"Z": ("N", 4), "Y": ("N", 4)}, wrt=["Z"], jit=False)
+    def nll(Z, Y):
+        logp = bpgen.log(nn.softmax(Z))
+        return -bpgen.mean(bpgen.sum(logp * Y, axis=1))
+
+    @bpgen.function(shapes={"Z": ("N", 4)}, jit=False)
+    def lse(Z):
+        return bpgen.sum(bpgen.log(bpgen.sum(bpgen.exp(Z), axis=1))) + bpgen.sum(bpgen.log(bpgen.sum(bpgen.exp(Z),
+                                                                                                      axis=0)))
+
+    @bpgen.function(shapes={"X": ("N", 3)}, jit=False)
+    def logistic(X):
+        s = 1.0 / (1.0 + bpgen.exp(-X))
+        return bpgen.sum(s)
+
+    assert "logp = log_softmax(Z)" in nll.source
+    assert "logsumexp_rows" in lse.source and "exp_array" not in lse.source
+    assert "s = sigmoid_array(X)" in logistic.source and "dX = ((1.0 - s) * s) * ds" in logistic.source
+    z = np.array([[1000.0, -1000.0, 0.0, 5.0], [0.0, 800.0, -800.0, 1.0]])
+    value, (dz,) = nll.value_and_grad(z, np.eye(4)[[0, 2]])
+    assert value == pytest.approx(800.0) and np.all(np.isfinite(dz))
+    value, (dz,) = lse.value_and_grad(z)
+    assert np.isfinite(value) and np.all(np.isfinite(dz))
+    value, (dx,) = logistic.value_and_grad(np.array([[800.0, -800.0, 0.0]]))
+    assert value == 1.5 and dx.tolist() == [[0.0, 0.0, 0.25]]
+
+
+def test_shape_errors_call_intermediates_by_the_users_names():
+    from bpgen import nn
+
+    with pytest.raises(bpgen.BpgenError, match=r"cannot subtract pred \(N, 8\) and T \(N, 4\)"):
+        @bpgen.function(shapes={"X": ("N", 3), "W": (3, 8), "T": ("N", 4)})
+        def bad(X, W, T):
+            pred = X @ W
+            return nn.mse(pred, T)
+
+
+def test_a_named_tensor_is_not_rewritten_away():
+    from bpgen import nn
+
+    @bpgen.function(shapes={"Z": ("N", 4)}, jit=False)
+    def f(Z):
+        p = nn.softmax(Z)
+        return bpgen.sum(bpgen.log(p))
+
+    assert "p = softmax(Z)" in f.source and "log_softmax" not in f.source
+    assert re.search(r"^dp = ", backward_section(f.source), re.M)
