@@ -70,7 +70,7 @@ class Algebra:
         """log of a logistic expression as a softplus, which stays finite (and keeps its gradient) at +-1000:
         log(sigmoid(u)) = -softplus(-u), log(1 - sigmoid(u)) = -softplus(u), log(exp(u) + 1) = softplus(u); of a
         softmax as a log-softmax, of a sum of exponentials as a log-sum-exp."""
-        if a.shape:
+        if a.shape and (a.op in ("softmax", "sum", "reshape", "transpose")):
             return self._stable_log_of_array(a)
         if a.op == "sigmoid":
             return self.neg(self.apply("softplus", self.neg(a.args[0])))

@@ -103,7 +103,7 @@ from bpgen.algebra import Algebra
 from bpgen.functions import relu, sigmoid, softplus
 from bpgen.ir import Graph, schedule
 from bpgen.lower import Lowerer
-from bpgen.rules import RULES, sympy_builder
+from bpgen.rules import RULES, _helper_function, sympy_builder
 
 SCALAR_EXAMPLES = int(os.environ.get("BPGEN_FUZZ_EXAMPLES", "1000"))
 TENSOR_EXAMPLES = max(1, SCALAR_EXAMPLES // 2)
@@ -539,6 +539,18 @@ def _op(op, arities, build, interval, needs=None):
     return OpSpec(op, arities, build, interval, needs or (ANY,) * max(arities))
 
 
+GAMMA_DOMAIN = (0.2, 6.0)
+GAMMA_MINIMUM = 1.4616321449683622  # where lgamma and gamma are smallest on the positive axis
+
+
+def _through(f, minimum: float):
+    """The range of `f`, falling then rising about `minimum`, over an interval."""
+    def interval(a):
+        values = [f(a[0]), f(a[1])] + ([f(minimum)] if a[0] <= minimum <= a[1] else [])
+        return _hull(values)
+    return interval
+
+
 def _sum_range(*args):
     return _pad(sum(a[0] for a in args), sum(a[1] for a in args))
 
@@ -570,6 +582,17 @@ OPS: dict[str, OpSpec] = {s.op: s for s in [
     _op("relu", (1,), s_fn(relu), lambda a: (max(a[0], 0.0), max(a[1], 0.0))),
     _op("sigmoid", (1,), s_fn(sigmoid), _monotone(_sigmoid)),
     _op("softplus", (1,), s_fn(softplus), _monotone(_softplus)),
+    # the gamma family on positive arguments: lgamma and gamma have their minimum at 1.4616, digamma rises,
+    # trigamma falls, beta falls in each argument
+    _op("lgamma", (1,), s_fn(sympy.loggamma), _through(math.lgamma, GAMMA_MINIMUM), (GAMMA_DOMAIN,)),
+    _op("gamma", (1,), s_fn(sympy.gamma), _through(math.gamma, GAMMA_MINIMUM), (GAMMA_DOMAIN,)),
+    _op("digamma", (1,), s_fn(sympy.digamma), _monotone(_helper_function("digamma")), (GAMMA_DOMAIN,)),
+    _op("polygamma", (1,), lambda a, ev: sympy.polygamma(1, a, evaluate=ev),
+        lambda a: _pad(_helper_function("polygamma")(1, a[1]), _helper_function("polygamma")(1, a[0])),
+        (GAMMA_DOMAIN,)),
+    _op("beta", (2,), s_fn(sympy.beta),
+        lambda a, b: _pad(_helper_function("beta_function")(a[1], b[1]), _helper_function("beta_function")(a[0], b[0])),
+        (GAMMA_DOMAIN, GAMMA_DOMAIN)),
     # select (Piecewise) is drawn by Builder.select: its condition is not a node
 ]}
 
