@@ -373,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.run(args)
+    except BrokenPipeError:  # `bpgen show ... | head`: the reader has what it wanted
+        sys.stderr.close()  # nothing more to say, and Python's own flush at exit must not complain either
+        return 0
     except BpgenError as exc:
         if args.debug:
             traceback.print_exc()

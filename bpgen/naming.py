@@ -16,7 +16,7 @@ import re
 import unicodedata
 
 from .ir import Node
-from .rules import HELPERS
+from .rules import RUNTIME_NAMES
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
 SUFFIX = "{name}_{k}"  # x_1, x_2 ... when x is taken
@@ -24,7 +24,7 @@ FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
 
 # Names the generated module defines or uses itself: a local of the same name would hide them.
 MODULE_NAMES = ("math", "np", "numpy", "numba", "forward", "value_and_grad", "grad", "value_and_grad_batch",
-                "vjp", "check_arguments", *HELPERS)
+                "vjp", "check_arguments", *sorted(RUNTIME_NAMES))
 
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
             | frozenset(MODULE_NAMES))

@@ -6,6 +6,8 @@ builds their context (aligned comments, batch-loop names) and nothing more.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,7 +18,7 @@ from .errors import BpgenError
 from .guards import Guard, guard_lines
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
-from .rules import HELPERS, INLINED_HELPERS
+from .rules import INLINED_HELPERS, helper_source
 
 # error_model='numpy': a float division by zero gives inf or nan, as it does in array code, instead of a
 # checked branch per division. The branches cost Numba about 10% more compile time on long scalar programs
@@ -107,7 +109,7 @@ def render_module(program: PrintedProgram, header: Header, helpers: list[str], j
         "wrt": header.wrt,
         "grad_names": [f"d{w}" for w in header.wrt],
         "params": program.params,
-        "helpers": [(_decorator(jit, h in INLINED_HELPERS), HELPERS[h].rstrip("\n")) for h in helpers],
+        "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
         "decorator": _decorator(jit, False),
         "point_decorator": _decorator(jit, batch and len(program.forward) + len(program.backward)
                                       <= INLINED_POINT_MAX_LINES),
@@ -119,16 +121,35 @@ def render_module(program: PrintedProgram, header: Header, helpers: list[str], j
         "gradients": program.gradients,
         "batch": _batch_names(program.params, header.wrt) if batch else None,
         "seed": seed,
-        "dims": list(dims),
+        "check_dims": _used(dims, [guard.condition for guard in checks]),
+        "forward_dims": _used(dims, program.forward + [program.returned_value]),
+        "point_dims": _used(dims, program.forward + [code for code, _ in program.backward] + program.gradients
+                            + [program.returned_value]),
         "checks": guard_lines(list(checks)),
         "checked": " (their sizes)" if seed is not None or not batch else " (what their symbols assume)",
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
         "check_decorator": _decorator(jit, batch),
     }
-    source = environment().get_template("module.py.j2").render(context)
+    template = environment().get_template("module.py.j2")
+    draft = template.render(context, needs="", import_groups=[])
     try:  # never write or import a module that does not parse: that would be bpgen's bug, said as one
-        compile(source, f"<bpgen module {header.name}>", "exec")
+        used = {node.id for node in ast.walk(ast.parse(draft)) if isinstance(node, ast.Name)}
     except SyntaxError as exc:
         raise BpgenError(f"{header.name}: bpgen generated code that does not parse (line {exc.lineno}: "
                          f"{exc.msg}); please report this") from None
-    return source
+    imports = [(module, line) for name, module, line in IMPORTS if name in used]  # only what the code uses
+    groups = [[i for i in imports if i[0] in group] for group in IMPORT_GROUPS]
+    modules = [module for module, _ in imports]
+    needs = " and ".join([", ".join(modules[:-1]), modules[-1]] if len(modules) > 1 else modules) or "Python"
+    return template.render(context, needs=needs, import_groups=[g for g in groups if g])
+
+
+# (name the code uses, module, import line), in the order the imports are written; standard library first
+IMPORTS = (("math", "math", "import math"), ("numba", "numba", "import numba"), ("np", "numpy", "import numpy as np"))
+IMPORT_GROUPS = ({"math"}, {"numba", "numpy"})
+
+
+def _used(lines: list[str], code: list[str]) -> list[str]:
+    """The lines `N = X.shape[0]` whose size the code uses (a function that does not use N does not read it)."""
+    text = "\n".join(code)
+    return [line for line in lines if re.search(rf"\b{re.escape(line.split(' = ')[0])}\b", text)]
