@@ -1,7 +1,7 @@
 """bpgen: readable, staged forward and reverse-mode code from symbolic declarations, compiled by Numba."""
 
 from . import nn
-from .compiler import CompiledFunction, compile
+from .compiled import CompiledFunction, compile
 from .declare import function
 from .errors import BpgenError
 from .functions import relu, sigmoid, softplus

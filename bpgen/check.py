@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .compiler import CompiledFunction
 from .errors import BpgenError
 from .parameters import Parameter, concrete_dim, output_shape, parameters
+
+if TYPE_CHECKING:
+    from .compiled import CompiledFunction
 
 STEP = 1e-6  # step of the central differences, relative to the size of the input
 TRIES = 20  # random points tried before giving up on finding one where the function is finite

@@ -130,7 +130,7 @@ def _highlight(text: str) -> str:
 
 def _check(args) -> int:
     from .check import run_checks
-    from .compiler import compile
+    from .compiled import compile
     from .parameters import DEFAULT_DIM, parse_assignments, symbolic_dims
 
     fn = load_one(SpecRef.parse(args.spec))

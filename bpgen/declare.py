@@ -18,8 +18,10 @@ from collections.abc import Callable
 
 import sympy
 
-from .compiler import CompiledFunction, build, declare
+from .compiled import CompiledFunction
+from .declaration import declare, declare_tensor
 from .errors import BpgenError
+from .pipeline import build
 
 
 def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[tuple[sympy.Basic, str]]]:
@@ -96,7 +98,7 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
     if not isinstance(output, sympy.Expr):
         raise BpgenError(f"{fn.__name__} must return a SymPy expression, not {type(output).__name__}")
     declaration = declare(output, symbols, wrt_symbols, name or fn.__name__, _origin(fn), hints)
-    return build(declaration, jit)
+    return CompiledFunction(build(declaration, jit), jit)
 
 
 # What SymPy says when a declaration uses Python control flow or math on a symbol, and what to write instead
@@ -138,7 +140,6 @@ def _origin(fn: Callable) -> str:
 
 
 def _tensor_function(fn, params, shapes, wrt, name, jit):
-    from .compiler import build_tensor, declare_tensor
     from .tensor import Tensor
 
     missing = [p for p in params if p not in shapes]
@@ -159,4 +160,4 @@ def _tensor_function(fn, params, shapes, wrt, name, jit):
         raise BpgenError(f"{fn.__name__} must return a Tensor, not {type(output).__name__}")
     declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
                                  name or fn.__name__, _origin(fn), [(node.id, local) for node, local in hints])
-    return build_tensor(declaration, jit)
+    return CompiledFunction(build(declaration, jit), jit)

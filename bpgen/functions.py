@@ -7,17 +7,21 @@ its own forward form and local derivative.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy
+
+# How these functions apply to a bpgen.Tensor (elementwise): (the Tensor class, apply(op, tensor)), set by
+# bpgen.tensor when it is imported. This module knows nothing of tensors; tensors import it.
+ON_TENSORS: tuple[type, Callable] | None = None
 
 
 class _TensorAware(sympy.Function):
     """On a bpgen.Tensor, applies elementwise to the tensor instead of building a SymPy expression."""
 
     def __new__(cls, *args, **kwargs):
-        from .tensor import Tensor, apply
-
-        if args and isinstance(args[0], Tensor):
-            return apply(cls.__name__, *args)
+        if ON_TENSORS is not None and args and isinstance(args[0], ON_TENSORS[0]):
+            return ON_TENSORS[1](cls.__name__, *args)
         return super().__new__(cls, *args, **kwargs)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from .errors import BpgenError
 from .ir import Node
 from .load import write_atomic
+from .pipeline import Artifact, build
 from .printer import ExpressionPrinter
 from .reverse import depends_on
 from .rules import rule_of
@@ -69,7 +70,7 @@ class DotNotFound(BpgenError):
 class Evaluation:
     """The plain-Python value_and_grad (or vjp) run once at a point, with everything the picture needs."""
 
-    fn: object  # the jit=False CompiledFunction whose code ran
+    fn: object  # the compiled function drawn (its plain-Python code, the same statements, is what ran)
     point: dict[str, object]  # parameter name -> argument
     given: set[str]  # parameters the caller gave (the rest were drawn at random)
     seed: int  # of the random draws
@@ -80,15 +81,12 @@ class Evaluation:
     adjoint_name: dict[int, str] = field(default_factory=dict)  # node id -> its adjoint variable, when stored
 
 
-def _plain(fn):
-    from .compiler import CompiledFunction, compile
-
-    if not isinstance(fn, CompiledFunction):
+def _plain(fn) -> Artifact:
+    """The pipeline's artifact of a compiled function's plain-Python code, which the picture runs and reads."""
+    artifact = getattr(fn, "artifact", None)
+    if not isinstance(artifact, Artifact):
         raise BpgenError(f"bpgen.graph draws compiled functions (bpgen.compile, @bpgen.function), not {fn!r}")
-    plain = fn if not fn.jit else compile(fn, jit=False)
-    if getattr(plain, "emitted", None) is None:
-        raise BpgenError(f"{fn.name}: no record of its generated code to draw")
-    return plain
+    return build(fn.declaration, jit=False) if fn.jit else artifact
 
 
 def _run_traced(function, args) -> tuple[object, dict[str, object]]:
@@ -210,13 +208,13 @@ def evaluate(fn, point: dict | None = None, dims: dict[str, int] | None = None, 
             raise BpgenError(f"{plain.name} raised {type(exc).__name__} at this point: {exc}") from None
         if _finite(result[0]) or all(name in given for name in params):
             break  # a finite value, or nothing random to draw again
-    evaluation = Evaluation(plain, args, set(given), seed, captured, {}, {}, {})
+    evaluation = Evaluation(fn, args, set(given), seed, captured, {}, {}, {})
     _collect(evaluation, namespace)
     return evaluation
 
 
 def _wrt_nodes(fn) -> list[Node]:
-    from .compiler import TensorDeclaration
+    from .declaration import TensorDeclaration
 
     declaration, e = fn.declaration, fn.emitted
     if isinstance(declaration, TensorDeclaration):
@@ -395,7 +393,7 @@ def _groups(e, visible: list[Node], users: dict[int, list[Node]]) -> dict[int, i
 
 def _statement_label(e, head: Node, members: set[int]) -> str:
     """`z1 = X @ W1 + b1`: the head's statement with the other members inlined, as the user wrote it."""
-    from .compiler import _syntax_of
+    from .rules import syntax_of as _syntax_of
 
     names = {k: v for k, v in e.names.items() if k not in members}
     dims = {n.attrs[0]: e.names[n.id] for n in e.forward if n.op == "dim" and n.id in e.names}

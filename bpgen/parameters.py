@@ -10,11 +10,15 @@ usually distributions, which is what the gradient check draws for them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .compiler import CompiledFunction, TensorDeclaration
+from .declaration import TensorDeclaration
 from .errors import BpgenError
 from .ir import schedule
 from .shapes import format_shape
+
+if TYPE_CHECKING:  # a compiled function or the pipeline's artifact: both have .declaration and .params
+    from .pipeline import Artifact
 
 DEFAULT_DIM = 5  # a symbolic size the user did not set
 
@@ -35,7 +39,7 @@ def concrete_dim(d, dims: dict[str, int]) -> int:
     return d if isinstance(d, int) else dims.get(str(d), DEFAULT_DIM)
 
 
-def parameters(fn: CompiledFunction) -> list[Parameter]:
+def parameters(fn: Artifact) -> list[Parameter]:
     """One Parameter per positional parameter of the generated functions, in order."""
     declaration = fn.declaration
     if not isinstance(declaration, TensorDeclaration):
@@ -53,12 +57,12 @@ def parameters(fn: CompiledFunction) -> list[Parameter]:
     return result
 
 
-def output_shape(fn: CompiledFunction) -> tuple:
+def output_shape(fn: Artifact) -> tuple:
     """() for a scalar function, the declared shape of a tensor-valued one (its vjp seed has that shape)."""
     return getattr(fn.declaration.output, "shape", ())
 
 
-def symbolic_dims(fn: CompiledFunction) -> list[str]:
+def symbolic_dims(fn: Artifact) -> list[str]:
     """The symbolic sizes of the parameters, in order of first appearance."""
     seen: list[str] = []
     for p in parameters(fn):

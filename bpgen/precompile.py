@@ -15,12 +15,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arguments import numba_types
-from .compiler import CompiledFunction
 from .errors import BpgenError
 from .load import import_path
 from .parameters import output_shape, parameters
+
+if TYPE_CHECKING:
+    from .compiled import CompiledFunction
 
 
 @dataclass(frozen=True)

@@ -445,6 +445,12 @@ def rule_for(op: str, attrs: tuple = ()) -> Rule:
 def rule_of(node: Node) -> Rule:
     return rule_for(node.op, node.attrs)
 
+
+def syntax_of(node: Node) -> Syntax:
+    """How a node prints: its rule's array form on arrays, when it has one."""
+    rule = rule_of(node)
+    return rule.array_syntax if node.is_tensor and rule.array_syntax is not None else rule.syntax
+
 # SymPy function class -> op, for lowering.
 OP_OF_SYMPY_FUNCTION: dict[type, str] = {
     rule.sympy_function: rule.op for rule in _RULES if rule.sympy_function is not None

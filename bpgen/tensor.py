@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sympy
 
+from . import functions
 from .algebra import Algebra
 from .errors import BpgenError
 from .idioms import recognize
@@ -240,3 +241,5 @@ log = _elementwise("log", sympy.log)
 sqrt = _elementwise("sqrt", sympy.sqrt)
 tanh = _elementwise("tanh", sympy.tanh)
 abs = _elementwise("abs", sympy.Abs)  # noqa: A001 - mirrors numpy.abs
+
+functions.ON_TENSORS = (Tensor, apply)  # bpgen.sigmoid(t) and friends apply elementwise to a tensor

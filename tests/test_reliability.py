@@ -332,7 +332,7 @@ def test_an_interrupt_during_the_rename_leaves_the_old_file(tmp_path, monkeypatc
 
 
 def test_generate_that_fails_while_rendering_keeps_the_previous_module(tmp_path, monkeypatch):
-    from bpgen import cli, compiler
+    from bpgen import cli, pipeline
 
     spec = tmp_path / "spec.py"
     spec.write_text("import bpgen\n\n@bpgen.function\ndef f(x):\n    return x**3\n")
@@ -344,7 +344,7 @@ def test_generate_that_fails_while_rendering_keeps_the_previous_module(tmp_path,
     def crash(*args, **kwargs):
         raise BpgenError("the renderer failed half way")
 
-    monkeypatch.setattr(compiler, "render_module", crash)
+    monkeypatch.setattr(pipeline, "render_module", crash)
     assert cli.main(["generate", "spec.py"]) == 2
     assert (tmp_path / "generated/f.py").read_text() == before
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["f.py"]

@@ -1,0 +1,139 @@
+"""The object users get back: a declared function's generated module, its methods, and `bpgen.compile`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import sympy
+
+from .declaration import declare, declare_tensor, retarget
+from .errors import BpgenError
+from .load import load_source, write_atomic
+from .pipeline import Artifact, build
+from .shapes import format_shape
+from .tensor import Tensor
+
+API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
+
+
+class CompiledFunction:
+    """Value and gradient code for one declared function.
+
+    `forward`, `value_and_grad`, `grad` and `value_and_grad_batch` (a scalar
+    output), or `forward` and `vjp` (a tensor output), are the generated
+    module's functions (Numba dispatchers unless jit=False); the module is
+    written and imported on first use, compiled on first call.
+    """
+
+    def __init__(self, artifact: Artifact, jit: bool):
+        self.artifact = artifact
+        self.declaration = artifact.declaration
+        self.source = artifact.source
+        self.params = artifact.params
+        self.emitted = artifact.emitted  # what the pipeline derived, which bpgen.graph draws
+        self.jit = jit
+        self._module: ModuleType | None = None
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    @property
+    def inputs(self) -> tuple[sympy.Symbol, ...]:
+        return self.declaration.inputs
+
+    @property
+    def wrt(self) -> tuple[sympy.Symbol, ...]:
+        return self.declaration.wrt
+
+    @property
+    def module(self) -> ModuleType:
+        if self._module is None:
+            self._module = load_source(self.source, self.name)
+        return self._module
+
+    def __getattr__(self, attr: str):
+        if attr in API_FUNCTIONS:
+            function = getattr(self.module, attr, None)
+            if function is None:
+                raise AttributeError(self._missing(attr))
+            function = self._checked(attr, function)
+            setattr(self, attr, function)  # later lookups skip __getattr__
+            return function
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def _checked(self, attr: str, function):
+        """The generated function, taking float64 at full speed and converting (or refusing) anything else."""
+        from .arguments import checked
+        from .parameters import Parameter, output_shape, parameters
+
+        seed = None
+        if attr == "vjp":
+            code = getattr(function, "py_func", function).__code__  # vjp's last parameter is the seed
+            seed = Parameter(code.co_varnames[code.co_argcount - 1], output_shape(self), "real")
+        return checked(function, f"{self.name}.{attr}", parameters(self), batch=attr == "value_and_grad_batch",
+                       seed=seed)
+
+    def _missing(self, attr: str) -> str:
+        output = self.declaration.output
+        if getattr(output, "shape", ()) != ():
+            return (f"{self.name} has a tensor output of shape {format_shape(output.shape)}: it has forward and "
+                    f"vjp(..., seed), not {attr}")
+        if attr == "vjp":
+            return f"{self.name} has a scalar output: use value_and_grad (vjp is for tensor outputs)"
+        return f"{self.name} is a tensor function: {attr} is for scalar SymPy functions"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the generated module to `path` (atomically)."""
+        return write_atomic(path, self.source)
+
+    def graph(self, **point):
+        """The computation graph at `point` (inputs by name, the rest random) with its values and gradients:
+        a graphviz.Digraph, shown inline in Jupyter. Options (sizes, --max-nodes) via bpgen.graph.graph."""
+        from .graph import graph
+
+        return graph(self, point)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the generated module, highlighted."""
+        import html
+
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        return (f"<p><code>{html.escape(repr(self))}</code></p>"
+                + highlight(self.source, PythonLexer(), HtmlFormatter(noclasses=True)))
+
+    def __repr__(self) -> str:
+        return (f"<bpgen function {self.name}({', '.join(self.params)}), "
+                f"gradients w.r.t. {', '.join(s.name for s in self.wrt)}>")
+
+
+def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[sympy.Symbol] | None = None,
+            name: str | None = None, *, jit: bool | None = None, origin: str | None = None) -> CompiledFunction:
+    """Generate value and gradient code for a SymPy expression (or re-target a compiled function).
+
+    inputs: the positional parameters, in order (default: the free symbols sorted by name).
+    wrt: the inputs to differentiate with respect to, in the order gradients are returned (default: all).
+    jit: compile with Numba (default), or give plain Python functions to step through in a debugger.
+    """
+    inputs = None if inputs is None else tuple(inputs)  # a generator is read once, here
+    wrt = None if wrt is None else tuple(wrt)
+    jit_or_default = True if jit is None else jit
+    if isinstance(target, Tensor) or any(isinstance(i, Tensor) for i in (inputs or ())):
+        declaration = declare_tensor(target, inputs, wrt, name, origin or "a tensor expression")
+        return CompiledFunction(build(declaration, jit_or_default), jit_or_default)
+    if isinstance(target, CompiledFunction):
+        declaration = target.declaration
+        if inputs is not None and tuple(inputs) != declaration.inputs:
+            raise BpgenError(f"{declaration.name}: the inputs of an already declared function cannot change")
+        jit = target.jit if jit is None else jit
+        if wrt is None and name is None and origin is None and jit == target.jit:
+            return target
+        return CompiledFunction(build(retarget(declaration, wrt, name, origin), jit), jit)
+    declaration = declare(target, inputs, wrt, name, origin or "a SymPy expression")
+    return CompiledFunction(build(declaration, jit_or_default), jit_or_default)

@@ -1,0 +1,140 @@
+"""Declarations: what the user declared, checked, as one record the pipeline takes.
+
+A scalar declaration holds a SymPy output over symbol inputs, a tensor declaration an IR node over
+`bpgen.Tensor` inputs; both carry the function's name, where it was declared (for the generated header) and
+the user's names for intermediates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import sympy
+
+from .errors import BpgenError
+from .ir import Node, schedule
+from .lower import symbols_in
+from .naming import sanitize
+from .tensor import Tensor, as_node
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What the user declared: an output expression, its inputs, and what to differentiate."""
+
+    output: sympy.Expr
+    inputs: tuple[sympy.Symbol, ...]
+    wrt: tuple[sympy.Symbol, ...]
+    name: str
+    origin: str  # where the declaration came from, for the generated header
+    hints: tuple[tuple[sympy.Basic, str], ...] = ()  # (subexpression, the user's name for it)
+
+
+@dataclass(frozen=True)
+class TensorDeclaration:
+    """A tensor function: its output node, input tensors and the ones to differentiate."""
+
+    output: Node
+    inputs: tuple  # Tensor inputs, in parameter order
+    wrt: tuple
+    name: str
+    origin: str
+    hints: tuple[tuple[int, str], ...] = ()  # (node id, the user's name for it)
+
+
+def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:
+    """Check what the user passed and make a Declaration of it."""
+    expr = as_output(expr)
+    if not isinstance(expr, sympy.Expr):
+        kind = type(expr).__name__
+        raise BpgenError(f"the output must be a scalar SymPy expression, not {kind}")
+    if isinstance(expr, sympy.MatrixBase) or getattr(expr, "is_Matrix", False):
+        raise BpgenError("the output must be a scalar, not a matrix")
+    if inputs is None:
+        inputs = symbols_in(expr)
+    inputs = tuple(inputs)
+    for s in inputs:
+        if not isinstance(s, sympy.Symbol):
+            raise BpgenError(f"inputs must be SymPy symbols; {s!r} is a {type(s).__name__}")
+    seen = set()
+    for s in inputs:
+        if s in seen:
+            raise BpgenError(f"input {s.name!r} is listed twice")
+        seen.add(s)
+    if not inputs:
+        raise BpgenError("the function has no inputs to differentiate with respect to")
+    wrt = inputs if wrt is None else _check_wrt(inputs, wrt)
+    return Declaration(expr, inputs, wrt, sanitize(name or "f"), origin, tuple(hints))
+
+
+def as_output(value):
+    """A plain number returned as the output becomes a SymPy number; a boolean is a mistake, not 1 or 0."""
+    if isinstance(value, bool):
+        raise BpgenError(f"the output must be a scalar SymPy expression, not the boolean {value}")
+    if isinstance(value, (int, float)):
+        return sympy.Float(value)
+    return value
+
+
+def _by_name(inputs, wrt, name_of) -> tuple:
+    """wrt entries given as names (`wrt=["x"]`) stand for the inputs of those names."""
+    names = {name_of(i): i for i in inputs}
+    return tuple(names.get(w, w) if isinstance(w, str) else w for w in wrt)
+
+
+def _check_wrt(inputs, wrt) -> tuple[sympy.Symbol, ...]:
+    wrt = _by_name(inputs, wrt, lambda s: s.name)
+    if not wrt:
+        raise BpgenError("wrt is empty: name at least one input to differentiate with respect to")
+    for w in wrt:
+        if w not in inputs:
+            label = w.name if isinstance(w, sympy.Symbol) else w if isinstance(w, str) else repr(w)
+            raise BpgenError(f"wrt entry {label!r} is not one of the inputs ({', '.join(s.name for s in inputs)})")
+    if len(set(wrt)) != len(wrt):
+        raise BpgenError("wrt lists an input twice")
+    return wrt
+
+
+def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> TensorDeclaration:
+    if inputs is None:
+        raise BpgenError("a tensor function needs inputs=[...]: the tensors its code takes, in order")
+    inputs = tuple(inputs)
+    for t in inputs:
+        if not isinstance(t, Tensor) or t.name is None:
+            raise BpgenError(f"inputs must be declared tensors (bpgen.Tensor(name, shape)), not {t!r}")
+    names = [t.name for t in inputs]
+    for n in names:
+        if names.count(n) > 1:
+            raise BpgenError(f"input {n!r} is listed twice")
+    node = as_node(output)
+    known = {t.node.id for t in inputs}
+    for n in schedule([node]):
+        if n.op == "input" and n.id not in known:
+            raise BpgenError(f"tensor {n.attrs[1][1]!r} is used by the output but is not among the inputs")
+    wrt = inputs if wrt is None else _check_tensor_wrt(inputs, wrt)
+    return TensorDeclaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints))
+
+
+def _check_tensor_wrt(inputs, wrt) -> tuple:
+    wrt = _by_name(inputs, wrt, lambda t: t.name)
+    if not wrt:
+        raise BpgenError("wrt is empty: name at least one input to differentiate with respect to")
+    ids = [t.node.id for t in inputs]
+    for w in wrt:
+        if getattr(w, "node", None) is None or w.node.id not in ids:
+            raise BpgenError(f"wrt entry {getattr(w, 'name', w)!r} is not one of the inputs")
+    if len({w.node.id for w in wrt}) != len(wrt):
+        raise BpgenError("wrt lists an input twice")
+    return wrt
+
+
+def retarget(declaration: Declaration | TensorDeclaration, wrt=None, name: str | None = None,
+             origin: str | None = None) -> Declaration | TensorDeclaration:
+    """The same function with other gradients, another name or another origin."""
+    check_wrt = _check_tensor_wrt if isinstance(declaration, TensorDeclaration) else _check_wrt
+    return replace(
+        declaration,
+        wrt=check_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,
+        name=sanitize(name) if name else declaration.name,
+        origin=origin or declaration.origin,
+    )

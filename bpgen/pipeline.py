@@ -1,0 +1,191 @@
+"""The pipeline, from a declaration to the generated module's source: one function per hop.
+
+lower -> graph -> reverse -> name -> print -> render
+
+`build` returns a frozen Artifact (the source, the parameters, and what was derived on the way, which
+`bpgen.graph` draws); the compiled object users hold is made from it one floor up (`compiled.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import sys
+from dataclasses import dataclass
+
+from .algebra import Algebra
+from .declaration import Declaration, TensorDeclaration
+from .errors import BpgenError
+from .guards import assumption_guards, shape_guards
+from .ir import Graph, Node, format_program, schedule
+from .lower import Lowerer
+from .naming import assign_names
+from .printer import PrintedProgram, print_program
+from .render import Header, render_module
+from .reverse import Backward, backward
+from .rules import rule_of, syntax_of, with_needed_helpers
+from .shapes import format_shape
+from .tensor import ALGEBRA as TENSOR_ALGEBRA
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """What `_emit` derived on the way to the source, kept for `bpgen.graph` (which draws it)."""
+
+    algebra: Algebra
+    inputs: list[Node]
+    forward: list[Node]  # the forward schedule
+    output: Node
+    seed: Node | None  # the output's adjoint when the output is a tensor (vjp's last parameter)
+    backward: Backward  # the reverse pass: its steps are the backward lines, in order
+    names: dict[int, str]  # node id -> variable name in the generated code
+    program: PrintedProgram  # the printed lines
+    hints: dict[int, str]  # node id -> the user's name for it (and the output's)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What the pipeline makes of a declaration: the module's source and how to call it."""
+
+    declaration: Declaration | TensorDeclaration
+    source: str
+    params: list[str]  # the generated functions' parameters, in order
+    emitted: Emitted
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+
+def build(declaration: Declaration | TensorDeclaration, jit: bool = True) -> Artifact:
+    """The generated module of a declaration (plain Python functions when jit is False)."""
+    if isinstance(declaration, TensorDeclaration):
+        return _build_tensor(declaration, jit)
+    return _build_scalar(declaration, jit)
+
+
+def _without_gc(build_function):
+    """Builds allocate many small objects and free none: Python's cycle collector only slows them down."""
+    @functools.wraps(build_function)
+    def wrapper(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return build_function(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return wrapper
+
+
+@_without_gc
+def _build_scalar(declaration: Declaration, jit: bool = True) -> Artifact:
+    graph = Graph()
+    A = Algebra(graph)
+    input_nodes = [graph.input(i, s) for i, s in enumerate(declaration.inputs)]
+    lowerer = Lowerer(A, dict(zip(declaration.inputs, input_nodes)), named=(e for e, _ in declaration.hints))
+    output = lowerer.lower(declaration.output)
+
+    hints: dict[int, str] = {}
+    for expr, hint in declaration.hints:
+        node = lowerer.memo.get(expr)
+        if node is not None and node.id not in hints:
+            hints[node.id] = hint
+    wrt_nodes = [input_nodes[declaration.inputs.index(w)] for w in declaration.wrt]
+    return _emit(declaration, A, input_nodes, [s.name for s in declaration.inputs], output, wrt_nodes, hints, jit)
+
+
+@_without_gc
+def _build_tensor(declaration: TensorDeclaration, jit: bool = True) -> Artifact:
+    A = TENSOR_ALGEBRA
+    input_nodes = [t.node for t in declaration.inputs]
+    # symbolic sizes are read off the first input that has them: N = X.shape[0]
+    dim_sources: dict = {}
+    for node in input_nodes:
+        for axis, d in enumerate(node.shape):
+            if not isinstance(d, int) and d not in dim_sources:
+                dim_sources[d] = (node, axis)
+    hints = dict(reversed(declaration.hints))  # the first name given to a node wins
+    return _emit(declaration, A, input_nodes, [t.name for t in declaration.inputs], declaration.output,
+                 [t.node for t in declaration.wrt], hints, jit, dim_sources)
+
+
+def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[str], output: Node,
+          wrt_nodes: list[Node], hints: dict[int, str], jit: bool, dim_sources: dict | None = None) -> Artifact:
+    """From the output node to the artifact: schedule, reverse, name, print, render.
+
+    dim_sources maps each symbolic size to the (input node, axis) it is read from (tensors only).
+    """
+    dim_sources = dim_sources or {}
+    hints.setdefault(output.id, declaration.name)
+    forward = schedule([output])
+    _dump("forward schedule (after lowering, CSE, folding, DCE)", format_program(forward))
+    # a tensor output is differentiated along a seed, the output's adjoint, passed in by the caller of vjp
+    seed = A.graph.node("adj", (output,), shape=output.shape) if output.is_tensor else None
+    named = frozenset(i for i in hints if i != output.id)  # the output's adjoint, 1, stays folded
+    grads = backward(forward, output, wrt_nodes, A, seed, named)
+    _dump("backward steps (target <- term)",
+          "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.steps))
+    printed = _all_nodes(forward, [s.term for s in grads.steps])  # every node the code computes or inlines
+    for n in printed:
+        if n.op == "dim" and n.attrs[0] not in dim_sources:
+            raise BpgenError(f"size {n.attrs[0]} is not the size of any input tensor")
+    dim_nodes = [A.dim(d) for d in dim_sources]
+
+    adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
+    if seed is not None:
+        adjoints.insert(0, seed)  # named first: the parameter `dY` of vjp(..., dY)
+    names = assign_names(input_nodes, input_names, forward, hints, adjoints, dim_nodes)
+    params = [names[n.id] for n in input_nodes]
+    dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
+    program = print_program(params, forward, output, grads.steps, grads.gradients, names, syntax_of, dims,
+                            wrt_nodes)
+    dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
+    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
+    helpers = _helpers_used(printed) if seed is None else sorted({*_helpers_used(printed), "same_shape"})
+    if isinstance(declaration, Declaration):
+        checks = assumption_guards(declaration.name, declaration.inputs, params)
+    else:
+        sources = {d: (names[node.id], axis) for d, (node, axis) in dim_sources.items()}
+        checks = shape_guards(declaration.name, [(names[n.id], n.shape) for n in input_nodes], dims, sources)
+    source = render_module(program, header, helpers, jit, dims=dim_lines,
+                           batch=isinstance(declaration, Declaration),  # batch loop: scalar functions
+                           seed=None if seed is None else names[seed.id], checks=checks,
+                           output_shape=format_shape(output.shape))
+    return Artifact(declaration, source, params,
+                    Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints))
+
+
+def _dump(title: str, text: str) -> None:
+    """With BPGEN_DUMP=1, show the program after each pass (for debugging bpgen itself)."""
+    if os.environ.get("BPGEN_DUMP"):
+        print(f"--- {title}\n{text}", file=sys.stderr)
+
+
+def _helpers_used(printed: list[Node]) -> list[str]:
+    """Helper functions the printed code calls, with the helpers they call in turn."""
+    used = set()
+    for node in printed:
+        if node.op in ("input", "const", "adj", "dim"):
+            continue
+        rule = rule_of(node)
+        # on arrays an op prints its array form, which calls the array helper, if any
+        helper = rule.array_helper if node.is_tensor and rule.array_syntax is not None else rule.helper
+        if callable(helper):  # a helper that depends on the node (sum over the first or the last axis)
+            helper = helper(node)
+        if helper:
+            used.add(helper)
+    return with_needed_helpers(used)
+
+
+def _all_nodes(forward: list[Node], terms: list[Node]) -> list[Node]:
+    seen: dict[int, Node] = {}
+    stack = list(forward) + list(terms)
+    while stack:
+        n = stack.pop()
+        if n.id not in seen:
+            seen[n.id] = n
+            stack.extend(n.args)
+    return list(seen.values())
