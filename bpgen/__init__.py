@@ -2,10 +2,10 @@
 
 from . import nn
 from .compiled import CompiledFunction, compile
-from .declare import function
 from .errors import BpgenError
-from .functions import relu, sigmoid, softplus
-from .tensor import Tensor, abs, exp, log, max, mean, sqrt, sum, tanh
+from .frontend.decorator import function
+from .frontend.sympy_functions import relu, sigmoid, softplus
+from .frontend.tensor import Tensor, abs, exp, log, max, mean, sqrt, sum, tanh
 
 __version__ = "0.1.0"
 

@@ -9,12 +9,12 @@ from types import ModuleType
 
 import sympy
 
-from .declaration import declare, declare_tensor, retarget
+from .backend.load import load_source, write_atomic
+from .core.shapes import format_shape
 from .errors import BpgenError
-from .load import load_source, write_atomic
+from .frontend.declaration import declare, declare_tensor, retarget
+from .frontend.tensor import Tensor
 from .pipeline import Artifact, build
-from .shapes import format_shape
-from .tensor import Tensor
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 
@@ -33,7 +33,7 @@ class CompiledFunction:
         self.declaration = artifact.declaration
         self.source = artifact.source
         self.params = artifact.params
-        self.emitted = artifact.emitted  # what the pipeline derived, which bpgen.graph draws
+        self.emitted = artifact.emitted  # what the pipeline derived, which bpgen.tools.draw draws
         self.jit = jit
         self._module: ModuleType | None = None
 
@@ -67,8 +67,8 @@ class CompiledFunction:
 
     def _checked(self, attr: str, function):
         """The generated function, taking float64 at full speed and converting (or refusing) anything else."""
-        from .arguments import checked
-        from .parameters import Parameter, output_shape, parameters
+        from .tools.arguments import checked
+        from .tools.parameters import Parameter, output_shape, parameters
 
         seed = None
         if attr == "vjp":
@@ -92,8 +92,8 @@ class CompiledFunction:
 
     def graph(self, **point):
         """The computation graph at `point` (inputs by name, the rest random) with its values and gradients:
-        a graphviz.Digraph, shown inline in Jupyter. Options (sizes, --max-nodes) via bpgen.graph.graph."""
-        from .graph import graph
+        a graphviz.Digraph, shown inline in Jupyter. Options (sizes, --max-nodes) via bpgen.tools.draw.graph."""
+        from .tools.draw import graph
 
         return graph(self, point)
 

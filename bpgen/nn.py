@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sympy
 
+from .core.shapes import ShapeError, format_shape, normalize_axis
 from .errors import BpgenError
-from .functions import relu, sigmoid, softplus
-from .lower import Lowerer
-from .shapes import ShapeError, format_shape, normalize_axis
-from .tensor import ALGEBRA, Tensor, as_node, mean, tanh
+from .frontend.lower import Lowerer
+from .frontend.sympy_functions import relu, sigmoid, softplus
+from .frontend.tensor import ALGEBRA, Tensor, as_node, mean, tanh
 
 __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "maxout", "softmax", "log_softmax",
            "logsumexp", "softmax_cross_entropy", "cross_entropy", "mse", "binary_cross_entropy_with_logits",

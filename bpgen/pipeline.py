@@ -3,7 +3,7 @@
 lower -> graph -> reverse -> name -> print -> render
 
 `build` returns a frozen Artifact (the source, the parameters, and what was derived on the way, which
-`bpgen.graph` draws); the compiled object users hold is made from it one floor up (`compiled.py`).
+`bpgen.tools.draw` draws); the compiled object users hold is made from it one floor up (`compiled.py`).
 """
 
 from __future__ import annotations
@@ -14,24 +14,24 @@ import os
 import sys
 from dataclasses import dataclass
 
-from .algebra import Algebra
-from .declaration import Declaration, TensorDeclaration
+from .backend.guards import assumption_guards, shape_guards
+from .backend.naming import assign_names
+from .backend.printer import PrintedProgram, print_program
+from .backend.render import Header, render_module
+from .core.algebra import Algebra
+from .core.ir import Graph, Node, format_program, schedule
+from .core.reverse import Backward, backward
+from .core.rules import rule_of, syntax_of, with_needed_helpers
+from .core.shapes import format_shape
 from .errors import BpgenError
-from .guards import assumption_guards, shape_guards
-from .ir import Graph, Node, format_program, schedule
-from .lower import Lowerer
-from .naming import assign_names
-from .printer import PrintedProgram, print_program
-from .render import Header, render_module
-from .reverse import Backward, backward
-from .rules import rule_of, syntax_of, with_needed_helpers
-from .shapes import format_shape
-from .tensor import ALGEBRA as TENSOR_ALGEBRA
+from .frontend.declaration import Declaration, TensorDeclaration
+from .frontend.lower import Lowerer
+from .frontend.tensor import ALGEBRA as TENSOR_ALGEBRA
 
 
 @dataclass(frozen=True)
 class Emitted:
-    """What `_emit` derived on the way to the source, kept for `bpgen.graph` (which draws it)."""
+    """What `_emit` derived on the way to the source, kept for the pictures (`bpgen.tools.draw`)."""
 
     algebra: Algebra
     inputs: list[Node]

@@ -99,11 +99,11 @@ from hypothesis import strategies as st
 from spellings import A, B
 
 import bpgen
-from bpgen.algebra import Algebra
-from bpgen.functions import relu, sigmoid, softplus
-from bpgen.ir import Graph, schedule
-from bpgen.lower import Lowerer
-from bpgen.rules import RULES, _helper_function, sympy_builder
+from bpgen.core.algebra import Algebra
+from bpgen.core.ir import Graph, schedule
+from bpgen.core.rules import RULES, _helper_function, sympy_builder
+from bpgen.frontend.lower import Lowerer
+from bpgen.frontend.sympy_functions import relu, sigmoid, softplus
 
 SCALAR_EXAMPLES = int(os.environ.get("BPGEN_FUZZ_EXAMPLES", "1000"))
 TENSOR_EXAMPLES = max(1, SCALAR_EXAMPLES // 2)

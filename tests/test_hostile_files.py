@@ -20,10 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bpgen
-from bpgen import cli
+from bpgen.backend.load import write_atomic
+from bpgen.backend.naming import Namespace, sanitize
 from bpgen.errors import BpgenError
-from bpgen.load import write_atomic
-from bpgen.naming import Namespace, sanitize
+from bpgen.tools import cli
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = "import bpgen\n\n\n@bpgen.function\ndef f(x, y):\n    return x * y + x**2\n"

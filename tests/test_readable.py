@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bpgen
-from bpgen.cli import backward_section
+from bpgen.tools.cli import backward_section
 
 REPO = Path(__file__).resolve().parent.parent
 

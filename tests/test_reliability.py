@@ -16,8 +16,8 @@ import sympy
 
 import bpgen
 from bpgen import nn
+from bpgen.backend.load import write_atomic
 from bpgen.errors import BpgenError
-from bpgen.load import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -332,7 +332,8 @@ def test_an_interrupt_during_the_rename_leaves_the_old_file(tmp_path, monkeypatc
 
 
 def test_generate_that_fails_while_rendering_keeps_the_previous_module(tmp_path, monkeypatch):
-    from bpgen import cli, pipeline
+    from bpgen import pipeline
+    from bpgen.tools import cli
 
     spec = tmp_path / "spec.py"
     spec.write_text("import bpgen\n\n@bpgen.function\ndef f(x):\n    return x**3\n")

@@ -22,10 +22,10 @@ import sympy
 from sympy.codegen.cfunctions import expm1, hypot, log1p, log10
 
 import bpgen
-from bpgen.algebra import Algebra
-from bpgen.ir import Graph, schedule
-from bpgen.lower import Lowerer
-from bpgen.rules import RULES, sympy_builder
+from bpgen.core.algebra import Algebra
+from bpgen.core.ir import Graph, schedule
+from bpgen.core.rules import RULES, sympy_builder
+from bpgen.frontend.lower import Lowerer
 
 N_POINTS = 5
 RTOL = 1e-10

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
-from .algebra import Algebra
-from .errors import BpgenError
-from .idioms import recognize
-from .ir import Node
-from .printer import CallTemplate
-from .rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
+from ..backend.printer import CallTemplate
+from ..core.algebra import Algebra
+from ..core.idioms import recognize
+from ..core.ir import Node
+from ..core.rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
+from ..errors import BpgenError
 
 _RELATIONS = {
     sympy.StrictLessThan: "lt",

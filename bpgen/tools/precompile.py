@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..backend.load import import_path
+from ..errors import BpgenError
 from .arguments import numba_types
-from .errors import BpgenError
-from .load import import_path
 from .parameters import output_shape, parameters
 
 if TYPE_CHECKING:
-    from .compiled import CompiledFunction
+    from ..compiled import CompiledFunction
 
 
 @dataclass(frozen=True)

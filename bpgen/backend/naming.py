@@ -15,8 +15,8 @@ import keyword
 import re
 import unicodedata
 
-from .ir import Node
-from .rules import RUNTIME_NAMES
+from ..core.ir import Node
+from ..core.rules import RUNTIME_NAMES
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
 SUFFIX = "{name}_{k}"  # x_1, x_2 ... when x is taken

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .declaration import TensorDeclaration
-from .errors import BpgenError
-from .ir import schedule
-from .shapes import format_shape
+from ..core.ir import schedule
+from ..core.shapes import format_shape
+from ..errors import BpgenError
+from ..frontend.declaration import TensorDeclaration
 
 if TYPE_CHECKING:  # a compiled function or the pipeline's artifact: both have .declaration and .params
-    from .pipeline import Artifact
+    from ..pipeline import Artifact
 
 DEFAULT_DIM = 5  # a symbolic size the user did not set
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .ir import Node
+from ..core.ir import Node
 
 # Python's precedence levels, lowest first.
 COND, OR, AND, NOT, CMP, ADD, MUL, UNARY, POW, ATOM = range(10)

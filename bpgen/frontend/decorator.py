@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import sympy
 
-from .compiled import CompiledFunction
+from ..compiled import CompiledFunction
+from ..errors import BpgenError
+from ..pipeline import build
 from .declaration import declare, declare_tensor
-from .errors import BpgenError
-from .pipeline import build
 
 
 def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[tuple[sympy.Basic, str]]]:

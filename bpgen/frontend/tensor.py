@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sympy
 
-from . import functions
-from .algebra import Algebra
-from .errors import BpgenError
-from .idioms import recognize
-from .ir import Graph, Node
-from .shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
-from .shapes import broadcast as broadcast_shape
-from .shapes import size as shape_size
+from ..core.algebra import Algebra
+from ..core.idioms import recognize
+from ..core.ir import Graph, Node
+from ..core.shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
+from ..core.shapes import broadcast as broadcast_shape
+from ..core.shapes import size as shape_size
+from ..errors import BpgenError
+from . import sympy_functions
 
 GRAPH = Graph()
 ALGEBRA = Algebra(GRAPH)
@@ -242,4 +242,4 @@ sqrt = _elementwise("sqrt", sympy.sqrt)
 tanh = _elementwise("tanh", sympy.tanh)
 abs = _elementwise("abs", sympy.Abs)  # noqa: A001 - mirrors numpy.abs
 
-functions.ON_TENSORS = (Tensor, apply)  # bpgen.sigmoid(t) and friends apply elementwise to a tensor
+sympy_functions.ON_TENSORS = (Tensor, apply)  # bpgen.sigmoid(t) and friends apply elementwise to a tensor

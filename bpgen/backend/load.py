@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
-from .errors import BpgenError
+from ..errors import BpgenError
 
 
 def cache_dir() -> Path:

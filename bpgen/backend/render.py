@@ -14,11 +14,11 @@ from pathlib import Path
 
 import jinja2
 
-from .errors import BpgenError
+from ..core.rules import INLINED_HELPERS, helper_source
+from ..errors import BpgenError
 from .guards import Guard, guard_lines
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
-from .rules import INLINED_HELPERS, helper_source
 
 # error_model='numpy': a float division by zero gives inf or nan, as it does in array code, instead of a
 # checked branch per division. The branches cost Numba about 10% more compile time on long scalar programs
@@ -38,7 +38,7 @@ COMMENT_COLUMN_MAX = 56  # backward comments line up, up to this column
 def template_dir() -> Path:
     """Templates ship inside the package (wheel) or sit at the top of the source tree."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
+    for candidate in (here.parent / "templates", here.parent.parent / "templates"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"bpgen templates not found next to {here}")

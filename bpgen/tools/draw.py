@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BpgenError
-from .ir import Node
-from .load import write_atomic
-from .pipeline import Artifact, build
-from .printer import ExpressionPrinter
-from .reverse import depends_on
-from .rules import rule_of
-from .shapes import format_shape
+from ..backend.load import write_atomic
+from ..backend.printer import ExpressionPrinter
+from ..core.ir import Node
+from ..core.reverse import depends_on
+from ..core.rules import rule_of
+from ..core.shapes import format_shape
+from ..errors import BpgenError
+from ..pipeline import Artifact, build
 
 DEFAULT_MAX_NODES = 50
 VALUE_COLOR = "#1a7f37"  # forward values
@@ -113,7 +113,7 @@ def _run_traced(function, args) -> tuple[object, dict[str, object]]:
 
 def _arguments(fn, point: dict, dims: dict[str, int], rng: np.random.Generator, positive: bool) -> dict:
     """Arguments by parameter name: the given ones (numbers, arrays), the others random as `bpgen check` draws."""
-    from .check import random_argument
+    from .gradcheck import random_argument
     from .parameters import concrete_dim, parameters
 
     args = {}
@@ -214,7 +214,7 @@ def evaluate(fn, point: dict | None = None, dims: dict[str, int] | None = None, 
 
 
 def _wrt_nodes(fn) -> list[Node]:
-    from .declaration import TensorDeclaration
+    from ..frontend.declaration import TensorDeclaration
 
     declaration, e = fn.declaration, fn.emitted
     if isinstance(declaration, TensorDeclaration):
@@ -393,7 +393,7 @@ def _groups(e, visible: list[Node], users: dict[int, list[Node]]) -> dict[int, i
 
 def _statement_label(e, head: Node, members: set[int]) -> str:
     """`z1 = X @ W1 + b1`: the head's statement with the other members inlined, as the user wrote it."""
-    from .rules import syntax_of as _syntax_of
+    from ..core.rules import syntax_of as _syntax_of
 
     names = {k: v for k, v in e.names.items() if k not in members}
     dims = {n.attrs[0]: e.names[n.id] for n in e.forward if n.op == "dim" and n.id in e.names}

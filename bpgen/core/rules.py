@@ -22,9 +22,7 @@ from pathlib import Path
 
 import sympy
 
-from . import functions, shapes
-from .ir import Node
-from .printer import (
+from ..backend.printer import (
     ADD,
     AND,
     MUL,
@@ -46,6 +44,9 @@ from .printer import (
     ShapedCall,
     Syntax,
 )
+from ..frontend import sympy_functions
+from . import shapes
+from .ir import Node
 
 Partials = Callable[..., Sequence[Node | None]]
 
@@ -66,10 +67,10 @@ class Rule:
     array_helper: str | None = None  # helper the array form calls (NumPy lacks a vectorized erf)
 
 
-# Runtime helpers: the functions of bpgen/runtime.py that generated code calls, emitted into each module that
+# Runtime helpers: the functions of bpgen/backend/runtime.py that generated code calls, emitted into each module that
 # uses them, with the helpers they call in turn. Their names are read off the file; the module itself (and
 # NumPy with it) is imported on first use, a fold or an emitted module, not with bpgen.
-RUNTIME_PATH = Path(__file__).with_name("runtime.py")
+RUNTIME_PATH = Path(__file__).resolve().parent.parent / "backend" / "runtime.py"
 RUNTIME_NAMES = frozenset(node.name for node in ast.parse(RUNTIME_PATH.read_text(encoding="utf-8")).body
                           if isinstance(node, ast.FunctionDef))
 
@@ -81,7 +82,7 @@ INLINED_HELPERS = frozenset({"exp_scalar", "sigmoid", "softplus"})
 
 @functools.cache
 def runtime_function(name: str) -> Callable:
-    from . import runtime
+    from ..backend import runtime
 
     return getattr(runtime, name)
 
@@ -276,15 +277,15 @@ _RULES = [
          numeric=min, sympy_function=sympy.Min, domain=((-2, 2),) * 3),
     Rule("relu", CallTemplate("max({0}, 0.0)"),
          lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0), A.const(0.0))],
-         numeric=lambda a: max(a, 0.0), sympy_function=functions.relu,
+         numeric=lambda a: max(a, 0.0), sympy_function=sympy_functions.relu,
          array_syntax=CallTemplate("np.maximum({0}, 0.0)")),
     # the logistic family, in numerically stable forms
     Rule("sigmoid", Call("sigmoid"), lambda A, args, out: [A.mul(A.sub(A.const(1.0), out), out)],
-         numeric=_helper_function("sigmoid"), sympy_function=functions.sigmoid, helper="sigmoid",
+         numeric=_helper_function("sigmoid"), sympy_function=sympy_functions.sigmoid, helper="sigmoid",
          array_syntax=Call("sigmoid_array"), array_helper="sigmoid_array"),
     # softplus' = sigmoid = exp(x - softplus(x)): from the output, one exp, and the exponent is never positive
     Rule("softplus", Call("softplus"), lambda A, args, out: [A.apply("exp", A.sub(args[0], out))],
-         numeric=_helper_function("softplus"), sympy_function=functions.softplus, helper="softplus",
+         numeric=_helper_function("softplus"), sympy_function=sympy_functions.softplus, helper="softplus",
          array_syntax=Call("softplus_array"), array_helper="softplus_array"),
     # Piecewise lowers to select(cond, a, b): the gradient of the branch taken
     Rule("select", Conditional(),

@@ -26,9 +26,9 @@ from collections.abc import Callable
 import numpy as np
 import sympy
 
-from .load import compile_cached
+from ..backend.load import compile_cached
+from ..core.shapes import format_shape
 from .parameters import Parameter
-from .shapes import format_shape
 
 POINTS = sympy.Symbol("n")  # the length of the 1-d arrays of a batch call
 

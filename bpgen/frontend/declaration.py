@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 
 import sympy
 
-from .errors import BpgenError
-from .ir import Node, schedule
+from ..backend.naming import sanitize
+from ..core.ir import Node, schedule
+from ..errors import BpgenError
 from .lower import symbols_in
-from .naming import sanitize
 from .tensor import Tensor, as_node
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import sympy
 
-from .errors import BpgenError
+from ..errors import BpgenError
 
 
 class ShapeError(BpgenError):
