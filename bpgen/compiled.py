@@ -14,7 +14,7 @@ from .core.shapes import format_shape
 from .errors import BpgenError
 from .frontend.declaration import declare, declare_tensor, retarget
 from .frontend.tensor import Tensor
-from .pipeline import Artifact, build
+from .pipeline import Artifact, build, with_origin
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 
@@ -132,8 +132,8 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
         if inputs is not None and tuple(inputs) != declaration.inputs:
             raise BpgenError(f"{declaration.name}: the inputs of an already declared function cannot change")
         jit = target.jit if jit is None else jit
-        if wrt is None and name is None and origin is None and jit == target.jit:
-            return target
+        if wrt is None and name is None and jit == target.jit:
+            return target if origin is None else CompiledFunction(with_origin(target.artifact, origin), jit)
         return CompiledFunction(build(retarget(declaration, wrt, name, origin), jit), jit)
     declaration = declare(target, inputs, wrt, name, origin or "a SymPy expression")
     return CompiledFunction(build(declaration, jit_or_default), jit_or_default)

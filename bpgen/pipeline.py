@@ -8,10 +8,12 @@ lower -> graph -> reverse -> name -> print -> render
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend.guards import assumption_guards, shape_guards
@@ -52,6 +54,8 @@ class Artifact:
     source: str
     params: list[str]  # the generated functions' parameters, in order
     emitted: Emitted
+    header: Header  # the module's header (name, origin): the one part rendered again for another origin
+    rendering: Callable[[Header], str]  # the source for a header
 
     @property
     def name(self) -> str:
@@ -150,12 +154,19 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     else:
         sources = {d: (names[node.id], axis) for d, (node, axis) in dim_sources.items()}
         checks = shape_guards(declaration.name, [(names[n.id], n.shape) for n in input_nodes], dims, sources)
-    source = render_module(program, header, helpers, jit, dims=dim_lines,
-                           batch=isinstance(declaration, Declaration),  # batch loop: scalar functions
-                           seed=None if seed is None else names[seed.id], checks=checks,
-                           output_shape=format_shape(output.shape))
-    return Artifact(declaration, source, params,
-                    Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints))
+    rendering = functools.partial(render_module, program, helpers=helpers, jit=jit, dims=dim_lines,
+                                  batch=isinstance(declaration, Declaration),  # batch loop: scalar functions
+                                  seed=None if seed is None else names[seed.id], checks=checks,
+                                  output_shape=format_shape(output.shape))
+    return Artifact(declaration, rendering(header), params,
+                    Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints), header, rendering)
+
+
+def with_origin(artifact: Artifact, origin: str) -> Artifact:
+    """The same artifact declared elsewhere (a spec file names its functions' origin): only rendered again."""
+    header = dataclasses.replace(artifact.header, origin=origin)
+    return dataclasses.replace(artifact, declaration=dataclasses.replace(artifact.declaration, origin=origin),
+                               source=artifact.rendering(header), header=header)
 
 
 def _dump(title: str, text: str) -> None:

@@ -96,7 +96,7 @@ def _decorator(jit: bool, inlined: bool) -> str:
     return INLINED_JIT_DECORATOR if inlined else JIT_DECORATOR
 
 
-def render_module(program: PrintedProgram, header: Header, helpers: list[str], jit: bool,
+def render_module(program: PrintedProgram, header: Header, *, helpers: list[str], jit: bool,
                   dims: list[str] = (), batch: bool = True, seed: str | None = None,
                   checks: list[Guard] = (), output_shape: str = "()") -> str:
     """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors); `seed` names
