@@ -57,10 +57,9 @@ class CompiledFunction:
 
     def __getattr__(self, attr: str):
         if attr in API_FUNCTIONS:
-            function = getattr(self.module, attr, None)
-            if function is None:
+            if attr not in self.artifact.functions:
                 raise AttributeError(self._missing(attr))
-            function = self._checked(attr, function)
+            function = self._checked(attr, getattr(self.module, attr))
             setattr(self, attr, function)  # later lookups skip __getattr__
             return function
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")

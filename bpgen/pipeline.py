@@ -21,7 +21,7 @@ from .backend.naming import assign_names
 from .backend.printer import PrintedProgram, print_program
 from .backend.render import Header, render_module
 from .core.algebra import Algebra
-from .core.ir import Graph, Node, format_program, schedule
+from .core.ir import NO_RULE_OPS, Graph, Node, format_program, schedule
 from .core.reverse import Backward, backward
 from .core.rules import rule_of, syntax_of, with_needed_helpers
 from .core.shapes import format_shape
@@ -56,6 +56,14 @@ class Artifact:
     emitted: Emitted
     header: Header  # the module's header (name, origin): the one part rendered again for another origin
     rendering: Callable[[Header], str]  # the source for a header
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """The functions of the generated module users call."""
+        if self.emitted.seed is not None:
+            return ("forward", "vjp")
+        batch = ("value_and_grad_batch",) if isinstance(self.declaration, Declaration) else ()
+        return ("forward", "value_and_grad", "grad", *batch)
 
     @property
     def name(self) -> str:
@@ -131,20 +139,20 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     named = frozenset(i for i in hints if i != output.id)  # the output's adjoint, 1, stays folded
     grads = backward(forward, output, wrt_nodes, A, seed, named)
     _dump("backward steps (target <- term)",
-          "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.steps))
-    printed = _all_nodes(forward, [s.term for s in grads.steps])  # every node the code computes or inlines
+          "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.printed))
+    printed = _all_nodes(forward, [s.term for s in grads.printed])  # every node the code computes or inlines
     for n in printed:
         if n.op == "dim" and n.attrs[0] not in dim_sources:
             raise BpgenError(f"size {n.attrs[0]} is not the size of any input tensor")
     dim_nodes = [A.dim(d) for d in dim_sources]
 
-    adjoints = sorted((s.adjoint for s in grads.steps if s.first), key=lambda n: n.args[0].id)
+    adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     if seed is not None:
         adjoints.insert(0, seed)  # named first: the parameter `dY` of vjp(..., dY)
     names = assign_names(input_nodes, input_names, forward, hints, adjoints, dim_nodes)
     params = [names[n.id] for n in input_nodes]
     dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
-    program = print_program(params, forward, output, grads.steps, grads.gradients, names, syntax_of, dims,
+    program = print_program(params, forward, output, grads.printed, grads.gradients, names, syntax_of, dims,
                             wrt_nodes)
     dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
@@ -179,7 +187,7 @@ def _helpers_used(printed: list[Node]) -> list[str]:
     """Helper functions the printed code calls, with the helpers they call in turn."""
     used = set()
     for node in printed:
-        if node.op in ("input", "const", "adj", "dim"):
+        if node.op in NO_RULE_OPS:
             continue
         rule = rule_of(node)
         # on arrays an op prints its array form, which calls the array helper, if any

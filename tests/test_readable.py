@@ -50,7 +50,7 @@ def cs231n(x, y):
 def test_every_spelling_of_the_seed_has_the_notes_backward_pass(sigmoid, reciprocal):
     golden = (REPO / "generated" / "cs231n.py").read_text(encoding="utf-8")
     g = _seed_function(sigmoid, reciprocal)
-    assert backward_section(g.source) == backward_section(golden)
+    assert "    " + backward_section(g).rstrip("\n").replace("\n", "\n    ") + "\n" in golden
     assert "    sigy = sigmoid(y)\n" in g.source and "    invden = 1.0 / den\n" in g.source
     value, grads = g.value_and_grad(3.0, -4.0)
     assert value == pytest.approx(1.5456448841066441, rel=1e-14)
@@ -69,7 +69,7 @@ def f(x, s):
     forward = g.source[g.source.index("def forward"):g.source.index("def value_and_grad")]
     for line in ("t1 = -2.0 * exp1", "lognorm = -0.5 * log1", "add1 = quad + t1", "out = add1 + lognorm"):
         assert f"    {line}\n" in forward
-    backward = backward_section(g.source)
+    backward = backward_section(g)
     for target in ("dquad", "dt1", "dlognorm"):
         assert re.search(rf"^{target} = ", backward, re.M), backward
     value, (dx, ds) = g.value_and_grad(0.3, 1.5)
@@ -79,11 +79,11 @@ def f(x, s):
 
 def test_exact_constant_factors_fold():
     g = _declare("def f(x):\n    add2 = x + 1\n    h = 0.5 * add2**2\n    return h\n", "f")
-    assert backward_section(g.source).splitlines()[1] == "dadd2 = add2  # pow1 = add2**2"
+    assert backward_section(g).splitlines()[1] == "dadd2 = add2  # pow1 = add2**2"
     exact = _declare("def f(x):\n    add2 = x + 1\n    h = 0.3 * add2**2\n    return h\n", "f")  # 2.0: exact
-    assert "dadd2 = 0.6 * add2 " in backward_section(exact.source)
+    assert "dadd2 = 0.6 * add2 " in backward_section(exact)
     kept = _declare("def f(x):\n    add2 = x + 1\n    h = 0.3 * add2**3\n    return h\n", "f")  # 0.3 * 3.0 rounds
-    assert "dadd2 = 0.3 * (3.0 * add2**2) " in backward_section(kept.source)
+    assert "dadd2 = 0.3 * (3.0 * add2**2) " in backward_section(kept)
 
 
 @pytest.mark.parametrize("spelling", ["(sp.exp(u) - sp.exp(-u)) / (sp.exp(u) + sp.exp(-u))",
@@ -114,7 +114,7 @@ def test_hand_written_logistic_forms_are_stable_at_800(spelling, jit):
 def test_a_named_part_of_an_idiom_keeps_its_line():
     g = _declare("def f(x):\n    e = sp.exp(-x)\n    s = 1 / (1 + e)\n    return s\n", "f")
     assert "    e = math.exp(neg1)\n" in g.source and "sigmoid" not in g.source
-    assert re.search(r"^de = ", backward_section(g.source), re.M)
+    assert re.search(r"^de = ", backward_section(g), re.M)
 
 
 # every name survives: random programs with random names ---------------------------------------------------------
@@ -159,7 +159,7 @@ def test_every_name_has_a_forward_line_and_a_gradient_line(source):
         exec(source.split("\n", 1)[1].replace("\n    ", "\n").strip().rsplit("return", 1)[0], locals_)
     g = bpgen.function(namespace["prog"], jit=False)
     forward = g.source[g.source.index("def forward"):g.source.index("def value_and_grad")]
-    backward = backward_section(g.source)
+    backward = backward_section(g)
     seen = []
     result = locals_["result"]
     for name in re.findall(r"^    (\w+) = ", source, re.M)[:-1]:
@@ -232,4 +232,4 @@ def test_a_named_tensor_is_not_rewritten_away():
         return bpgen.sum(bpgen.log(p))
 
     assert "p = softmax(Z)" in f.source and "log_softmax" not in f.source
-    assert re.search(r"^dp = ", backward_section(f.source), re.M)
+    assert re.search(r"^dp = ", backward_section(f), re.M)

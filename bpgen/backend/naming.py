@@ -15,7 +15,7 @@ import keyword
 import re
 import unicodedata
 
-from ..core.ir import Node
+from ..core.ir import READ_OPS, Node
 from ..core.rules import RUNTIME_NAMES
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
@@ -128,7 +128,7 @@ def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node]
         names[node.id] = namespace.claim(name)
     for node in dims:
         names[node.id] = namespace.claim(str(node.attrs[0]))
-    statements = [n for n in forward if n.op not in ("input", "const", "dim")]
+    statements = [n for n in forward if n.op not in READ_OPS]
     for node in statements:  # the user's names win
         if node.id in hints and node.id not in names:
             names[node.id] = namespace.claim(hints[node.id])

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..core.ir import Node
+from ..core.ir import READ_OPS, Node
 
 # Python's precedence levels, lowest first.
 COND, OR, AND, NOT, CMP, ADD, MUL, UNARY, POW, ATOM = range(10)
@@ -268,13 +269,34 @@ class ExpressionPrinter:
         return f"{self(factor, UNARY)} * {self(upstream, MUL + 1)}"
 
 
+@dataclass(frozen=True)
+class Statement:
+    """One line of generated code, as data: `target = rhs`, or a later term of an adjoint, `target += rhs`
+    (`target = target + rhs` for an array: the first term may be a view of another array)."""
+
+    target: str
+    rhs: str
+    node: Node  # what the line computes: the forward node, or (backward) the node whose adjoint it adds to
+    accumulate: bool = False
+    comment: str = ""  # a backward line's: the forward statement it differentiates
+    step: Any = None  # a backward line's Contribution from the reverse pass
+
+    @property
+    def code(self) -> str:
+        if not self.accumulate:
+            return f"{self.target} = {self.rhs}"
+        if self.node.is_tensor:
+            return f"{self.target} = {self.target} + {self.rhs}"
+        return f"{self.target} += {self.rhs}"
+
+
 @dataclass
 class PrintedProgram:
-    """The generated function's statements as text, ready for the templates."""
+    """The generated function's statements, ready for the templates and for the tools that read them."""
 
     params: list[str]
-    forward: list[str] = field(default_factory=list)  # "sigy = sigmoid(y)"
-    backward: list[tuple[str, str]] = field(default_factory=list)  # ("dx += ...", "# sigx = sigmoid(x)")
+    forward: list[Statement] = field(default_factory=list)  # sigy = sigmoid(y)
+    backward: list[Statement] = field(default_factory=list)  # dx += ((1.0 - sigx) * sigx) * dsigx
     value: str = ""  # the output, as the forward pass names it
     returned_value: str = ""  # the output as returned: a copy where it would share the caller's memory
     gradients: list[str] = field(default_factory=list)
@@ -286,25 +308,19 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
     """Print forward statements, staged backward statements and the returned expressions."""
     expr = ExpressionPrinter(names, syntax_of, dims)
     program = PrintedProgram(params)
-    defined: dict[int, str] = {}
+    defined: dict[int, Statement] = {}
     for node in forward:
-        if node.op in ("input", "const", "dim"):
+        if node.op in READ_OPS:
             continue
-        defined[node.id] = f"{names[node.id]} = {expr.statement(node)}"
+        defined[node.id] = Statement(names[node.id], expr.statement(node), node)
         program.forward.append(defined[node.id])
     for step in steps:
-        target = names[step.adjoint.id]
         if step.partial is not None and step.term.op == "mul" and step.term.args == (step.partial, step.upstream):
             rhs = expr.product(step.partial, step.upstream)  # staged: (local) * upstream
         else:
             rhs = expr(step.term, ADD + 1 if step.target.is_tensor and not step.first else COND)
-        if step.first:
-            code = f"{target} = {rhs}"
-        elif step.target.is_tensor:  # a new array: the first term may be a view of another adjoint
-            code = f"{target} = {target} + {rhs}"
-        else:
-            code = f"{target} += {rhs}"
-        program.backward.append((code, f"# {defined[step.source.id]}"))
+        program.backward.append(Statement(names[step.adjoint.id], rhs, step.target, accumulate=not step.first,
+                                          comment=f"# {defined[step.source.id].code}", step=step))
     fresh = FreshReturns(steps)
     program.value = expr(output)
     program.returned_value = fresh.text(output, expr)

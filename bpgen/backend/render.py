@@ -70,9 +70,20 @@ def safe_comment(text: str) -> str:
     return cleaned[:200]
 
 
-def _align(pairs: list[tuple[str, str]]) -> list[str]:
-    width = min(max((len(code) for code, _ in pairs), default=0), COMMENT_COLUMN_MAX)
-    return [f"{code.ljust(width)}  {comment}" for code, comment in pairs]
+BACKWARD_COMMENT = "# backward: each line adds one local derivative times the upstream gradient"
+
+
+def backward_lines(program: PrintedProgram) -> list[str]:
+    """The backward statements with their comments (the forward line each differentiates) aligned."""
+    codes = [s.code for s in program.backward]
+    width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
+    return [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, program.backward)]
+
+
+def return_line(program: PrintedProgram) -> str:
+    """value_and_grad's (or vjp's) return statement."""
+    gradients = ", ".join(program.gradients) + ("," if len(program.gradients) == 1 else "")
+    return f"return {program.returned_value}, ({gradients})"
 
 
 def _batch_names(params: list[str], wrt: list[str]) -> dict:
@@ -107,14 +118,17 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         "name": header.name,
         "output": header.output,
         "wrt": header.wrt,
-        "grad_names": [f"d{w}" for w in header.wrt],
+        # as the code returns them (x and dx as inputs: dx_1 and ddx); a constant gradient is d<input>
+        "grad_names": [g if g.isidentifier() else f"d{w}" for g, w in zip(program.gradients, header.wrt)],
         "params": program.params,
         "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
         "decorator": _decorator(jit, False),
         "point_decorator": _decorator(jit, batch and len(program.forward) + len(program.backward)
                                       <= INLINED_POINT_MAX_LINES),
-        "forward": program.forward,
-        "backward": _align(program.backward),
+        "forward": [s.code for s in program.forward],
+        "backward": backward_lines(program),
+        "backward_comment": BACKWARD_COMMENT,
+        "return_line": return_line(program),
         "value": program.value,
         "returned_value": program.returned_value,
         "output_shape": output_shape,
@@ -122,8 +136,8 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         "batch": _batch_names(program.params, header.wrt) if batch else None,
         "seed": seed,
         "check_dims": _used(dims, [guard.condition for guard in checks]),
-        "forward_dims": _used(dims, program.forward + [program.returned_value]),
-        "point_dims": _used(dims, program.forward + [code for code, _ in program.backward] + program.gradients
+        "forward_dims": _used(dims, [s.rhs for s in program.forward] + [program.returned_value]),
+        "point_dims": _used(dims, [s.rhs for s in program.forward + program.backward] + program.gradients
                             + [program.returned_value]),
         "checks": guard_lines(list(checks)),
         "checked": " (their sizes)" if seed is not None or not batch else " (what their symbols assume)",

@@ -13,6 +13,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
+# The leaf ops: values a statement reads but no statement computes (inputs, constants, and symbolic sizes read
+# off an input's shape), and, with the reverse pass's adjoint variables, the ops no rule of the table covers.
+READ_OPS = frozenset({"input", "const", "dim"})
+NO_RULE_OPS = READ_OPS | {"adj"}
+
 
 class Node:
     """One operation in the DAG. Create nodes through `Graph.node` only."""

@@ -12,7 +12,7 @@ a tensor-valued output instead starts from a seed (a vector-Jacobian product).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .algebra import Algebra
 from .ir import Node
@@ -28,12 +28,18 @@ class Contribution:
     upstream: Node  # the adjoint of `source` (an "adj" node, or the constant 1)
     source: Node  # the forward node being differentiated
     first: bool  # `=` rather than `+=`
+    folded: bool = False  # a constant the adjoint became (a scalar's only contribution): no line computes it
 
 
 @dataclass(frozen=True)
 class Backward:
-    steps: list[Contribution]
+    steps: list[Contribution]  # every contribution, in order, folded ones included (pictures draw them)
     gradients: list[Node]  # one per wrt input: its adjoint, or the constant 0
+
+    @property
+    def printed(self) -> list[Contribution]:
+        """The contributions a backward line computes: all but the folded ones."""
+        return [s for s in self.steps if not s.folded]
 
 
 def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
@@ -86,7 +92,7 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
         if w.id in received and w.id not in adjoint:
             adjoint[w.id] = _settle(w, received[w.id], steps, folded, True)
     gradients = [adjoint.get(w.id, A.const(0.0)) for w in wrt]
-    return Backward([s for k, s in enumerate(steps) if k not in folded], gradients)
+    return Backward([replace(s, folded=True) if k in folded else s for k, s in enumerate(steps)], gradients)
 
 
 def _times(A: Algebra, partial: Node, upstream: Node, scheduled: set[int]) -> Node:

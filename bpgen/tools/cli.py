@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from ..backend.load import write_atomic
+from ..backend.render import BACKWARD_COMMENT, backward_lines, return_line
 from ..errors import BpgenError
 from ..frontend.spec import SpecRef, load, load_one
 
@@ -78,33 +79,19 @@ def _is_generated(path: Path) -> bool:
 
 def _show(args) -> int:
     fn = load_one(SpecRef.parse(args.spec))
-    text = backward_section(fn.source) if args.backward_only else fn.source
+    text = backward_section(fn) if args.backward_only else fn.source
     if _use_color(args.color):
         text = _highlight(text)
     sys.stdout.write(text)
     return 0
 
 
-def backward_section(source: str) -> str:
-    """The backward lines of value_and_grad (or vjp), unindented: the derivative code alone."""
-    lines = source.splitlines()
-    starts = [k for k, line in enumerate(lines) if line.startswith(("def value_and_grad(", "def vjp("))]
-    if not starts:
-        return ""
-    body = []
-    inside = False
-    for line in lines[starts[0] + 1:]:
-        if not line.startswith("    "):
-            break
-        stripped = line[4:]
-        if stripped.startswith("# backward"):
-            inside = True
-        elif stripped.startswith("return "):
-            body.append(stripped)
-            break
-        if inside:
-            body.append(stripped)
-    return "\n".join(body) + "\n"
+def backward_section(fn) -> str:
+    """The backward lines of value_and_grad (or vjp) and its return, unindented: the derivative code alone,
+    from the printed statements of a compiled function (or the pipeline's artifact)."""
+    program = fn.emitted.program
+    lines = ([BACKWARD_COMMENT, *backward_lines(program)] if program.backward else []) + [return_line(program)]
+    return "\n".join(lines) + "\n"
 
 
 def _use_color(choice: str) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..backend.load import write_atomic
 from ..backend.printer import ExpressionPrinter
-from ..core.ir import Node
+from ..core.ir import READ_OPS, Node
 from ..core.reverse import depends_on
 from ..core.rules import rule_of
 from ..core.shapes import format_shape
@@ -222,18 +222,6 @@ def _wrt_nodes(fn) -> list[Node]:
     return [e.inputs[declaration.inputs.index(w)] for w in declaration.wrt]
 
 
-def _rhs(code: str, target: str, step) -> str:
-    """The right-hand side of one printed backward line (see printer.print_program)."""
-    if step.first:
-        prefix = f"{target} = "
-    elif step.target.is_tensor:
-        prefix = f"{target} = {target} + "
-    else:
-        prefix = f"{target} += "
-    assert code.startswith(prefix), (code, prefix)
-    return code[len(prefix):]
-
-
 def _collect(ev: Evaluation, namespace: dict) -> None:
     e = ev.fn.emitted
     names, loc = e.names, ev.locals
@@ -246,21 +234,23 @@ def _collect(ev: Evaluation, namespace: dict) -> None:
     ev.gradient[e.output.id] = 1.0 if e.seed is None else loc[names[e.seed.id]]
     if e.seed is not None:
         ev.adjoint_name[e.output.id] = names[e.seed.id]
-    # every backward line: which edge it runs along, and the term it adds
+    # every contribution of the reverse pass: the edge it runs along and the term it adds, evaluated from its
+    # backward line, or the constant it was folded into (no line computes it)
     taken: set[tuple[int, int]] = set()
-    for step, (code, _) in zip(e.backward.steps, e.program.backward):
+    lines = {id(statement.step): statement for statement in e.program.backward}
+    for step in e.backward.steps:
         source, target = step.source, step.target
         index = next(i for i, a in enumerate(source.args) if a.id == target.id and (source.id, i) not in taken)
         taken.add((source.id, index))
+        if step.folded:
+            ev.flow[(source.id, index)] = ev.gradient[target.id] = step.term.value
+            continue
         adjoint = names[step.adjoint.id]
-        ev.flow[(source.id, index)] = eval(_rhs(code, adjoint, step), namespace, dict(loc))
+        ev.flow[(source.id, index)] = eval(lines[id(step)].rhs, namespace, dict(loc))
         ev.gradient[target.id] = loc[adjoint]
         ev.adjoint_name[target.id] = adjoint
     wrt = _wrt_nodes(ev.fn)
     needed = depends_on(e.forward, wrt)
-    for key, value in _folded(e, needed, taken).items():
-        ev.flow[key] = value
-        ev.gradient[_arg(e, key).id] = value
     # structural zeros: an argument that leads to a wrt input but gets no term from a differentiable user
     # (a condition, such as Piecewise's, is not differentiated: its edges carry no gradient)
     for node in e.forward:
@@ -276,38 +266,6 @@ def _collect(ev: Evaluation, namespace: dict) -> None:
                 ev.gradient.setdefault(a.id, 0.0)
     for node in wrt:  # an input the output does not depend on: value_and_grad returns 0 for it
         ev.gradient.setdefault(node.id, np.zeros(ev.value[node.id].shape) if node.is_tensor else 0.0)
-
-
-def _arg(e, key: tuple[int, int]) -> Node:
-    user = next(n for n in e.forward if n.id == key[0])
-    return user.args[key[1]]
-
-
-def _folded(e, needed: set[int], stepped: set[tuple[int, int]]) -> dict[tuple[int, int], float]:
-    """Contributions the reverse pass folded into constants (a scalar's only contribution, a constant):
-    no line of code computes them, so they are derived again as the reverse pass derived them."""
-    A = e.algebra
-    upstream: dict[int, Node] = {} if e.seed is not None else {e.output.id: A.const(1.0)}
-    folded = {}
-    for node in reversed(e.forward):
-        g = upstream.get(node.id)
-        if g is None or not node.args:
-            continue
-        rule = rule_of(node)
-        if rule.vjp is not None:
-            terms = rule.vjp(A, node.args, node, g)
-        elif rule.partials is not None:
-            partials = rule.partials(A, node.args, node)
-            terms = [None if p is None else A.sum_to(A.mul(p, g), a.shape) for p, a in zip(partials, node.args)]
-        else:
-            continue
-        for i, (a, term) in enumerate(zip(node.args, terms)):
-            if a.id not in needed or (node.id, i) in stepped or term is None or not term.is_const:
-                continue
-            if term.value != 0.0:
-                folded[(node.id, i)] = term.value
-                upstream[a.id] = term
-    return folded
 
 
 # the picture -------------------------------------------------------------------------------------------------------
@@ -368,13 +326,7 @@ def graph(fn, point: dict | None = None, *, dims: dict[str, int] | None = None,
 
 def _statement_text(e) -> dict[int, str]:
     """node id -> the right-hand side of the forward statement that computes it."""
-    texts = {}
-    statements = [n for n in e.forward if n.op not in ("input", "const", "dim")]
-    for node, line in zip(statements, e.program.forward):
-        name, sep, rhs = line.partition(" = ")
-        assert sep and name == e.names[node.id], line
-        texts[node.id] = rhs
-    return texts
+    return {statement.node.id: statement.rhs for statement in e.program.forward}
 
 
 def _groups(e, visible: list[Node], users: dict[int, list[Node]]) -> dict[int, int]:
@@ -410,7 +362,7 @@ def _statement_label(e, head: Node, members: set[int]) -> str:
 def _draw(graphviz, ev: Evaluation, max_nodes: int):
     e = ev.fn.emitted
     names = e.names
-    visible = list(e.inputs) + [n for n in e.forward if n.op not in ("input", "const", "dim")]
+    visible = list(e.inputs) + [n for n in e.forward if n.op not in READ_OPS]
     if e.output.op == "const":
         visible.append(e.output)
     order = {n.id: k for k, n in enumerate(visible)}

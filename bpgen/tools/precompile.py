@@ -42,7 +42,7 @@ def signatures(fn: CompiledFunction) -> dict[str, tuple]:
     if out:
         return {"forward": args, "vjp": args + (types.Array(types.float64, len(out), "C"),)}
     result = {"forward": args, "value_and_grad": args, "grad": args}
-    if all(not p.shape for p in parameters(fn)) and "def value_and_grad_batch(" in fn.source:
+    if "value_and_grad_batch" in fn.artifact.functions:
         result["value_and_grad_batch"] = tuple(types.Array(types.float64, 1, "C") for _ in args)
     return result
 
