@@ -89,6 +89,19 @@ class Call(Syntax):
 
 
 @dataclass(frozen=True)
+class Nested(Syntax):
+    """A two-argument NumPy function over any number of arguments: `np.maximum(np.maximum(a, b), c)`."""
+
+    function: str
+
+    def render(self, node, arg):
+        text = arg(node.args[0], COND)
+        for a in node.args[1:]:
+            text = f"{self.function}({text}, {arg(a, COND)})"
+        return text
+
+
+@dataclass(frozen=True)
 class CallTemplate(Syntax):
     """A call whose text is built by a format string over the arguments, e.g. a SymPy-printed function."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import BpgenError
 from . import shapes
 from .ir import Graph, Node
 from .rules import rule_for
@@ -35,6 +36,9 @@ class Algebra:
         if rule.shape is not None:
             shape = rule.shape(args, attrs)
         elif any(a.shape for a in args):
+            if not rule.prints_on_arrays:
+                name = getattr(attrs[0], "__name__", op) if op == "call" and attrs else op
+                raise BpgenError(f"{name} has no array form: it cannot be applied elementwise to a tensor")
             shape = shapes.broadcast([a.shape for a in args], op)
         else:
             shape = ()

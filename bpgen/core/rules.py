@@ -37,6 +37,7 @@ from ..backend.printer import (
     Infix,
     MatrixProduct,
     Method,
+    Nested,
     Power,
     Prefix,
     Reduction,
@@ -65,6 +66,14 @@ class Rule:
     array_syntax: Syntax | None = None  # how it prints on NumPy arrays, when not as on floats
     vjp: Callable[..., Sequence[Node | None]] | None = None  # tensor ops: (A, args, out, g) -> per-arg terms
     array_helper: str | None = None  # helper the array form calls (NumPy lacks a vectorized erf)
+
+    @property
+    def prints_on_arrays(self) -> bool:
+        """Whether the op prints as code that works on NumPy arrays: a tensor op, an array form, or an operator
+        that is elementwise on arrays as it is on floats (`and`, `or` and calls such as `math.exp` are not)."""
+        if self.shape is not None or self.array_syntax is not None:
+            return True
+        return isinstance(self.syntax, (Infix, Prefix, Power, Compare)) and self.syntax.prec not in (AND, OR, NOT)
 
 
 # Runtime helpers: the functions of bpgen/backend/runtime.py that generated code calls, emitted into each module that
@@ -272,9 +281,9 @@ _RULES = [
          numeric=abs, sympy_function=sympy.Abs,
          array_syntax=Call("np.abs")),
     Rule("max", Call("max"), lambda A, args, out: _route(A, args, out, "gt", "ge"),
-         numeric=max, sympy_function=sympy.Max, domain=((-2, 2),) * 3),
+         numeric=max, sympy_function=sympy.Max, domain=((-2, 2),) * 3, array_syntax=Nested("np.maximum")),
     Rule("min", Call("min"), lambda A, args, out: _route(A, args, out, "lt", "le"),
-         numeric=min, sympy_function=sympy.Min, domain=((-2, 2),) * 3),
+         numeric=min, sympy_function=sympy.Min, domain=((-2, 2),) * 3, array_syntax=Nested("np.minimum")),
     Rule("relu", CallTemplate("max({0}, 0.0)"),
          lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0), A.const(0.0))],
          numeric=lambda a: max(a, 0.0), sympy_function=sympy_functions.relu,
@@ -302,8 +311,8 @@ _RULES = [
     _cmp("ge", ">=", lambda a, b: float(a >= b), lambda a, b: a >= b),
     _cmp("eq", "==", lambda a, b: float(a == b), sympy.Eq),
     _cmp("ne", "!=", lambda a, b: float(a != b), sympy.Ne),
-    Rule("and", Infix("and", AND), None, numeric=lambda *v: float(all(v)), array_syntax=Call("np.logical_and")),
-    Rule("or", Infix("or", OR), None, numeric=lambda *v: float(any(v))),
+    Rule("and", Infix("and", AND), None, numeric=lambda *v: float(all(v)), array_syntax=Nested("np.logical_and")),
+    Rule("or", Infix("or", OR), None, numeric=lambda *v: float(any(v)), array_syntax=Nested("np.logical_or")),
     Rule("not", Prefix("not ", NOT), None, numeric=lambda a: float(not a),
          array_syntax=Call("np.logical_not")),
 ]

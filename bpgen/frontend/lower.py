@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 
 import sympy
+from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..backend.printer import CallTemplate
@@ -248,9 +249,13 @@ def _generic_rule(func: type, nargs: int, example: sympy.Basic) -> Rule | None:
         return None
     if not text.startswith("math."):
         return None
-    template = text.replace("{", "{{").replace("}", "}}")
-    for i, p in reversed(list(enumerate(params))):
-        template = template.replace(p.name, f"{{{i}}}")
+    template = _template(text, params)
+    try:  # NumPy's name for it, when it has one, is the array form: math.asinh -> np.arcsinh
+        array_text = NumPyPrinter({"strict": True}).doprint(applied)
+    except Exception:
+        array_text = ""
+    array_syntax = CallTemplate(_template(array_text.replace("numpy.", "np."), params)) \
+        if array_text.startswith("numpy.") else None
 
     def partials_of(A: Algebra, node_args, out):
         leaves = {p: a for p, a in zip(params, node_args)}
@@ -273,7 +278,16 @@ def _generic_rule(func: type, nargs: int, example: sympy.Basic) -> Rule | None:
         return float(func(*values).evalf())
 
     return Rule(f"call:{name}", CallTemplate(template), partials_of, numeric=numeric, sympy_function=func,
+                array_syntax=array_syntax,
                 domain=((-2.0, 2.0),) * nargs)
+
+
+def _template(text: str, params) -> str:
+    """A printed call with its arguments as format fields: math.asinh(_bpgen_arg0) -> math.asinh({0})."""
+    template = text.replace("{", "{{").replace("}", "}}")
+    for i, p in reversed(list(enumerate(params))):
+        template = template.replace(p.name, f"{{{i}}}")
+    return template
 
 
 def symbols_in(expr: sympy.Basic) -> list[sympy.Symbol]:
