@@ -139,14 +139,6 @@ def fuzz_settings(max_examples: int):
                                            HealthCheck.data_too_large, HealthCheck.large_base_example])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Generated modules (and Numba's cache) go to a fresh directory, not the user's ~/.cache/bpgen."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BPGEN_CACHE_DIR", str(tmp_path_factory.mktemp("bpgen_cache")))
-        yield
-
-
 # the reference: SymPy expressions evaluated with mpmath, node by node ----------------------------------------
 
 DPS = 40

@@ -36,14 +36,6 @@ DIFFERENTIABLE = [r for r in RULES.values() if r.partials is not None]
 KNOWN_BUGS: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Generated modules go to a fresh directory, not the user's ~/.cache/bpgen."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BPGEN_CACHE_DIR", str(tmp_path_factory.mktemp("bpgen_cache")))
-        yield
-
-
 def known_bug(reason: str):
     """A test that fails because of a bug in bpgen (a BpgenError where none is due); strict: fixing it shows."""
     return pytest.mark.xfail(strict=True, raises=bpgen.BpgenError, reason=reason)
