@@ -26,7 +26,7 @@ from .core.reverse import Backward, backward
 from .core.rules import rule_of, syntax_of, with_needed_helpers
 from .core.shapes import format_shape
 from .errors import BpgenError
-from .frontend.declaration import Declaration, TensorDeclaration
+from .frontend.declaration import Declaration
 from .frontend.lower import Lowerer
 from .frontend.tensor import ALGEBRA as TENSOR_ALGEBRA
 
@@ -50,7 +50,7 @@ class Emitted:
 class Artifact:
     """What the pipeline makes of a declaration: the module's source and how to call it."""
 
-    declaration: Declaration | TensorDeclaration
+    declaration: Declaration
     source: str
     params: list[str]  # the generated functions' parameters, in order
     emitted: Emitted
@@ -62,7 +62,7 @@ class Artifact:
         """The functions of the generated module users call."""
         if self.emitted.seed is not None:
             return ("forward", "vjp")
-        batch = ("value_and_grad_batch",) if isinstance(self.declaration, Declaration) else ()
+        batch = () if self.declaration.is_tensor else ("value_and_grad_batch",)
         return ("forward", "value_and_grad", "grad", *batch)
 
     @property
@@ -70,9 +70,9 @@ class Artifact:
         return self.declaration.name
 
 
-def build(declaration: Declaration | TensorDeclaration, jit: bool = True) -> Artifact:
+def build(declaration: Declaration, jit: bool = True) -> Artifact:
     """The generated module of a declaration (plain Python functions when jit is False)."""
-    if isinstance(declaration, TensorDeclaration):
+    if declaration.is_tensor:
         return _build_tensor(declaration, jit)
     return _build_scalar(declaration, jit)
 
@@ -110,7 +110,7 @@ def _build_scalar(declaration: Declaration, jit: bool = True) -> Artifact:
 
 
 @_without_gc
-def _build_tensor(declaration: TensorDeclaration, jit: bool = True) -> Artifact:
+def _build_tensor(declaration: Declaration, jit: bool = True) -> Artifact:
     A = TENSOR_ALGEBRA
     input_nodes = [t.node for t in declaration.inputs]
     # symbolic sizes are read off the first input that has them: N = X.shape[0]
@@ -157,13 +157,13 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
     helpers = _helpers_used(printed) if seed is None else sorted({*_helpers_used(printed), "same_shape"})
-    if isinstance(declaration, Declaration):
+    if not declaration.is_tensor:
         checks = assumption_guards(declaration.name, declaration.inputs, params)
     else:
         sources = {d: (names[node.id], axis) for d, (node, axis) in dim_sources.items()}
         checks = shape_guards(declaration.name, [(names[n.id], n.shape) for n in input_nodes], dims, sources)
     rendering = functools.partial(render_module, program, helpers=helpers, jit=jit, dims=dim_lines,
-                                  batch=isinstance(declaration, Declaration),  # batch loop: scalar functions
+                                  batch=not declaration.is_tensor,  # a batch loop over points: scalar functions
                                   seed=None if seed is None else names[seed.id], checks=checks,
                                   output_shape=format_shape(output.shape))
     return Artifact(declaration, rendering(header), params,

@@ -20,26 +20,20 @@ from .tensor import Tensor, as_node
 
 @dataclass(frozen=True)
 class Declaration:
-    """What the user declared: an output expression, its inputs, and what to differentiate."""
+    """What the user declared: an output over its inputs, the inputs to differentiate, a name, and where it was
+    declared. A scalar function's output is a SymPy expression over symbols; a tensor function's an IR node over
+    bpgen.Tensor inputs."""
 
-    output: sympy.Expr
-    inputs: tuple[sympy.Symbol, ...]
-    wrt: tuple[sympy.Symbol, ...]
-    name: str
-    origin: str  # where the declaration came from, for the generated header
-    hints: tuple[tuple[sympy.Basic, str], ...] = ()  # (subexpression, the user's name for it)
-
-
-@dataclass(frozen=True)
-class TensorDeclaration:
-    """A tensor function: its output node, input tensors and the ones to differentiate."""
-
-    output: Node
-    inputs: tuple  # Tensor inputs, in parameter order
+    output: sympy.Expr | Node
+    inputs: tuple  # symbols, or tensors, in parameter order
     wrt: tuple
     name: str
-    origin: str
-    hints: tuple[tuple[int, str], ...] = ()  # (node id, the user's name for it)
+    origin: str  # where the declaration came from, for the generated header
+    hints: tuple = ()  # (subexpression, or node id for a tensor function; the user's name for it)
+
+    @property
+    def is_tensor(self) -> bool:
+        return isinstance(self.output, Node)
 
 
 def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:
@@ -95,7 +89,7 @@ def _check_wrt(inputs, wrt) -> tuple[sympy.Symbol, ...]:
     return wrt
 
 
-def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> TensorDeclaration:
+def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> Declaration:
     if inputs is None:
         raise BpgenError("a tensor function needs inputs=[...]: the tensors its code takes, in order")
     inputs = tuple(inputs)
@@ -112,7 +106,7 @@ def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> TensorDeclara
         if n.op == "input" and n.id not in known:
             raise BpgenError(f"tensor {n.attrs[1][1]!r} is used by the output but is not among the inputs")
     wrt = inputs if wrt is None else _check_tensor_wrt(inputs, wrt)
-    return TensorDeclaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints))
+    return Declaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints))
 
 
 def _check_tensor_wrt(inputs, wrt) -> tuple:
@@ -128,10 +122,10 @@ def _check_tensor_wrt(inputs, wrt) -> tuple:
     return wrt
 
 
-def retarget(declaration: Declaration | TensorDeclaration, wrt=None, name: str | None = None,
-             origin: str | None = None) -> Declaration | TensorDeclaration:
+def retarget(declaration: Declaration, wrt=None, name: str | None = None,
+             origin: str | None = None) -> Declaration:
     """The same function with other gradients, another name or another origin."""
-    check_wrt = _check_tensor_wrt if isinstance(declaration, TensorDeclaration) else _check_wrt
+    check_wrt = _check_tensor_wrt if declaration.is_tensor else _check_wrt
     return replace(
         declaration,
         wrt=check_wrt(declaration.inputs, wrt) if wrt is not None else declaration.wrt,

@@ -214,10 +214,8 @@ def evaluate(fn, point: dict | None = None, dims: dict[str, int] | None = None, 
 
 
 def _wrt_nodes(fn) -> list[Node]:
-    from ..frontend.declaration import TensorDeclaration
-
     declaration, e = fn.declaration, fn.emitted
-    if isinstance(declaration, TensorDeclaration):
+    if declaration.is_tensor:
         return [t.node for t in declaration.wrt]
     return [e.inputs[declaration.inputs.index(w)] for w in declaration.wrt]
 

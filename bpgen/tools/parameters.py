@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from ..core.ir import schedule
 from ..core.shapes import format_shape
 from ..errors import BpgenError
-from ..frontend.declaration import TensorDeclaration
 
 if TYPE_CHECKING:  # a compiled function or the pipeline's artifact: both have .declaration and .params
     from ..pipeline import Artifact
@@ -42,7 +41,7 @@ def concrete_dim(d, dims: dict[str, int]) -> int:
 def parameters(fn: Artifact) -> list[Parameter]:
     """One Parameter per positional parameter of the generated functions, in order."""
     declaration = fn.declaration
-    if not isinstance(declaration, TensorDeclaration):
+    if not declaration.is_tensor:
         return [Parameter(name, (), "real") for name in fn.params]
     kinds: dict[int, tuple[str, object]] = {}
     for node in schedule([declaration.output]):
