@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sympy
 
+from .core.ops import Op
 from .core.shapes import ShapeError, format_shape, normalize_axis
 from .errors import BpgenError
 from .frontend.lower import Lowerer
@@ -21,13 +22,13 @@ def _wrap(node) -> Tensor:
 
 def leaky_relu(t: Tensor, alpha: float = 0.01) -> Tensor:
     x = as_node(t)
-    return _wrap(ALGEBRA.select(ALGEBRA.apply("gt", x, ALGEBRA.const(0.0)), x, ALGEBRA.mul(ALGEBRA.const(alpha), x)))
+    return _wrap(ALGEBRA.select(ALGEBRA.apply(Op.GT, x, ALGEBRA.const(0.0)), x, ALGEBRA.mul(ALGEBRA.const(alpha), x)))
 
 
 def elu(t: Tensor, alpha: float = 1.0) -> Tensor:
     x = as_node(t)
-    negative = ALGEBRA.mul(ALGEBRA.const(alpha), ALGEBRA.sub(ALGEBRA.apply("exp", x), ALGEBRA.const(1.0)))
-    return _wrap(ALGEBRA.select(ALGEBRA.apply("gt", x, ALGEBRA.const(0.0)), x, negative))
+    negative = ALGEBRA.mul(ALGEBRA.const(alpha), ALGEBRA.sub(ALGEBRA.apply(Op.EXP, x), ALGEBRA.const(1.0)))
+    return _wrap(ALGEBRA.select(ALGEBRA.apply(Op.GT, x, ALGEBRA.const(0.0)), x, negative))
 
 
 def maxout(t: Tensor, pieces: int) -> Tensor:
@@ -76,17 +77,17 @@ def _rowwise(op: str, t: Tensor, axis: int) -> Tensor:
 
 def softmax(t: Tensor, axis: int = -1) -> Tensor:
     """Softmax along `axis` (by default each row of a (batch, classes) matrix), computed stably."""
-    return _rowwise("softmax", t, axis)
+    return _rowwise(Op.SOFTMAX, t, axis)
 
 
 def log_softmax(t: Tensor, axis: int = -1) -> Tensor:
-    return _rowwise("log_softmax", t, axis)
+    return _rowwise(Op.LOG_SOFTMAX, t, axis)
 
 
 def logsumexp(t: Tensor, axis: int = -1) -> Tensor:
     """log(sum(exp(t), axis)) of a vector or a matrix, computed stably; the axis is removed."""
     rows, how = _as_rows(t, "logsumexp", axis)
-    column = ALGEBRA.make("logsumexp", (rows,))  # (rows, 1)
+    column = ALGEBRA.make(Op.LOGSUMEXP, (rows,))  # (rows, 1)
     if how == "vector":
         return _wrap(ALGEBRA.sum(column, None))  # the one entry, as a number
     return _wrap(ALGEBRA.reshape(column, rows.shape[:1]))
@@ -103,7 +104,7 @@ def softmax_cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:
     if y.shape != x.shape:
         raise ShapeError(f"softmax_cross_entropy needs logits and one-hot targets of one shape, not "
                          f"{format_shape(x.shape)} and {format_shape(y.shape)}")
-    return _wrap(ALGEBRA.make("softmax_ce", (x, y)))
+    return _wrap(ALGEBRA.make(Op.SOFTMAX_CE, (x, y)))
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -115,7 +116,7 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     if y.shape != x.shape[:1]:
         raise ShapeError(f"cross_entropy needs one label per row of the logits {format_shape(x.shape)}, "
                          f"a vector of shape {format_shape(x.shape[:1])}, not {format_shape(y.shape)}")
-    return _wrap(ALGEBRA.make("cross_entropy", (x, y)))
+    return _wrap(ALGEBRA.make(Op.CROSS_ENTROPY, (x, y)))
 
 
 def mse(pred: Tensor, target: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ from .backend.printer import PrintedProgram, print_program
 from .backend.render import Header, render_module
 from .core.algebra import Algebra
 from .core.ir import NO_RULE_OPS, Graph, Node, format_program, schedule
+from .core.ops import Op
 from .core.reverse import Backward, backward
 from .core.rules import rule_of, syntax_of, with_needed_helpers
 from .core.shapes import format_shape
@@ -135,14 +136,14 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     forward = schedule([output])
     _dump("forward schedule (after lowering, CSE, folding, DCE)", format_program(forward))
     # a tensor output is differentiated along a seed, the output's adjoint, passed in by the caller of vjp
-    seed = A.graph.node("adj", (output,), shape=output.shape) if output.is_tensor else None
+    seed = A.graph.node(Op.ADJ, (output,), shape=output.shape) if output.is_tensor else None
     named = frozenset(i for i in hints if i != output.id)  # the output's adjoint, 1, stays folded
     grads = backward(forward, output, wrt_nodes, A, seed, named)
     _dump("backward steps (target <- term)",
           "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.printed))
     printed = _all_nodes(forward, [s.term for s in grads.printed])  # every node the code computes or inlines
     for n in printed:
-        if n.op == "dim" and n.attrs[0] not in dim_sources:
+        if n.op == Op.DIM and n.attrs[0] not in dim_sources:
             raise BpgenError(f"size {n.attrs[0]} is not the size of any input tensor")
     dim_nodes = [A.dim(d) for d in dim_sources]
 

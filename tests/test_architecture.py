@@ -76,3 +76,13 @@ def test_no_import_cycles():
     for edges in graph.values():
         edges.discard("bpgen")
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_every_op_is_named_once():
+    """The rule table's ops and the leaf ops are the members of Op, no more and no fewer."""
+    from bpgen.core.ir import NO_RULE_OPS
+    from bpgen.core.ops import Op
+    from bpgen.core.rules import RULES
+
+    assert all(type(op) is Op for op in RULES)
+    assert set(RULES) | NO_RULE_OPS | {Op.CALL} == set(Op)

@@ -16,6 +16,7 @@ import re
 import unicodedata
 
 from ..core.ir import READ_OPS, Node
+from ..core.ops import Op
 from ..core.rules import RUNTIME_NAMES
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
@@ -110,11 +111,11 @@ def adjoint_name(namespace: Namespace, forward_name: str) -> str:
 
 
 # fallback names read as the user's function, not the variant
-LABELS = {"max_all": "max", "max_along": "max", "max_last": "max"}
+LABELS = {Op.MAX_ALL: "max", Op.MAX_ALONG: "max", Op.MAX_LAST: "max"}
 
 
 def _label(node: Node) -> str:
-    if node.op == "call":
+    if node.op == Op.CALL:
         return getattr(node.attrs[0], "__name__", "call").lower()
     return LABELS.get(node.op, node.op)
 

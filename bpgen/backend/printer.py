@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.ir import READ_OPS, Node
+from ..core.ops import Op
 
 # Python's precedence levels, lowest first.
 COND, OR, AND, NOT, CMP, ADD, MUL, UNARY, POW, ATOM = range(10)
@@ -328,7 +329,7 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
         defined[node.id] = Statement(names[node.id], expr.statement(node), node)
         program.forward.append(defined[node.id])
     for step in steps:
-        if step.partial is not None and step.term.op == "mul" and step.term.args == (step.partial, step.upstream):
+        if step.partial is not None and step.term.op == Op.MUL and step.term.args == (step.partial, step.upstream):
             rhs = expr.product(step.partial, step.upstream)  # staged: (local) * upstream
         else:
             rhs = expr(step.term, ADD + 1 if step.target.is_tensor and not step.first else COND)
@@ -347,7 +348,7 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
     return program
 
 
-VIEW_OPS = frozenset({"transpose", "reshape", "broadcast_to"})  # results that may share their argument's memory
+VIEW_OPS = frozenset({Op.TRANSPOSE, Op.RESHAPE, Op.BROADCAST_TO})  # results that may share their argument's memory
 
 
 class FreshReturns:
@@ -370,9 +371,9 @@ class FreshReturns:
         while True:
             if node.op in VIEW_OPS:
                 node = node.args[0]
-            elif node.op == "adj" and len(self.terms.get(node.id, ())) == 1:  # `dz = dh`: the same array
+            elif node.op == Op.ADJ and len(self.terms.get(node.id, ())) == 1:  # `dz = dh`: the same array
                 node = self.terms[node.id][0]
-            elif node.op == "input" or (node.op == "adj" and node.id not in self.terms):  # vjp's seed
+            elif node.op == Op.INPUT or (node.op == Op.ADJ and node.id not in self.terms):  # vjp's seed
                 return self.CALLER
             else:
                 return node.id

@@ -12,6 +12,7 @@ import math
 from ..errors import BpgenError
 from . import shapes
 from .ir import Graph, Node
+from .ops import Op
 from .rules import rule_for
 
 
@@ -37,7 +38,7 @@ class Algebra:
             shape = rule.shape(args, attrs)
         elif any(a.shape for a in args):
             if not rule.prints_on_arrays:
-                name = getattr(attrs[0], "__name__", op) if op == "call" and attrs else op
+                name = getattr(attrs[0], "__name__", op) if op == Op.CALL and attrs else op
                 raise BpgenError(f"{name} has no array form: it cannot be applied elementwise to a tensor")
             shape = shapes.broadcast([a.shape for a in args], op)
         else:
@@ -64,7 +65,7 @@ class Algebra:
         folded = self._fold(op, args, attrs)
         if folded is not None:
             return folded
-        if op == "log" and len(args) == 1 and args[0].id not in self.keep:
+        if op == Op.LOG and len(args) == 1 and args[0].id not in self.keep:
             stable = self._stable_log(args[0])
             if stable is not None:
                 return stable
@@ -74,39 +75,39 @@ class Algebra:
         """log of a logistic expression as a softplus, which stays finite (and keeps its gradient) at +-1000:
         log(sigmoid(u)) = -softplus(-u), log(1 - sigmoid(u)) = -softplus(u), log(exp(u) + 1) = softplus(u); of a
         softmax as a log-softmax, of a sum of exponentials as a log-sum-exp."""
-        if a.shape and (a.op in ("softmax", "sum", "reshape", "transpose")):
+        if a.shape and (a.op in (Op.SOFTMAX, Op.SUM, Op.RESHAPE, Op.TRANSPOSE)):
             return self._stable_log_of_array(a)
-        if a.op == "sigmoid":
-            return self.neg(self.apply("softplus", self.neg(a.args[0])))
-        if a.op == "sub" and _is(a.args[0], 1.0) and a.args[1].op == "sigmoid":
-            return self.neg(self.apply("softplus", a.args[1].args[0]))
-        if a.op == "add" and len(a.args) == 2 and _is(a.args[1], 1.0):
+        if a.op == Op.SIGMOID:
+            return self.neg(self.apply(Op.SOFTPLUS, self.neg(a.args[0])))
+        if a.op == Op.SUB and _is(a.args[0], 1.0) and a.args[1].op == Op.SIGMOID:
+            return self.neg(self.apply(Op.SOFTPLUS, a.args[1].args[0]))
+        if a.op == Op.ADD and len(a.args) == 2 and _is(a.args[1], 1.0):
             term = a.args[0]
-            if term.op == "neg" and term.args[0].op == "sigmoid":
-                return self.neg(self.apply("softplus", term.args[0].args[0]))
-            if term.op == "exp":
-                return self.apply("softplus", term.args[0])
+            if term.op == Op.NEG and term.args[0].op == Op.SIGMOID:
+                return self.neg(self.apply(Op.SOFTPLUS, term.args[0].args[0]))
+            if term.op == Op.EXP:
+                return self.apply(Op.SOFTPLUS, term.args[0])
         return None
 
     def _stable_log_of_array(self, a: Node) -> Node | None:
         views = []  # a softmax along a vector or a column comes reshaped or transposed: undone, then redone
         inner = a
-        while inner.op in ("reshape", "transpose") and inner.id not in self.keep:
+        while inner.op in (Op.RESHAPE, Op.TRANSPOSE) and inner.id not in self.keep:
             views.append(inner)
             inner = inner.args[0]
-        if inner.op == "softmax" and inner.id not in self.keep:
-            out = self.make("log_softmax", inner.args)
+        if inner.op == Op.SOFTMAX and inner.id not in self.keep:
+            out = self.make(Op.LOG_SOFTMAX, inner.args)
             for view in reversed(views):
-                out = self.reshape(out, view.attrs[0]) if view.op == "reshape" else self.transpose(out)
+                out = self.reshape(out, view.attrs[0]) if view.op == Op.RESHAPE else self.transpose(out)
             return out
-        if a.op != "sum" or a.args[0].op != "exp" or a.args[0].id in self.keep:
+        if a.op != Op.SUM or a.args[0].op != Op.EXP or a.args[0].id in self.keep:
             return None
         z, axis = a.args[0].args[0], a.attrs[0]
         if len(z.shape) == 1:  # log(sum(exp(v))) of a vector: one row
-            return self.sum(self.make("logsumexp", (self.reshape(z, (1,) + z.shape),)), None)
+            return self.sum(self.make(Op.LOGSUMEXP, (self.reshape(z, (1,) + z.shape),)), None)
         if len(z.shape) == 2 and axis in (0, 1):
             rows = z if axis == 1 else self.transpose(z)
-            return self.reshape(self.make("logsumexp", (rows,)), rows.shape[:1])
+            return self.reshape(self.make(Op.LOGSUMEXP, (rows,)), rows.shape[:1])
         return None
 
     # arithmetic -----------------------------------------------------------
@@ -119,7 +120,7 @@ class Algebra:
             rest.append(self.const(total))  # constants last: x + 1.0
         if len(rest) == 1:
             return rest[0]
-        return self.make("add", rest)
+        return self.make(Op.ADD, rest)
 
     def sub(self, a: Node, b: Node) -> Node:
         if _is(b, 0.0):
@@ -129,15 +130,15 @@ class Algebra:
         if a is b:
             return self.const(0.0)
         if b.is_const:
-            return self.add(a, self.const(-b.value)) if a.is_const else self.make("sub", (a, b))
-        return self.make("sub", (a, b))
+            return self.add(a, self.const(-b.value)) if a.is_const else self.make(Op.SUB, (a, b))
+        return self.make(Op.SUB, (a, b))
 
     def neg(self, a: Node) -> Node:
         if a.is_const:
             return self.const(-a.value)
-        if a.op == "neg" and a.id not in self.keep:
+        if a.op == Op.NEG and a.id not in self.keep:
             return a.args[0]
-        return self.make("neg", (a,))
+        return self.make(Op.NEG, (a,))
 
     def mul(self, *factors: Node) -> Node:
         coeff = 1.0
@@ -162,12 +163,12 @@ class Algebra:
             rest.insert(0, self.const(coeff))  # constants first: 2.0 * x
         if len(rest) == 1:
             return rest[0]
-        return self.make("mul", rest)
+        return self.make(Op.MUL, rest)
 
     def _is_const_select(self, node: Node) -> bool:
         if node.is_const:  # a NaN branch (no condition holds) must not be multiplied into the other factors
             return not math.isnan(node.value)
-        return node.op == "select" and self._is_const_select(node.args[1]) and self._is_const_select(node.args[2])
+        return node.op == Op.SELECT and self._is_const_select(node.args[1]) and self._is_const_select(node.args[2])
 
     def _scale_select(self, node: Node, coeff: float, others: list[Node]) -> Node:
         if node.is_const:
@@ -182,10 +183,10 @@ class Algebra:
             return self.neg(a)
         if _is(a, 0.0):
             return self.const(0.0)
-        if b.op == "div" and _is(b.args[0], 1.0) and b.id not in self.keep:
+        if b.op == Op.DIV and _is(b.args[0], 1.0) and b.id not in self.keep:
             return self.mul(a, b.args[1])  # a / (1 / c) = a * c
-        folded = self._fold("div", (a, b))
-        return folded if folded is not None else self.make("div", (a, b))
+        folded = self._fold(Op.DIV, (a, b))
+        return folded if folded is not None else self.make(Op.DIV, (a, b))
 
     def pow(self, base: Node, exponent: Node) -> Node:
         if _is(exponent, 1.0):
@@ -193,16 +194,16 @@ class Algebra:
         if _is(exponent, 0.0):
             return self.const(1.0)
         if _is(exponent, 0.5):
-            return self.apply("sqrt", base)
-        folded = self._fold("pow", (base, exponent))
-        return folded if folded is not None else self.make("pow", (base, exponent))
+            return self.apply(Op.SQRT, base)
+        folded = self._fold(Op.POW, (base, exponent))
+        return folded if folded is not None else self.make(Op.POW, (base, exponent))
 
     def select(self, cond: Node, a: Node, b: Node) -> Node:
         if a is b:
             return a
         if cond.is_const:
             return a if cond.value else b
-        return self.make("select", (cond, a, b))
+        return self.make(Op.SELECT, (cond, a, b))
 
     def logical_and(self, *conds: Node) -> Node:
         if any(c.is_const and not c.value for c in conds):
@@ -212,63 +213,63 @@ class Algebra:
             return self.const(1.0)
         if len(rest) == 1:
             return rest[0]
-        return self.make("and", rest)
+        return self.make(Op.AND, rest)
 
     # tensors ----------------------------------------------------------------
 
     def matmul(self, a: Node, b: Node) -> Node:
-        return self.make("matmul", (a, b))
+        return self.make(Op.MATMUL, (a, b))
 
     def outer(self, a: Node, b: Node) -> Node:
-        return self.make("outer", (a, b))
+        return self.make(Op.OUTER, (a, b))
 
     def transpose(self, a: Node) -> Node:
         if len(a.shape) < 2:
             return a
-        if a.op == "transpose" and a.id not in self.keep:
+        if a.op == Op.TRANSPOSE and a.id not in self.keep:
             return a.args[0]
-        return self.make("transpose", (a,))
+        return self.make(Op.TRANSPOSE, (a,))
 
     def reshape(self, a: Node, shape: tuple) -> Node:
         if a.shape == shape:
             return a
-        if a.op == "reshape" and a.id not in self.keep:
+        if a.op == Op.RESHAPE and a.id not in self.keep:
             a = a.args[0]
             if a.shape == shape:
                 return a
-        return self.make("reshape", (a,), (tuple(shape),))
+        return self.make(Op.RESHAPE, (a,), (tuple(shape),))
 
     def sum(self, a: Node, axis: int | None) -> Node:
         if not a.shape:
             return a
         if len(a.shape) == 1:
             axis = None  # the one axis of a vector: all of it
-        return self.make("sum", (a,), (axis,))
+        return self.make(Op.SUM, (a,), (axis,))
 
     def max(self, a: Node, axis: int | None) -> Node:
         """The largest entry over all of `a` (axis None) or along one axis."""
         if not a.shape:
             return a
         if axis is None or len(a.shape) == 1:
-            return self.make("max_all", (a,))
+            return self.make(Op.MAX_ALL, (a,))
         if axis == len(a.shape) - 1:
-            return self.make("max_last", (a,))
+            return self.make(Op.MAX_LAST, (a,))
         if axis == 0 and len(a.shape) == 2:  # a column max is the row max of the transpose
-            return self.make("max_last", (self.transpose(a),))
-        return self.make("max_along", (a,), (axis,))
+            return self.make(Op.MAX_LAST, (self.transpose(a),))
+        return self.make(Op.MAX_ALONG, (a,), (axis,))
 
     def fill(self, value: Node, shape: tuple) -> Node:
         """`value` (a scalar) broadcast to a fresh array of `shape`."""
         if value.shape == shape:
             return value
-        return self.make("fill", (value,), (tuple(shape),))
+        return self.make(Op.FILL, (value,), (tuple(shape),))
 
     def broadcast_to(self, a: Node, shape: tuple) -> Node:
         if a.shape == shape:
             return a
         if not a.shape:
             return self.fill(a, shape)
-        return self.make("broadcast_to", (a,), (tuple(shape),))
+        return self.make(Op.BROADCAST_TO, (a,), (tuple(shape),))
 
     def sum_to(self, a: Node, shape: tuple) -> Node:
         """Undo broadcasting: sum `a` over the axes that broadcasting added or stretched to reach its shape."""
@@ -288,7 +289,7 @@ class Algebra:
         """A dimension as a value: a constant, or the variable that holds a symbolic size."""
         if isinstance(d, int):
             return self.const(float(d))
-        return self.graph.node("dim", (), (d,))
+        return self.graph.node(Op.DIM, (), (d,))
 
     def rows(self, a: Node) -> Node:
         return self.dim(a.shape[0])

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
+from .ops import Op
+
 # The leaf ops: values a statement reads but no statement computes (inputs, constants, and symbolic sizes read
 # off an input's shape), and, with the reverse pass's adjoint variables, the ops no rule of the table covers.
-READ_OPS = frozenset({"input", "const", "dim"})
-NO_RULE_OPS = READ_OPS | {"adj"}
+READ_OPS = frozenset({Op.INPUT, Op.CONST, Op.DIM})
+NO_RULE_OPS = READ_OPS | {Op.ADJ}
 
 
 class Node:
@@ -37,16 +39,16 @@ class Node:
 
     @property
     def is_const(self) -> bool:
-        return self.op == "const"
+        return self.op == Op.CONST
 
     @property
     def value(self) -> float:
         """The value of a constant node."""
-        assert self.op == "const", self
+        assert self.op == Op.CONST, self
         return float.fromhex(self.attrs[0])
 
     def __repr__(self) -> str:
-        if self.op == "const":
+        if self.op == Op.CONST:
             return f"%{self.id}=const({self.value!r})"
         inner = ", ".join(f"%{a.id}" for a in self.args)
         extra = "" if not self.attrs else f" {self.attrs!r}"
@@ -74,11 +76,11 @@ class Graph:
         value = float(value)
         if value == 0.0:
             value = 0.0  # one zero: -0.0 and 0.0 fold to the same constant
-        return self.node("const", (), (value.hex(),))
+        return self.node(Op.CONST, (), (value.hex(),))
 
     def input(self, index: int, key: Hashable, shape: tuple = ()) -> Node:
         """Input number `index`; `key` tells apart inputs (a symbol, a tensor)."""
-        return self.node("input", (), (index, key), shape)
+        return self.node(Op.INPUT, (), (index, key), shape)
 
     def __len__(self) -> int:
         return len(self._table)

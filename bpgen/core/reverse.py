@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from .algebra import Algebra
 from .ir import Node
+from .ops import Op
 from .rules import rule_of
 
 
@@ -86,7 +87,7 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
                 continue
             first = target.id not in received
             received.setdefault(target.id, []).append(len(steps))
-            variable = A.graph.node("adj", (target,), shape=target.shape)
+            variable = A.graph.node(Op.ADJ, (target,), shape=target.shape)
             steps.append(Contribution(target, variable, term, partials[i], upstream, node, first))
     for w in wrt:  # inputs are not in the loop's reach when they are also the output
         if w.id in received and w.id not in adjoint:
@@ -99,10 +100,10 @@ def _times(A: Algebra, partial: Node, upstream: Node, scheduled: set[int]) -> No
     """partial * upstream; a partial 1 / b that the forward pass did not compute gives upstream / b: one
     division rather than a division and a product. A constant upstream times a partial c * u gives
     (upstream * c) * u where that product is exact (one of them a power of two): 0.5 * (2.0 * u) is u."""
-    if partial.op == "div" and partial.id not in scheduled and partial.args[0].is_const \
+    if partial.op == Op.DIV and partial.id not in scheduled and partial.args[0].is_const \
             and partial.args[0].value == 1.0:
         return A.div(upstream, partial.args[1])
-    if upstream.is_const and partial.op == "mul" and partial.id not in scheduled and partial.args[0].is_const \
+    if upstream.is_const and partial.op == Op.MUL and partial.id not in scheduled and partial.args[0].is_const \
             and (_power_of_two(upstream.value) or _power_of_two(partial.args[0].value)):
         return A.mul(A.const(upstream.value * partial.args[0].value), *partial.args[1:])
     return A.mul(partial, upstream)

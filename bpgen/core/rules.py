@@ -48,6 +48,7 @@ from ..backend.printer import (
 from ..frontend import sympy_functions
 from . import shapes
 from .ir import Node
+from .ops import Op
 
 Partials = Callable[..., Sequence[Node | None]]
 
@@ -172,13 +173,13 @@ def _pow_partials(A, args, out):
     and PyTorch take it: the product itself would be 0 * -inf = nan."""
     base, exponent = args
     d_base = A.mul(exponent, A.pow(base, A.sub(exponent, A.const(1.0))))
-    d_exponent = A.select(A.apply("eq", base, A.const(0.0)), A.const(0.0), A.mul(out, A.apply("log", base)))
+    d_exponent = A.select(A.apply(Op.EQ, base, A.const(0.0)), A.const(0.0), A.mul(out, A.apply(Op.LOG, base)))
     return [d_base, d_exponent]
 
 
 def polygamma_of(A, order: int, x):
     """psi^(order)(x): digamma for order 0, so both SymPy spellings print alike."""
-    return A.apply("digamma", x) if order == 0 else A.apply("polygamma", A.const(float(order)), x)
+    return A.apply(Op.DIGAMMA, x) if order == 0 else A.apply(Op.POLYGAMMA, A.const(float(order)), x)
 
 
 def _polygamma_partials(A, args, out):
@@ -188,8 +189,8 @@ def _polygamma_partials(A, args, out):
 
 def _beta_partials(A, args, out):
     a, b = args
-    both = A.apply("digamma", A.add(a, b))
-    return [A.mul(out, A.sub(A.apply("digamma", a), both)), A.mul(out, A.sub(A.apply("digamma", b), both))]
+    both = A.apply(Op.DIGAMMA, A.add(a, b))
+    return [A.mul(out, A.sub(A.apply(Op.DIGAMMA, a), both)), A.mul(out, A.sub(A.apply(Op.DIGAMMA, b), both))]
 
 
 def _cmp(op, symbol, fn, sym):
@@ -198,106 +199,106 @@ def _cmp(op, symbol, fn, sym):
 
 _RULES = [
     # arithmetic: add distributes, mul swaps
-    Rule("add", Infix("+", ADD), lambda A, args, out: [A.const(1.0)] * len(args),
+    Rule(Op.ADD, Infix("+", ADD), lambda A, args, out: [A.const(1.0)] * len(args),
          numeric=lambda *v: math.fsum(v), sympy_expr=lambda a, b, c: a + b + c,
          domain=((-2, 2),) * 3),
-    Rule("sub", Infix("-", ADD), lambda A, args, out: [A.const(1.0), A.const(-1.0)],
+    Rule(Op.SUB, Infix("-", ADD), lambda A, args, out: [A.const(1.0), A.const(-1.0)],
          numeric=lambda a, b: a - b, sympy_expr=lambda a, b: a - b, domain=((-2, 2),) * 2),
-    Rule("neg", Prefix("-"), lambda A, args, out: [A.const(-1.0)],
+    Rule(Op.NEG, Prefix("-"), lambda A, args, out: [A.const(-1.0)],
          numeric=lambda a: -a, sympy_expr=lambda a: -a),
-    Rule("mul", Infix("*", MUL), lambda A, args, out: [_others_product(A, args, i) for i in range(len(args))],
+    Rule(Op.MUL, Infix("*", MUL), lambda A, args, out: [_others_product(A, args, i) for i in range(len(args))],
          numeric=math.prod, sympy_expr=lambda a, b, c: a * b * c, domain=((-2, 2),) * 3),
-    Rule("div", Infix("/", MUL),
+    Rule(Op.DIV, Infix("/", MUL),
          lambda A, args, out: [A.div(A.const(1.0), args[1]), _quotient_by_divisor(A, args, out)],
          numeric=lambda a, b: a / b, sympy_expr=lambda a, b: a / b, domain=((-2, 2), (0.5, 3))),
-    Rule("pow", Power(), _pow_partials, numeric=lambda a, b: a**b,
+    Rule(Op.POW, Power(), _pow_partials, numeric=lambda a, b: a**b,
          sympy_expr=lambda a, b: a**b, domain=((0.3, 3), (-2, 2))),
-    Rule("sqrt", Call("math.sqrt"), lambda A, args, out: [A.div(A.const(0.5), out)],
+    Rule(Op.SQRT, Call("math.sqrt"), lambda A, args, out: [A.div(A.const(0.5), out)],
          numeric=math.sqrt, sympy_expr=sympy.sqrt, domain=((0.1, 4),),
          array_syntax=Call("np.sqrt")),
     # elementary functions
-    Rule("exp", Call("math.exp"), lambda A, args, out: [out],
+    Rule(Op.EXP, Call("math.exp"), lambda A, args, out: [out],
          numeric=math.exp, sympy_function=sympy.exp,
          array_syntax=Call("exp_array"), array_helper="exp_array"),
-    Rule("log", Call("math.log"), lambda A, args, out: [A.div(A.const(1.0), args[0])],
+    Rule(Op.LOG, Call("math.log"), lambda A, args, out: [A.div(A.const(1.0), args[0])],
          numeric=math.log, sympy_function=sympy.log, domain=((0.1, 4),),
          array_syntax=Call("np.log")),
-    Rule("sin", Call("math.sin"), lambda A, args, out: [A.apply("cos", args[0])],
+    Rule(Op.SIN, Call("math.sin"), lambda A, args, out: [A.apply(Op.COS, args[0])],
          numeric=math.sin, sympy_function=sympy.sin,
          array_syntax=Call("np.sin")),
-    Rule("cos", Call("math.cos"), lambda A, args, out: [A.neg(A.apply("sin", args[0]))],
+    Rule(Op.COS, Call("math.cos"), lambda A, args, out: [A.neg(A.apply(Op.SIN, args[0]))],
          numeric=math.cos, sympy_function=sympy.cos,
          array_syntax=Call("np.cos")),
-    Rule("tan", Call("math.tan"), lambda A, args, out: [A.add(A.const(1.0), A.pow(out, A.const(2)))],
+    Rule(Op.TAN, Call("math.tan"), lambda A, args, out: [A.add(A.const(1.0), A.pow(out, A.const(2)))],
          numeric=math.tan, sympy_function=sympy.tan, domain=((-1.2, 1.2),),
          array_syntax=Call("np.tan")),
-    Rule("asin", Call("math.asin"),
-         lambda A, args, out: [A.div(A.const(1.0), A.apply("sqrt", _one_minus_square(A, args[0])))],
+    Rule(Op.ASIN, Call("math.asin"),
+         lambda A, args, out: [A.div(A.const(1.0), A.apply(Op.SQRT, _one_minus_square(A, args[0])))],
          numeric=math.asin, sympy_function=sympy.asin, domain=((-0.9, 0.9),),
          array_syntax=Call("np.arcsin")),
-    Rule("acos", Call("math.acos"),
-         lambda A, args, out: [A.div(A.const(-1.0), A.apply("sqrt", _one_minus_square(A, args[0])))],
+    Rule(Op.ACOS, Call("math.acos"),
+         lambda A, args, out: [A.div(A.const(-1.0), A.apply(Op.SQRT, _one_minus_square(A, args[0])))],
          numeric=math.acos, sympy_function=sympy.acos, domain=((-0.9, 0.9),),
          array_syntax=Call("np.arccos")),
-    Rule("atan", Call("math.atan"),
+    Rule(Op.ATAN, Call("math.atan"),
          lambda A, args, out: [A.div(A.const(1.0), A.add(A.const(1.0), A.pow(args[0], A.const(2))))],
          numeric=math.atan, sympy_function=sympy.atan,
          array_syntax=Call("np.arctan")),
-    Rule("atan2", Call("math.atan2"), _atan2_partials, numeric=math.atan2,
+    Rule(Op.ATAN2, Call("math.atan2"), _atan2_partials, numeric=math.atan2,
          sympy_function=sympy.atan2, domain=((-2, 2), (0.2, 2)),
          array_syntax=Call("np.arctan2")),
-    Rule("sinh", Call("math.sinh"), lambda A, args, out: [A.apply("cosh", args[0])],
+    Rule(Op.SINH, Call("math.sinh"), lambda A, args, out: [A.apply(Op.COSH, args[0])],
          numeric=math.sinh, sympy_function=sympy.sinh,
          array_syntax=Call("np.sinh")),
-    Rule("cosh", Call("math.cosh"), lambda A, args, out: [A.apply("sinh", args[0])],
+    Rule(Op.COSH, Call("math.cosh"), lambda A, args, out: [A.apply(Op.SINH, args[0])],
          numeric=math.cosh, sympy_function=sympy.cosh,
          array_syntax=Call("np.cosh")),
-    Rule("tanh", Call("math.tanh"), lambda A, args, out: [_one_minus_square(A, out)],
+    Rule(Op.TANH, Call("math.tanh"), lambda A, args, out: [_one_minus_square(A, out)],
          numeric=math.tanh, sympy_function=sympy.tanh,
          array_syntax=Call("np.tanh")),
-    Rule("erf", Call("math.erf"),
+    Rule(Op.ERF, Call("math.erf"),
          lambda A, args, out: [A.mul(A.const(2.0 / math.sqrt(math.pi)),
-                                     A.apply("exp", A.neg(A.pow(args[0], A.const(2)))))],
+                                     A.apply(Op.EXP, A.neg(A.pow(args[0], A.const(2)))))],
          numeric=math.erf, sympy_function=sympy.erf, array_syntax=Call("erf_array"), array_helper="erf_array"),
     # the gamma family
-    Rule("lgamma", Call("math.lgamma"), lambda A, args, out: [A.apply("digamma", args[0])],
+    Rule(Op.LGAMMA, Call("math.lgamma"), lambda A, args, out: [A.apply(Op.DIGAMMA, args[0])],
          numeric=math.lgamma, sympy_function=sympy.loggamma, domain=((0.2, 6.0),),
          array_syntax=Call("lgamma_array"), array_helper="lgamma_array"),
-    Rule("gamma", Call("math.gamma"), lambda A, args, out: [A.mul(out, A.apply("digamma", args[0]))],
+    Rule(Op.GAMMA, Call("math.gamma"), lambda A, args, out: [A.mul(out, A.apply(Op.DIGAMMA, args[0]))],
          numeric=math.gamma, sympy_function=sympy.gamma, domain=((0.2, 5.0),),
          array_syntax=Call("gamma_array"), array_helper="gamma_array"),
-    Rule("digamma", Call("digamma"), lambda A, args, out: [polygamma_of(A, 1, args[0])],
+    Rule(Op.DIGAMMA, Call("digamma"), lambda A, args, out: [polygamma_of(A, 1, args[0])],
          numeric=_helper_function("digamma"), sympy_function=sympy.digamma, helper="digamma", domain=((0.2, 6.0),),
          array_syntax=Call("digamma_array"), array_helper="digamma_array"),
-    Rule("polygamma", Call("polygamma"), _polygamma_partials, numeric=_helper_function("polygamma"),
+    Rule(Op.POLYGAMMA, Call("polygamma"), _polygamma_partials, numeric=_helper_function("polygamma"),
          sympy_function=sympy.polygamma, sympy_expr=lambda x: sympy.polygamma(2, x), helper="polygamma",
          domain=((0.2, 6.0),), array_syntax=Call("polygamma_array"), array_helper="polygamma_array"),
-    Rule("beta", Call("beta_function"), _beta_partials, numeric=_helper_function("beta_function"),
+    Rule(Op.BETA, Call("beta_function"), _beta_partials, numeric=_helper_function("beta_function"),
          sympy_function=sympy.beta, helper="beta_function", domain=((0.3, 4.0), (0.3, 4.0))),
     # piecewise-linear gates: max routes, |x|'(0) = 0, relu'(0) = 0
-    Rule("abs", Call("abs"),
-         lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0),
-                                        A.select(A.apply("lt", args[0], A.const(0.0)), A.const(-1.0), A.const(0.0)))],
+    Rule(Op.ABS, Call("abs"),
+         lambda A, args, out: [A.select(A.apply(Op.GT, args[0], A.const(0.0)), A.const(1.0),
+                                        A.select(A.apply(Op.LT, args[0], A.const(0.0)), A.const(-1.0), A.const(0.0)))],
          numeric=abs, sympy_function=sympy.Abs,
          array_syntax=Call("np.abs")),
-    Rule("max", Call("max"), lambda A, args, out: _route(A, args, out, "gt", "ge"),
+    Rule(Op.MAX, Call("max"), lambda A, args, out: _route(A, args, out, Op.GT, Op.GE),
          numeric=max, sympy_function=sympy.Max, domain=((-2, 2),) * 3, array_syntax=Nested("np.maximum")),
-    Rule("min", Call("min"), lambda A, args, out: _route(A, args, out, "lt", "le"),
+    Rule(Op.MIN, Call("min"), lambda A, args, out: _route(A, args, out, Op.LT, Op.LE),
          numeric=min, sympy_function=sympy.Min, domain=((-2, 2),) * 3, array_syntax=Nested("np.minimum")),
-    Rule("relu", CallTemplate("max({0}, 0.0)"),
-         lambda A, args, out: [A.select(A.apply("gt", args[0], A.const(0.0)), A.const(1.0), A.const(0.0))],
+    Rule(Op.RELU, CallTemplate("max({0}, 0.0)"),
+         lambda A, args, out: [A.select(A.apply(Op.GT, args[0], A.const(0.0)), A.const(1.0), A.const(0.0))],
          numeric=lambda a: max(a, 0.0), sympy_function=sympy_functions.relu,
          array_syntax=CallTemplate("np.maximum({0}, 0.0)")),
     # the logistic family, in numerically stable forms
-    Rule("sigmoid", Call("sigmoid"), lambda A, args, out: [A.mul(A.sub(A.const(1.0), out), out)],
+    Rule(Op.SIGMOID, Call("sigmoid"), lambda A, args, out: [A.mul(A.sub(A.const(1.0), out), out)],
          numeric=_helper_function("sigmoid"), sympy_function=sympy_functions.sigmoid, helper="sigmoid",
          array_syntax=Call("sigmoid_array"), array_helper="sigmoid_array"),
     # softplus' = sigmoid = exp(x - softplus(x)): from the output, one exp, and the exponent is never positive
-    Rule("softplus", Call("softplus"), lambda A, args, out: [A.apply("exp", A.sub(args[0], out))],
+    Rule(Op.SOFTPLUS, Call("softplus"), lambda A, args, out: [A.apply(Op.EXP, A.sub(args[0], out))],
          numeric=_helper_function("softplus"), sympy_function=sympy_functions.softplus, helper="softplus",
          array_syntax=Call("softplus_array"), array_helper="softplus_array"),
     # Piecewise lowers to select(cond, a, b): the gradient of the branch taken
-    Rule("select", Conditional(),
+    Rule(Op.SELECT, Conditional(),
          lambda A, args, out: [None, A.select(args[0], A.const(1.0), A.const(0.0)),
                                A.select(args[0], A.const(0.0), A.const(1.0))],
          numeric=lambda c, a, b: a if c else b,
@@ -305,15 +306,15 @@ _RULES = [
          domain=((-1, 1), (-2, 2), (-2, 2)),
          array_syntax=ArraySelect()),
     # conditions: not differentiable, their gradient is zero
-    _cmp("lt", "<", lambda a, b: float(a < b), lambda a, b: a < b),
-    _cmp("le", "<=", lambda a, b: float(a <= b), lambda a, b: a <= b),
-    _cmp("gt", ">", lambda a, b: float(a > b), lambda a, b: a > b),
-    _cmp("ge", ">=", lambda a, b: float(a >= b), lambda a, b: a >= b),
-    _cmp("eq", "==", lambda a, b: float(a == b), sympy.Eq),
-    _cmp("ne", "!=", lambda a, b: float(a != b), sympy.Ne),
-    Rule("and", Infix("and", AND), None, numeric=lambda *v: float(all(v)), array_syntax=Nested("np.logical_and")),
-    Rule("or", Infix("or", OR), None, numeric=lambda *v: float(any(v)), array_syntax=Nested("np.logical_or")),
-    Rule("not", Prefix("not ", NOT), None, numeric=lambda a: float(not a),
+    _cmp(Op.LT, "<", lambda a, b: float(a < b), lambda a, b: a < b),
+    _cmp(Op.LE, "<=", lambda a, b: float(a <= b), lambda a, b: a <= b),
+    _cmp(Op.GT, ">", lambda a, b: float(a > b), lambda a, b: a > b),
+    _cmp(Op.GE, ">=", lambda a, b: float(a >= b), lambda a, b: a >= b),
+    _cmp(Op.EQ, "==", lambda a, b: float(a == b), sympy.Eq),
+    _cmp(Op.NE, "!=", lambda a, b: float(a != b), sympy.Ne),
+    Rule(Op.AND, Infix("and", AND), None, numeric=lambda *v: float(all(v)), array_syntax=Nested("np.logical_and")),
+    Rule(Op.OR, Infix("or", OR), None, numeric=lambda *v: float(any(v)), array_syntax=Nested("np.logical_or")),
+    Rule(Op.NOT, Prefix("not ", NOT), None, numeric=lambda a: float(not a),
          array_syntax=Call("np.logical_not")),
 ]
 
@@ -341,7 +342,7 @@ def _matmul_vjp(A, args, out, g):
     a, b = args
     if len(a.shape) == 2 and len(b.shape) == 2:
         return [A.matmul(g, A.transpose(b)),
-                A.make("transpose_matmul", (a, g)) if _large_and_tall(b.shape) else A.matmul(A.transpose(a), g)]
+                A.make(Op.TRANSPOSE_MATMUL, (a, g)) if _large_and_tall(b.shape) else A.matmul(A.transpose(a), g)]
     if len(a.shape) == 2:  # matrix @ vector
         return [A.outer(g, b), A.matmul(A.transpose(a), g)]
     if len(b.shape) == 2:  # vector @ matrix
@@ -368,11 +369,11 @@ def _sum_helper(node: Node) -> str | None:
 
 
 def _max_vjp(A, args, out, g):
-    return [A.make("route_max_last" if out.op == "max_last" else "route_max", (args[0], g), out.attrs)]
+    return [A.make(Op.ROUTE_MAX_LAST if out.op == Op.MAX_LAST else "route_max", (args[0], g), out.attrs)]
 
 
 def _softmax_rows(A, logits):
-    return A.make("softmax", (logits,))
+    return A.make(Op.SOFTMAX, (logits,))
 
 
 def _softmax_ce_vjp(A, args, out, g):
@@ -380,61 +381,61 @@ def _softmax_ce_vjp(A, args, out, g):
     logits, targets = args
     weighted = A.mul(_softmax_rows(A, logits), A.keep_sum_rows(targets))
     return [A.mul(g, A.div(A.sub(weighted, targets), A.rows(logits))),
-            A.mul(g, A.div(A.neg(A.make("log_softmax", (logits,))), A.rows(logits)))]
+            A.mul(g, A.div(A.neg(A.make(Op.LOG_SOFTMAX, (logits,))), A.rows(logits)))]
 
 
 def _one_hot(A, logits, labels):
-    return A.make("one_hot", (labels,), (logits.shape[1],))
+    return A.make(Op.ONE_HOT, (labels,), (logits.shape[1],))
 
 
 # ops whose results may be strided views of other arrays (all others make new C-order arrays)
-STRIDED_OPS = frozenset({"input", "adj", "transpose", "broadcast_to"})
+STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.BROADCAST_TO})
 
 _TENSOR_RULES = [
-    Rule("matmul", MatrixProduct(_matmul_helper), None,
+    Rule(Op.MATMUL, MatrixProduct(_matmul_helper), None,
          shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape), vjp=_matmul_vjp,
          helper=_matmul_helper),
-    Rule("transpose_matmul", Call("transpose_matmul"), None,
+    Rule(Op.TRANSPOSE_MATMUL, Call("transpose_matmul"), None,
          shape=lambda args, attrs: (args[0].shape[1], args[1].shape[1]), helper="transpose_matmul"),
-    Rule("outer", Call("np.outer"), None, shape=lambda args, attrs: args[0].shape + args[1].shape,
+    Rule(Op.OUTER, Call("np.outer"), None, shape=lambda args, attrs: args[0].shape + args[1].shape,
          vjp=lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)]),
-    Rule("transpose", Method(".T"), None, shape=lambda args, attrs: args[0].shape[::-1],
+    Rule(Op.TRANSPOSE, Method(".T"), None, shape=lambda args, attrs: args[0].shape[::-1],
          vjp=lambda A, args, out, g: [A.transpose(g)]),
-    Rule("reshape", Reshape(STRIDED_OPS), None, shape=lambda args, attrs: attrs[0],
+    Rule(Op.RESHAPE, Reshape(STRIDED_OPS), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.reshape(g, args[0].shape)]),
-    Rule("sum", Reduction("sum", _sum_helper), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
+    Rule(Op.SUM, Reduction("sum", _sum_helper), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
          vjp=_sum_vjp, helper=_sum_helper),
     # max reductions: the max gate routes the upstream gradient to the winner (the first one on ties)
-    Rule("max_all", Method(".max()"), None, shape=lambda args, attrs: (),
-         vjp=lambda A, args, out, g: [A.make("route_max_all", (args[0], g))]),
-    Rule("route_max_all", Call("route_max_all"), None, shape=lambda args, attrs: args[0].shape,
+    Rule(Op.MAX_ALL, Method(".max()"), None, shape=lambda args, attrs: (),
+         vjp=lambda A, args, out, g: [A.make(Op.ROUTE_MAX_ALL, (args[0], g))]),
+    Rule(Op.ROUTE_MAX_ALL, Call("route_max_all"), None, shape=lambda args, attrs: args[0].shape,
          helper="route_max_all"),
-    Rule("max_last", Call("max_last"), None, shape=lambda args, attrs: args[0].shape[:-1], helper="max_last",
+    Rule(Op.MAX_LAST, Call("max_last"), None, shape=lambda args, attrs: args[0].shape[:-1], helper="max_last",
          vjp=_max_vjp),
-    Rule("route_max_last", Call("route_max_last"), None, shape=lambda args, attrs: args[0].shape,
+    Rule(Op.ROUTE_MAX_LAST, Call("route_max_last"), None, shape=lambda args, attrs: args[0].shape,
          helper="route_max_last"),
-    Rule("max_along", AttrCall("max_along"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
+    Rule(Op.MAX_ALONG, AttrCall("max_along"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
          helper="max_along", vjp=_max_vjp),
-    Rule("route_max", AttrCall("route_max"), None, shape=lambda args, attrs: args[0].shape, helper="route_max"),
-    Rule("fill", ShapedCall("np.full"), None, shape=lambda args, attrs: attrs[0],
+    Rule(Op.ROUTE_MAX, AttrCall("route_max"), None, shape=lambda args, attrs: args[0].shape, helper="route_max"),
+    Rule(Op.FILL, ShapedCall("np.full"), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.sum(g, None)]),
-    Rule("broadcast_to", ShapedCall("np.broadcast_to", shape_first=False), None, shape=lambda args, attrs: attrs[0],
+    Rule(Op.BROADCAST_TO, ShapedCall("np.broadcast_to", shape_first=False), None, shape=lambda args, attrs: attrs[0],
          vjp=lambda A, args, out, g: [A.sum_to(g, args[0].shape)]),
-    Rule("dim", Call("len"), None, shape=lambda args, attrs: ()),  # always named: `N = X.shape[0]`
+    Rule(Op.DIM, Call("len"), None, shape=lambda args, attrs: ()),  # always named: `N = X.shape[0]`
     # softmax cross-entropy, fused: a log-sum-exp-stable forward and (p * rowsum(Y) - Y) / N backward, right
     # for any targets (one-hot rows sum to 1, soft labels from rounding or weighting need not)
-    Rule("softmax_ce", Call("softmax_cross_entropy"), None, shape=lambda args, attrs: (),
+    Rule(Op.SOFTMAX_CE, Call("softmax_cross_entropy"), None, shape=lambda args, attrs: (),
          helper="softmax_cross_entropy", vjp=_softmax_ce_vjp),
     # the same with integer labels: (p - one_hot(labels)) / N, and no gradient for the labels
-    Rule("cross_entropy", Call("cross_entropy"), None, shape=lambda args, attrs: (), helper="cross_entropy",
+    Rule(Op.CROSS_ENTROPY, Call("cross_entropy"), None, shape=lambda args, attrs: (), helper="cross_entropy",
          vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), _one_hot(A, *args)),
                                                      A.rows(args[0]))), None]),
-    Rule("one_hot", AttrCall("one_hot"), None, shape=lambda args, attrs: args[0].shape + attrs, helper="one_hot"),
-    Rule("softmax", Call("softmax"), None, shape=lambda args, attrs: args[0].shape, helper="softmax",
+    Rule(Op.ONE_HOT, AttrCall("one_hot"), None, shape=lambda args, attrs: args[0].shape + attrs, helper="one_hot"),
+    Rule(Op.SOFTMAX, Call("softmax"), None, shape=lambda args, attrs: args[0].shape, helper="softmax",
          vjp=lambda A, args, out, g: [A.mul(out, A.sub(g, A.keep_sum_rows(A.mul(g, out))))]),
-    Rule("log_softmax", Call("log_softmax"), None, shape=lambda args, attrs: args[0].shape, helper="log_softmax",
+    Rule(Op.LOG_SOFTMAX, Call("log_softmax"), None, shape=lambda args, attrs: args[0].shape, helper="log_softmax",
          vjp=lambda A, args, out, g: [A.sub(g, A.mul(_softmax_rows(A, args[0]), A.keep_sum_rows(g)))]),
-    Rule("logsumexp", Call("logsumexp_rows"), None, shape=lambda args, attrs: args[0].shape[:-1] + (1,),
+    Rule(Op.LOGSUMEXP, Call("logsumexp_rows"), None, shape=lambda args, attrs: args[0].shape[:-1] + (1,),
          helper="logsumexp_rows",
          vjp=lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))]),
 ]
@@ -449,7 +450,7 @@ GENERIC_RULES: dict[type, Rule] = {}
 
 
 def rule_for(op: str, attrs: tuple = ()) -> Rule:
-    return GENERIC_RULES[attrs[0]] if op == "call" else RULES[op]
+    return GENERIC_RULES[attrs[0]] if op == Op.CALL else RULES[op]
 
 
 def rule_of(node: Node) -> Rule:

@@ -13,6 +13,7 @@ import sympy
 
 from ..backend.naming import sanitize
 from ..core.ir import Node, schedule
+from ..core.ops import Op
 from ..errors import BpgenError
 from .lower import symbols_in
 from .tensor import Tensor, as_node
@@ -103,7 +104,7 @@ def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> Declaration:
     node = as_node(output)
     known = {t.node.id for t in inputs}
     for n in schedule([node]):
-        if n.op == "input" and n.id not in known:
+        if n.op == Op.INPUT and n.id not in known:
             raise BpgenError(f"tensor {n.attrs[1][1]!r} is used by the output but is not among the inputs")
     wrt = inputs if wrt is None else _check_tensor_wrt(inputs, wrt)
     return Declaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints))

@@ -22,6 +22,7 @@ from ..backend.printer import CallTemplate
 from ..core.algebra import Algebra
 from ..core.idioms import recognize
 from ..core.ir import Node
+from ..core.ops import Op
 from ..core.rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
 from ..errors import BpgenError
 
@@ -113,11 +114,11 @@ class Lowerer:
         if isinstance(e, sympy.And):
             return A.logical_and(*(memo[a] for a in e.args))
         if isinstance(e, sympy.Or):
-            return A.apply("or", *(memo[a] for a in e.args))
+            return A.apply(Op.OR, *(memo[a] for a in e.args))
         if isinstance(e, sympy.Not):
-            return A.apply("not", memo[e.args[0]])
+            return A.apply(Op.NOT, memo[e.args[0]])
         op = OP_OF_SYMPY_FUNCTION.get(type(e))  # exp, sin, Max, sigmoid, ...
-        if op == "polygamma":
+        if op == Op.POLYGAMMA:
             return polygamma_of(A, self._order(e), memo[e.args[1]])
         if op is not None:
             return A.apply(op, *(memo[a] for a in e.args))
@@ -147,9 +148,9 @@ class Lowerer:
         for t, is_named in zip(terms, named):
             if is_named:
                 plus.append(t)
-            elif t.op == "neg":
+            elif t.op == Op.NEG:
                 minus.append(t.args[0])
-            elif t.op == "mul" and t.args[0].is_const and t.args[0].value < 0:
+            elif t.op == Op.MUL and t.args[0].is_const and t.args[0].value < 0:
                 minus.append(A.mul(A.const(-t.args[0].value), *t.args[1:]))
             elif t.is_const and t.value < 0:
                 minus.append(A.const(-t.value))
@@ -182,7 +183,7 @@ class Lowerer:
         A, memo = self.A, self.memo
         base, exponent = e.args
         if base is sympy.E:
-            return A.apply("exp", memo[exponent])
+            return A.apply(Op.EXP, memo[exponent])
         if exponent.is_Number:
             if exponent < 0:
                 return A.div(A.const(1.0), self._power(memo[base], -exponent))
@@ -191,7 +192,7 @@ class Lowerer:
 
     def _power(self, base: Node, exponent: sympy.Number) -> Node:
         if exponent == sympy.Rational(1, 2):
-            return self.A.apply("sqrt", base)
+            return self.A.apply(Op.SQRT, base)
         return self.A.pow(base, self.A.const(float(exponent)))
 
     def _piecewise(self, e: sympy.Piecewise) -> Node:
@@ -215,7 +216,7 @@ class Lowerer:
                 raise BpgenError(f"cannot generate code for function {_function_name(func)!r} in {_describe(e)}: "
                                  "no Numba-compatible form is known")
             GENERIC_RULES[func] = rule
-        return self.A.apply("call", *args, attrs=(func,))
+        return self.A.apply(Op.CALL, *args, attrs=(func,))
 
 
 _REWRITE_TARGETS = (sympy.cos, sympy.sin, sympy.exp, sympy.log, sympy.sqrt, sympy.tanh, sympy.atan)

@@ -13,6 +13,7 @@ import sympy
 from ..core.algebra import Algebra
 from ..core.idioms import recognize
 from ..core.ir import Graph, Node
+from ..core.ops import Op
 from ..core.shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
 from ..core.shapes import broadcast as broadcast_shape
 from ..core.shapes import size as shape_size
@@ -124,10 +125,10 @@ class Tensor:
         return _binary("matrix-multiply", other, self, ALGEBRA.matmul, matmul=True)
 
     def __gt__(self, other):
-        return _binary("compare", self, other, lambda a, b: ALGEBRA.apply("gt", a, b))
+        return _binary("compare", self, other, lambda a, b: ALGEBRA.apply(Op.GT, a, b))
 
     def __lt__(self, other):
-        return _binary("compare", self, other, lambda a, b: ALGEBRA.apply("lt", a, b))
+        return _binary("compare", self, other, lambda a, b: ALGEBRA.apply(Op.LT, a, b))
 
     @property
     def T(self) -> Tensor:
@@ -236,10 +237,10 @@ def _elementwise(op: str, sympy_function):
     return function
 
 
-exp = _elementwise("exp", sympy.exp)
-log = _elementwise("log", sympy.log)
-sqrt = _elementwise("sqrt", sympy.sqrt)
-tanh = _elementwise("tanh", sympy.tanh)
-abs = _elementwise("abs", sympy.Abs)  # noqa: A001 - mirrors numpy.abs
+exp = _elementwise(Op.EXP, sympy.exp)
+log = _elementwise(Op.LOG, sympy.log)
+sqrt = _elementwise(Op.SQRT, sympy.sqrt)
+tanh = _elementwise(Op.TANH, sympy.tanh)
+abs = _elementwise(Op.ABS, sympy.Abs)  # noqa: A001 - mirrors numpy.abs
 
 sympy_functions.ON_TENSORS = (Tensor, apply)  # bpgen.sigmoid(t) and friends apply elementwise to a tensor

@@ -35,6 +35,7 @@ import numpy as np
 from ..backend.load import write_atomic
 from ..backend.printer import ExpressionPrinter
 from ..core.ir import READ_OPS, Node
+from ..core.ops import Op
 from ..core.reverse import depends_on
 from ..core.rules import rule_of
 from ..core.shapes import format_shape
@@ -224,7 +225,7 @@ def _collect(ev: Evaluation, namespace: dict) -> None:
     e = ev.fn.emitted
     names, loc = e.names, ev.locals
     for node in [*e.inputs, *e.forward]:
-        if node.op == "const":
+        if node.op == Op.CONST:
             ev.value[node.id] = node.value
         elif names.get(node.id) in loc:
             ev.value[node.id] = loc[names[node.id]]
@@ -333,7 +334,7 @@ def _groups(e, visible: list[Node], users: dict[int, list[Node]]) -> dict[int, i
     heads = set(e.hints) | {e.output.id}
     group: dict[int, int] = {}
     for node in reversed(visible):
-        if node.op == "input" or node.id in heads:
+        if node.op == Op.INPUT or node.id in heads:
             group[node.id] = node.id
             continue
         owners = {group.get(u.id) for u in users.get(node.id, ())}
@@ -346,7 +347,7 @@ def _statement_label(e, head: Node, members: set[int]) -> str:
     from ..core.rules import syntax_of as _syntax_of
 
     names = {k: v for k, v in e.names.items() if k not in members}
-    dims = {n.attrs[0]: e.names[n.id] for n in e.forward if n.op == "dim" and n.id in e.names}
+    dims = {n.attrs[0]: e.names[n.id] for n in e.forward if n.op == Op.DIM and n.id in e.names}
     for node in e.inputs:
         for d in node.shape:
             if not isinstance(d, int) and d not in dims:
@@ -361,7 +362,7 @@ def _draw(graphviz, ev: Evaluation, max_nodes: int):
     e = ev.fn.emitted
     names = e.names
     visible = list(e.inputs) + [n for n in e.forward if n.op not in READ_OPS]
-    if e.output.op == "const":
+    if e.output.op == Op.CONST:
         visible.append(e.output)
     order = {n.id: k for k, n in enumerate(visible)}
     users: dict[int, list[Node]] = {}
@@ -372,7 +373,7 @@ def _draw(graphviz, ev: Evaluation, max_nodes: int):
     members_of: dict[int, list[Node]] = {}
     for node in visible:
         members_of.setdefault(group[node.id], []).append(node)
-    statements = [n for n in visible if n.op != "input"]
+    statements = [n for n in visible if n.op != Op.INPUT]
     structured = not any(len(m) == len(statements) for m in members_of.values()) or len(statements) <= 1
     clusters = {h: m for h, m in members_of.items() if len(m) > 1} if structured else {}
     by_id = {n.id: n for n in visible}
@@ -483,7 +484,7 @@ def _title(ev: Evaluation, collapsed: bool) -> str:
 def _node(dot, ev: Evaluation, unit: _Unit, statement_text: dict[int, str]) -> None:
     e = ev.fn.emitted
     node = unit.head
-    name = e.names.get(node.id, describe_value(node.value) if node.op == "const" else f"%{node.id}")
+    name = e.names.get(node.id, describe_value(node.value) if node.op == Op.CONST else f"%{node.id}")
     lines = [f"<b>{html.escape(name)}</b>"]
     attrs = {}
     if unit.kind == "rest":
@@ -492,7 +493,7 @@ def _node(dot, ev: Evaluation, unit: _Unit, statement_text: dict[int, str]) -> N
                  _font("(collapsed: raise max_nodes / --max-nodes to see them)", MUTED_COLOR, 9)]
         dot.node(unit.key, label=f"<{'<br/>'.join(lines)}>", style="rounded,dashed,filled", fillcolor="#f4f4f4")
         return
-    if node.op == "input":
+    if node.op == Op.INPUT:
         lines.append(_font("input", MUTED_COLOR, 10))
         attrs = {"fillcolor": "#e8f0fe"}
     elif unit.kind == "statement":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core.ir import schedule
+from ..core.ops import Op
 from ..core.shapes import format_shape
 from ..errors import BpgenError
 
@@ -45,9 +46,9 @@ def parameters(fn: Artifact) -> list[Parameter]:
         return [Parameter(name, (), "real") for name in fn.params]
     kinds: dict[int, tuple[str, object]] = {}
     for node in schedule([declaration.output]):
-        if node.op == "cross_entropy":
+        if node.op == Op.CROSS_ENTROPY:
             kinds[node.args[1].id] = ("labels", node.args[0].shape[1])
-        elif node.op == "softmax_ce":
+        elif node.op == Op.SOFTMAX_CE:
             kinds.setdefault(node.args[1].id, ("distribution", node.args[0].shape[1]))
     result = []
     for name, tensor in zip(fn.params, declaration.inputs):
