@@ -55,6 +55,7 @@ class Artifact:
     source: str
     params: list[str]  # the generated functions' parameters, in order
     emitted: Emitted
+    helpers: tuple[str, ...]  # the runtime helpers the module holds, in the order it holds them
     header: Header  # the module's header (name, origin): the one part rendered again for another origin
     rendering: Callable[[Header], str]  # the source for a header
 
@@ -157,7 +158,7 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
                             wrt_nodes)
     dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
-    helpers = _helpers_used(printed) if seed is None else sorted({*_helpers_used(printed), "same_shape"})
+    helpers = _helpers_used(printed, also=() if seed is None else ("same_shape",))  # vjp checks its seed
     if not declaration.is_tensor:
         checks = assumption_guards(declaration.name, declaration.inputs, params)
     else:
@@ -168,7 +169,8 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
                                   seed=None if seed is None else names[seed.id], checks=checks,
                                   output_shape=format_shape(output.shape))
     return Artifact(declaration, rendering(header), params,
-                    Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints), header, rendering)
+                    Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints), tuple(helpers),
+                    header, rendering)
 
 
 def with_origin(artifact: Artifact, origin: str) -> Artifact:
@@ -184,9 +186,9 @@ def _dump(title: str, text: str) -> None:
         print(f"--- {title}\n{text}", file=sys.stderr)
 
 
-def _helpers_used(printed: list[Node]) -> list[str]:
-    """Helper functions the printed code calls, with the helpers they call in turn."""
-    used = set()
+def _helpers_used(printed: list[Node], also: tuple[str, ...] = ()) -> list[str]:
+    """Helper functions the printed code calls (and `also` those), with the helpers they call in turn."""
+    used = set(also)
     for node in printed:
         if node.op in NO_RULE_OPS:
             continue
