@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from .core.shapes import format_shape
 from .errors import BpgenError
 from .frontend.declaration import declare, declare_tensor, retarget
 from .frontend.tensor import Tensor
-from .pipeline import Artifact, build, with_origin
+from .pipeline import Artifact, build, build_jvp, with_origin
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 
@@ -84,6 +85,43 @@ class CompiledFunction:
         if attr == "vjp":
             return f"{self.name} has a scalar output: use value_and_grad (vjp is for tensor outputs)"
         return f"{self.name} is a tensor function: {attr} is for scalar SymPy functions"
+
+    def jvp(self, *args):
+        """(value, tangent) = g.jvp(*args, tangents): forward mode, the derivative of the value along `tangents`,
+        one number per `wrt` input (a tuple or list; a bare number when there is one input). Its module is
+        generated and compiled on first use; `g.jvp_source` shows it."""
+        if not args:
+            raise TypeError(f"{self.name}.jvp takes the function's arguments and then a tuple of tangents")
+        *point, tangents = args
+        if not isinstance(tangents, (tuple, list)):
+            if len(self.wrt) != 1:
+                raise TypeError(f"{self.name}.jvp: the tangents must be a tuple of {len(self.wrt)} numbers, one per "
+                                f"input in wrt ({', '.join(str(w) for w in self.wrt)})")
+            tangents = (tangents,)
+        if len(tangents) != len(self.wrt):
+            raise TypeError(f"{self.name}.jvp: {len(tangents)} tangents for {len(self.wrt)} inputs in wrt "
+                            f"({', '.join(str(w) for w in self.wrt)})")
+        return self._jvp_function(*point, *tangents)
+
+    @property
+    def jvp_source(self) -> str:
+        """The forward-mode module's source."""
+        return self._jvp_artifact.source
+
+    @functools.cached_property
+    def _jvp_artifact(self) -> Artifact:
+        return build_jvp(self.declaration, self.jit)
+
+    @functools.cached_property
+    def _jvp_function(self):
+        from .tools.arguments import checked
+        from .tools.parameters import Parameter
+
+        artifact = self._jvp_artifact
+        function = load_source(artifact.source, f"{self.name}_jvp").jvp
+        code = getattr(function, "py_func", function).__code__
+        names = code.co_varnames[:code.co_argcount]  # the inputs, then their tangents
+        return checked(function, f"{self.name}.jvp", [Parameter(n, (), "real") for n in names])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the generated module to `path` (atomically)."""

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 from .backend.guards import assumption_guards, shape_guards
 from .backend.naming import assign_names
-from .backend.printer import PrintedProgram, print_program
-from .backend.render import Header, render_module
+from .backend.printer import ExpressionPrinter, PrintedProgram, print_program, print_tangents
+from .backend.render import Header, render_jvp_module, render_module
 from .core.algebra import Algebra
+from .core.forward import forward_mode
 from .core.ir import NO_RULE_OPS, Graph, Node, format_program, schedule
 from .core.ops import Op
 from .core.reverse import Backward, backward
@@ -58,10 +59,13 @@ class Artifact:
     helpers: tuple[str, ...]  # the runtime helpers the module holds, in the order it holds them
     header: Header  # the module's header (name, origin): the one part rendered again for another origin
     rendering: Callable[[Header], str]  # the source for a header
+    mode: str = "reverse"  # or "jvp": the forward-mode module
 
     @property
     def functions(self) -> tuple[str, ...]:
         """The functions of the generated module users call."""
+        if self.mode == "jvp":
+            return ("jvp",)
         if self.emitted.seed is not None:
             return ("forward", "vjp")
         batch = () if self.declaration.is_tensor else ("value_and_grad_batch",)
@@ -96,6 +100,12 @@ def _without_gc(build_function):
 
 @_without_gc
 def _build_scalar(declaration: Declaration, jit: bool = True) -> Artifact:
+    A, input_nodes, output, wrt_nodes, hints = _lower_scalar(declaration)
+    return _emit(declaration, A, input_nodes, [s.name for s in declaration.inputs], output, wrt_nodes, hints, jit)
+
+
+def _lower_scalar(declaration: Declaration) -> tuple:
+    """A scalar declaration as IR: (algebra, input nodes, output, wrt nodes, the user's names by node id)."""
     graph = Graph()
     A = Algebra(graph)
     input_nodes = [graph.input(i, s) for i, s in enumerate(declaration.inputs)]
@@ -108,7 +118,31 @@ def _build_scalar(declaration: Declaration, jit: bool = True) -> Artifact:
         if node is not None and node.id not in hints:
             hints[node.id] = hint
     wrt_nodes = [input_nodes[declaration.inputs.index(w)] for w in declaration.wrt]
-    return _emit(declaration, A, input_nodes, [s.name for s in declaration.inputs], output, wrt_nodes, hints, jit)
+    return A, input_nodes, output, wrt_nodes, hints
+
+
+@_without_gc
+def build_jvp(declaration: Declaration, jit: bool = True) -> Artifact:
+    """The forward-mode module of a scalar declaration: jvp(*inputs, *tangents) -> (value, tangent)."""
+    if declaration.is_tensor:
+        raise BpgenError(f"{declaration.name}: jvp is not available yet for tensor functions (use vjp)")
+    A, input_nodes, output, wrt_nodes, hints = _lower_scalar(declaration)
+    hints.setdefault(output.id, declaration.name)
+    forward = schedule([output])
+    tangents = forward_mode(forward, output, wrt_nodes, A)
+    variables = tangents.seeds + [s.tangent for s in tangents.steps if s.first]
+    names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, [], (), variables)
+    params = [names[n.id] for n in input_nodes]
+    program = print_program(params, forward, output, [], [], names, syntax_of)
+    lines = print_tangents(tangents.steps, names, syntax_of, program.forward)
+    helpers = _helpers_used(_all_nodes(forward, [s.term for s in tangents.steps]))
+    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
+    rendering = functools.partial(render_jvp_module, program, lines, helpers=helpers, jit=jit,
+                                  tangent_params=[names[s.id] for s in tangents.seeds],
+                                  output_tangent=ExpressionPrinter(names, syntax_of)(tangents.output_tangent),
+                                  checks=assumption_guards(declaration.name, declaration.inputs, params))
+    emitted = Emitted(A, input_nodes, forward, output, None, Backward([], []), names, program, hints)
+    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "jvp")
 
 
 @_without_gc

@@ -20,6 +20,7 @@ from ..core.ops import Op
 from ..core.rules import RUNTIME_NAMES
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
+TANGENT_PREFIX = "t"  # tx is the tangent (forward-mode derivative) of x
 SUFFIX = "{name}_{k}"  # x_1, x_2 ... when x is taken
 FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
 
@@ -121,7 +122,8 @@ def _label(node: Node) -> str:
 
 
 def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node],
-                 hints: dict[int, str], adjoints: list[Node], dims: list[Node] = ()) -> dict[int, str]:
+                 hints: dict[int, str], adjoints: list[Node], dims: list[Node] = (),
+                 tangents: list[Node] = ()) -> dict[int, str]:
     """Names for inputs, symbolic sizes ("dim" nodes), forward intermediates and adjoints, keyed by node id."""
     namespace = Namespace()
     names: dict[int, str] = {}
@@ -139,4 +141,6 @@ def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node]
             names[node.id] = fallback.next(_label(node))
     for adj in adjoints:
         names[adj.id] = adjoint_name(namespace, names[adj.args[0].id])
+    for tangent in tangents:
+        names[tangent.id] = namespace.claim(TANGENT_PREFIX + names[tangent.args[0].id])
     return names

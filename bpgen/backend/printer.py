@@ -386,3 +386,21 @@ class FreshReturns:
             return f"{expr(node, ATOM)}.copy()"
         self.returned.add(memory)
         return expr(node)
+
+
+def print_tangents(steps, names: Mapping[int, str], syntax_of: Callable[[Node], Syntax],
+                   forward: list[Statement]) -> list[Statement]:
+    """Forward mode's staged lines: `tnum = tx`, `tden += ((1.0 - sigx) * sigx) * tsigx`, each with the forward
+    statement it differentiates as its comment."""
+    expr = ExpressionPrinter(names, syntax_of)
+    defined = {statement.node.id: statement for statement in forward}
+    lines = []
+    for step in steps:
+        if step.term.op == Op.MUL and step.term.args == (step.partial, step.upstream):
+            rhs = expr.product(step.partial, step.upstream)
+        else:
+            rhs = expr(step.term, ADD + 1 if not step.first else COND)
+        lines.append(Statement(names[step.tangent.id], rhs, step.target, accumulate=not step.first,
+                               comment=f"# {defined[step.target.id].code}", step=step))
+    return lines
+

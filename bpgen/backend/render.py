@@ -144,12 +144,47 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
         "check_decorator": _decorator(jit, batch),
     }
-    template = environment().get_template("module.py.j2")
+    return _render("module.py.j2", context, header.name)
+
+
+TANGENT_COMMENT = "# tangents: each line adds one local derivative times the tangent of an argument"
+
+
+def render_jvp_module(program: PrintedProgram, tangents: list, header: Header, *, helpers: list[str], jit: bool,
+                      tangent_params: list[str], output_tangent: str, checks: list[Guard] = ()) -> str:
+    """A module of one function, jvp(*params, *tangent_params) -> (value, tangent): forward mode, staged."""
+    codes = [s.code for s in tangents]
+    width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
+    context = {
+        "origin": safe_comment(header.origin),
+        "name": header.name,
+        "output": header.output,
+        "wrt": header.wrt,
+        "params": program.params,
+        "tangent_params": tangent_params,
+        "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
+        "decorator": _decorator(jit, False),
+        "forward": [s.code for s in program.forward],
+        "tangents": [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, tangents)],
+        "tangent_comment": TANGENT_COMMENT,
+        "value": program.returned_value,
+        "output_tangent": output_tangent,
+        "checks": guard_lines(list(checks)),
+        "checked": " (what their symbols assume)",
+        "check_decorator": _decorator(jit, False),
+        "check_dims": [],
+    }
+    return _render("jvp.py.j2", context, header.name)
+
+
+def _render(template_name: str, context: dict, name: str) -> str:
+    """The template rendered twice: once to see which modules the code uses, then with just those imports."""
+    template = environment().get_template(template_name)
     draft = template.render(context, needs="", import_groups=[])
     try:  # never write or import a module that does not parse: that would be bpgen's bug, said as one
         used = {node.id for node in ast.walk(ast.parse(draft)) if isinstance(node, ast.Name)}
     except SyntaxError as exc:
-        raise BpgenError(f"{header.name}: bpgen generated code that does not parse (line {exc.lineno}: "
+        raise BpgenError(f"{name}: bpgen generated code that does not parse (line {exc.lineno}: "
                          f"{exc.msg}); please report this") from None
     imports = [(module, line) for name, module, line in IMPORTS if name in used]  # only what the code uses
     groups = [[i for i in imports if i[0] in group] for group in IMPORT_GROUPS]

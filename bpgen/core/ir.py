@@ -18,7 +18,7 @@ from .ops import Op
 # The leaf ops: values a statement reads but no statement computes (inputs, constants, and symbolic sizes read
 # off an input's shape), and, with the reverse pass's adjoint variables, the ops no rule of the table covers.
 READ_OPS = frozenset({Op.INPUT, Op.CONST, Op.DIM})
-NO_RULE_OPS = READ_OPS | {Op.ADJ}
+NO_RULE_OPS = READ_OPS | {Op.ADJ, Op.TANGENT}
 
 
 class Node:

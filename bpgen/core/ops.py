@@ -14,6 +14,7 @@ class Op(StrEnum):
     DIM = "dim"
     ADJ = "adj"
     CALL = "call"
+    TANGENT = "tangent"  # a tangent variable of forward mode
     # the rule table's ops (bpgen/core/rules.py), in its order
     ADD = "add"
     SUB = "sub"
