@@ -15,7 +15,7 @@ from .core.shapes import format_shape
 from .errors import BpgenError
 from .frontend.declaration import declare, declare_tensor, retarget
 from .frontend.tensor import Tensor
-from .pipeline import Artifact, build, build_jvp, with_origin
+from .pipeline import Artifact, build, build_hvp, build_jvp, with_origin
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 
@@ -90,18 +90,64 @@ class CompiledFunction:
         """(value, tangent) = g.jvp(*args, tangents): forward mode, the derivative of the value along `tangents`,
         one number per `wrt` input (a tuple or list; a bare number when there is one input). Its module is
         generated and compiled on first use; `g.jvp_source` shows it."""
-        if not args:
-            raise TypeError(f"{self.name}.jvp takes the function's arguments and then a tuple of tangents")
-        *point, tangents = args
-        if not isinstance(tangents, (tuple, list)):
-            if len(self.wrt) != 1:
-                raise TypeError(f"{self.name}.jvp: the tangents must be a tuple of {len(self.wrt)} numbers, one per "
-                                f"input in wrt ({', '.join(str(w) for w in self.wrt)})")
-            tangents = (tangents,)
-        if len(tangents) != len(self.wrt):
-            raise TypeError(f"{self.name}.jvp: {len(tangents)} tangents for {len(self.wrt)} inputs in wrt "
-                            f"({', '.join(str(w) for w in self.wrt)})")
+        *point, tangents = self._split("jvp", args)
         return self._jvp_function(*point, *tangents)
+
+    def hvp(self, *args):
+        """(value, gradients, hv) = g.hvp(*args, vectors): the Hessian (restricted to `wrt`) times `vectors`, one
+        number per `wrt` input, with the value and gradients, forward mode over the reverse pass in one call.
+        Generated and compiled on first use; `g.hvp_source` shows it."""
+        *point, vectors = self._split("hvp", args)
+        return self._second_order_function(*point, *vectors)
+
+    def hessian(self, *args):
+        """(value, gradients, H): the Hessian restricted to `wrt`, an (n, n) float64 array, one hvp per column."""
+        import numpy as np
+
+        n = len(self.wrt)
+        columns = []
+        value = gradients = None
+        for j in range(n):
+            value, gradients, column = self._second_order_function(*args, *(float(i == j) for i in range(n)))
+            columns.append(column)
+        return value, gradients, np.array(columns, dtype=np.float64).T.copy()
+
+    @property
+    def hvp_source(self) -> str:
+        """The forward-over-reverse module's source."""
+        return self._second_order_artifact.source
+
+    @functools.cached_property
+    def _second_order_artifact(self) -> Artifact:
+        return build_hvp(self.declaration, self.jit)
+
+    @functools.cached_property
+    def _second_order_function(self):
+        return self._load_checked(self._second_order_artifact, "hvp")
+
+    def _split(self, method: str, args: tuple) -> tuple:
+        """The arguments, then the tangents or vectors as a tuple of one number per `wrt` input."""
+        if not args:
+            raise TypeError(f"{self.name}.{method} takes the function's arguments and then a tuple of numbers")
+        *point, vectors = args
+        wrt = ", ".join(str(w) for w in self.wrt)
+        if not isinstance(vectors, (tuple, list)):
+            if len(self.wrt) != 1:
+                raise TypeError(f"{self.name}.{method}: the tangents must be a tuple of {len(self.wrt)} numbers, "
+                                f"one per input in wrt ({wrt})")
+            vectors = (vectors,)
+        if len(vectors) != len(self.wrt):
+            raise TypeError(f"{self.name}.{method}: {len(vectors)} tangents for {len(self.wrt)} inputs in wrt ({wrt})")
+        return (*point, tuple(vectors))
+
+    def _load_checked(self, artifact: Artifact, function_name: str):
+        from .tools.arguments import checked
+        from .tools.parameters import Parameter
+
+        function = getattr(load_source(artifact.source, f"{self.name}_{function_name}"), function_name)
+        code = getattr(function, "py_func", function).__code__
+        names = code.co_varnames[:code.co_argcount]  # the inputs, then their tangents
+        return checked(function, f"{self.name}.{function_name}", [Parameter(n, (), "real") for n in names])
 
     @property
     def jvp_source(self) -> str:
@@ -114,14 +160,7 @@ class CompiledFunction:
 
     @functools.cached_property
     def _jvp_function(self):
-        from .tools.arguments import checked
-        from .tools.parameters import Parameter
-
-        artifact = self._jvp_artifact
-        function = load_source(artifact.source, f"{self.name}_jvp").jvp
-        code = getattr(function, "py_func", function).__code__
-        names = code.co_varnames[:code.co_argcount]  # the inputs, then their tangents
-        return checked(function, f"{self.name}.jvp", [Parameter(n, (), "real") for n in names])
+        return self._load_checked(self._jvp_artifact, "jvp")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the generated module to `path` (atomically)."""

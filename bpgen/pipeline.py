@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from .backend.guards import assumption_guards, shape_guards
 from .backend.naming import assign_names
-from .backend.printer import ExpressionPrinter, PrintedProgram, print_program, print_tangents
-from .backend.render import Header, render_jvp_module, render_module
+from .backend.printer import ADD, COND, ExpressionPrinter, PrintedProgram, Statement, print_program, print_tangents
+from .backend.render import Header, render_hvp_module, render_jvp_module, render_module
 from .core.algebra import Algebra
-from .core.forward import forward_mode
+from .core.forward import forward_mode, forward_over_reverse
 from .core.ir import NO_RULE_OPS, Graph, Node, format_program, schedule
 from .core.ops import Op
 from .core.reverse import Backward, backward
@@ -64,8 +64,8 @@ class Artifact:
     @property
     def functions(self) -> tuple[str, ...]:
         """The functions of the generated module users call."""
-        if self.mode == "jvp":
-            return ("jvp",)
+        if self.mode in ("jvp", "hvp"):
+            return (self.mode,)
         if self.emitted.seed is not None:
             return ("forward", "vjp")
         batch = () if self.declaration.is_tensor else ("value_and_grad_batch",)
@@ -143,6 +143,40 @@ def build_jvp(declaration: Declaration, jit: bool = True) -> Artifact:
                                   checks=assumption_guards(declaration.name, declaration.inputs, params))
     emitted = Emitted(A, input_nodes, forward, output, None, Backward([], []), names, program, hints)
     return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "jvp")
+
+
+@_without_gc
+def build_hvp(declaration: Declaration, jit: bool = True) -> Artifact:
+    """The forward-over-reverse module of a scalar declaration: hvp(*inputs, *vectors) -> (value, gradients,
+    Hessian times the vectors), the backward pass followed by its tangent lines."""
+    if declaration.is_tensor:
+        raise BpgenError(f"{declaration.name}: hvp is not available yet for tensor functions")
+    A, input_nodes, output, wrt_nodes, hints = _lower_scalar(declaration)
+    hints.setdefault(output.id, declaration.name)
+    forward = schedule([output])
+    grads = backward(forward, output, wrt_nodes, A, None, frozenset(i for i in hints if i != output.id))
+    second = forward_over_reverse(forward, output, wrt_nodes, grads, A)
+    adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
+    variables = second.forward.seeds + [s.tangent for s in second.forward.steps if s.first] \
+        + [s.tangent for s in second.steps if s.first]
+    names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, adjoints, (), variables)
+    params = [names[n.id] for n in input_nodes]
+    program = print_program(params, forward, output, grads.printed, grads.gradients, names, syntax_of)
+    lines = print_tangents(second.forward.steps, names, syntax_of, program.forward)
+    expr = ExpressionPrinter(names, syntax_of)
+    for step, index in zip(second.steps, second.lines):  # each cites the backward line it differentiates
+        line = program.backward[index]
+        lines.append(Statement(names[step.tangent.id], expr(step.term, ADD + 1 if not step.first else COND),
+                               step.target, accumulate=not step.first, comment=f"# {line.code}", step=step))
+    terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
+    helpers = _helpers_used(_all_nodes(forward, terms))
+    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
+    rendering = functools.partial(render_hvp_module, program, lines, helpers=helpers, jit=jit,
+                                  tangent_params=[names[s.id] for s in second.forward.seeds],
+                                  hv=[expr(h) for h in second.hv],
+                                  checks=assumption_guards(declaration.name, declaration.inputs, params))
+    emitted = Emitted(A, input_nodes, forward, output, None, grads, names, program, hints)
+    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "hvp")
 
 
 @_without_gc

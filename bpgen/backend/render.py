@@ -177,6 +177,39 @@ def render_jvp_module(program: PrintedProgram, tangents: list, header: Header, *
     return _render("jvp.py.j2", context, header.name)
 
 
+def render_hvp_module(program: PrintedProgram, tangents: list, header: Header, *, helpers: list[str], jit: bool,
+                      tangent_params: list[str], hv: list[str], checks: list[Guard] = ()) -> str:
+    """A module of one function, hvp(*params, *vectors) -> (value, gradients, Hessian times the vectors)."""
+    codes = [s.code for s in tangents]
+    width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
+    context = {
+        "origin": safe_comment(header.origin),
+        "name": header.name,
+        "output": header.output,
+        "wrt": header.wrt,
+        "params": program.params,
+        "tangent_params": tangent_params,
+        "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
+        "decorator": _decorator(jit, False),
+        "forward": [s.code for s in program.forward],
+        "backward": backward_lines(program),
+        "backward_comment": BACKWARD_COMMENT,
+        "tangents": [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, tangents)],
+        "tangent_comment": SECOND_ORDER_COMMENT,
+        "value": program.returned_value,
+        "gradients": program.gradients,
+        "hv": hv,
+        "checks": guard_lines(list(checks)),
+        "checked": " (what their symbols assume)",
+        "check_decorator": _decorator(jit, False),
+    }
+    return _render("hvp.py.j2", context, header.name)
+
+
+SECOND_ORDER_COMMENT = ("# tangents of the forward and backward lines along the vectors: the Hessian times them is the "
+                        "tangent of the gradients")
+
+
 def _render(template_name: str, context: dict, name: str) -> str:
     """The template rendered twice: once to see which modules the code uses, then with just those imports."""
     template = environment().get_template(template_name)

@@ -1,0 +1,98 @@
+"""Second order: g.hvp (forward mode over the reverse pass) and g.hessian, against sympy.diff twice."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+from test_corpus import CASES
+from test_rules import DIFFERENTIABLE, rule_symbols, sympy_value
+
+import bpgen
+from bpgen.core.rules import sympy_builder
+from bpgen.frontend.spec import SpecRef, load
+
+x, y, z = sympy.symbols("x y z", real=True)
+
+
+def _check_hessian(g, expr, syms, points, rtol=1e-9):
+    hessian = [[sympy.diff(expr, a, b) for b in syms] for a in syms]
+    for point in points:
+        at = dict(zip(syms, point))
+        value, grads, H = g.hessian(*point)
+        want = np.array([[sympy_value(h, at) for h in row] for row in hessian])
+        scale = max(1.0, float(np.max(np.abs(want))))
+        np.testing.assert_allclose(H, want, rtol=rtol, atol=rtol * scale, err_msg=f"{expr} at {point}")
+        np.testing.assert_allclose(H, H.T, rtol=1e-12, atol=1e-12 * scale)  # symmetric to rounding
+        assert value == pytest.approx(sympy_value(expr, at), rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("rule", [pytest.param(r, id=r.op) for r in DIFFERENTIABLE if r.shape is None])
+def test_every_rules_hessian_matches_sympy_diff_twice(rule):
+    syms = rule_symbols(rule)
+    expr = sympy_builder(rule)(*syms)
+    g = bpgen.compile(expr, inputs=list(syms), jit=False)
+    rng = np.random.default_rng(zlib.crc32(("hessian-" + rule.op).encode()))
+    _check_hessian(g, expr, syms, [[float(rng.uniform(lo, hi)) for lo, hi in rule.domain] for _ in range(3)])
+
+
+SMALL_CASES = [c for c in CASES if not c.bug and c.loop is None and c.name not in
+               ("deep_100", "deep_50", "deep_residual_60", "many_inputs_50")]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in SMALL_CASES])
+def test_corpus_hessians_match_sympy(case):
+    expr, inputs, wrt = case.build()
+    syms = list(wrt or inputs)
+    if len(syms) > 6 or sympy.count_ops(expr) > 150:
+        pytest.skip("large: the sympy reference would dominate the run")
+    g = bpgen.compile(expr, inputs=list(inputs), wrt=syms, jit=False)
+    points = case.sample()[:2]
+    hessian = [[sympy.diff(expr, a, b) for b in syms] for a in syms]
+    for point in points:
+        at = dict(zip(inputs, point))
+        _, _, H = g.hessian(*point)
+        want = np.array([[sympy_value(h, at) for h in row] for row in hessian])
+        scale = max(1.0, float(np.max(np.abs(want))))
+        np.testing.assert_allclose(H, want, rtol=1e-8, atol=1e-8 * scale, err_msg=f"{case.name} at {point}")
+
+
+def test_hvp_is_the_hessian_times_the_vector_and_numba_agrees():
+    expr = sympy.exp(x * y) / (1 + z**2) + bpgen.sigmoid(x - y) * sympy.log(1 + z**2) + bpgen.softplus(y * z)
+    jitted = bpgen.compile(expr, inputs=[x, y, z])
+    plain = bpgen.compile(expr, inputs=[x, y, z], jit=False)
+    point, vector = (0.3, -0.7, 1.1), (0.5, -2.0, 0.25)
+    value, grads, hv = jitted.hvp(*point, vector)
+    _, _, H = plain.hessian(*point)
+    np.testing.assert_allclose(hv, H @ np.array(vector), rtol=1e-12)
+    assert (value, grads) == (jitted.value_and_grad(*point)[0], jitted.value_and_grad(*point)[1])
+    p_value, p_grads, p_hv = plain.hvp(*point, vector)
+    np.testing.assert_allclose(hv, p_hv, rtol=1e-13)
+    assert all(type(h) is float for h in hv)
+
+
+def test_the_seed_functions_second_order_lines_cite_what_they_differentiate():
+    g = load(SpecRef(Path(__file__).parent.parent / "examples" / "cs231n.py", None))["cs231n"]
+    source = g.hvp_source
+    assert "def hvp(x, y, tx, ty):" in source and "return f, (dx, dy), (tdx, tdy)" in source
+    for line in ("tdnum = tinvden", "tdinvden = tnum", "tdx = tdxpy", "tdx += tdnum"):
+        assert re.search(rf"^    {re.escape(line)} ", source, re.M), line
+    assert re.search(r"^    tdden = .*# dden = \(-1\.0 / den\*\*2\) \* dinvden$", source, re.M)
+    assert "    tf = " not in source  # the output's own tangent is not needed
+
+
+def test_hessian_of_a_quadratic_is_exact():
+    g = bpgen.compile(3 * x**2 + 2 * x * y - y**2 + 5, inputs=[x, y])
+    value, grads, H = g.hessian(1, 2)
+    assert H.tolist() == [[6.0, 2.0], [2.0, -2.0]] and H.dtype == np.float64
+
+
+def test_tensor_functions_say_hvp_is_not_there_yet():
+    X = bpgen.Tensor("Xhvp", ("N", 2))
+    g = bpgen.compile(bpgen.sum(X * X), inputs=[X], jit=False)
+    with pytest.raises(bpgen.BpgenError, match="hvp is not available yet for tensor functions"):
+        g.hvp(np.ones((2, 2)), (np.ones((2, 2)),))
