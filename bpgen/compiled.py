@@ -130,15 +130,19 @@ class CompiledFunction:
         if not args:
             raise TypeError(f"{self.name}.{method} takes the function's arguments and then a tuple of numbers")
         *point, vectors = args
-        wrt = ", ".join(str(w) for w in self.wrt)
+        count = len(self.declaration.wrt)
         if not isinstance(vectors, (tuple, list)):
-            if len(self.wrt) != 1:
-                raise TypeError(f"{self.name}.{method}: the tangents must be a tuple of {len(self.wrt)} numbers, "
-                                f"one per input in wrt ({wrt})")
+            if count != 1:
+                raise TypeError(f"{self.name}.{method}: the tangents must be a tuple of {count} numbers, one per "
+                                f"input in wrt ({self._wrt_names()})")
             vectors = (vectors,)
-        if len(vectors) != len(self.wrt):
-            raise TypeError(f"{self.name}.{method}: {len(vectors)} tangents for {len(self.wrt)} inputs in wrt ({wrt})")
-        return (*point, tuple(vectors))
+        if len(vectors) != count:
+            raise TypeError(f"{self.name}.{method}: {len(vectors)} tangents for {count} inputs in wrt "
+                            f"({self._wrt_names()})")
+        return (*point, vectors)
+
+    def _wrt_names(self) -> str:
+        return ", ".join(str(getattr(w, "name", w)) for w in self.declaration.wrt)
 
     def _load_checked(self, artifact: Artifact, function_name: str):
         from .tools.arguments import checked
