@@ -29,3 +29,15 @@ def test_custom_activation_trains_with_the_generated_module(repo):
     assert mse < 0.01  # about 6e-4 after 100 steps, from about 0.6 at the start
     backward = example["activation_backward"](example["load_generated"]("custom_activation"))
     assert backward[-1].startswith("dz1 = dz1 + exp_array(z1 - softplus1) * dsoftplus1")
+
+
+def test_double_pendulum_conserves_energy_and_matches_lagranges_method(repo):
+    """The generated Hessian of a Lagrangian gives the equations of motion."""
+    import numpy as np
+
+    example = runpy.run_path(str(repo / "examples/double_pendulum.py"))
+    solution, drift = example["simulate"](seconds=5.0)
+    assert solution.success and drift < 1e-8
+    reference = example["reference_accelerations"]()
+    for state in np.random.default_rng(1).uniform(-3.0, 3.0, size=(10, 4)):
+        np.testing.assert_allclose(example["accelerations"](state), reference(*state), rtol=1e-12, atol=1e-12)
