@@ -56,6 +56,7 @@ def repo(monkeypatch) -> Path:
 SLOW_MODULES = {"test_cli.py", "test_examples.py"}
 SLOW_TESTS = {
     "test_scalar_dags_against_sympy_diff",  # the fuzz, against sympy.diff
+    "test_scalar_dag_hessians_against_sympy_diff_twice",
     "test_tensor_networks_against_autograd",
     "test_every_name_has_a_forward_line_and_a_gradient_line",
     "test_generated_code_is_identical_across_processes_and_hash_seeds",
