@@ -148,41 +148,33 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
 
 
 TANGENT_COMMENT = "# tangents: each line adds one local derivative times the tangent of an argument"
+SECOND_ORDER_COMMENT = ("# tangents of the forward and backward lines along the vectors: the Hessian times them is the "
+                        "tangent of the gradients")
 
 
 def render_jvp_module(program: PrintedProgram, tangents: list, header: Header, *, helpers: list[str], jit: bool,
                       tangent_params: list[str], output_tangent: str, checks: list[Guard] = ()) -> str:
     """A module of one function, jvp(*params, *tangent_params) -> (value, tangent): forward mode, staged."""
-    codes = [s.code for s in tangents]
-    width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
-    context = {
-        "origin": safe_comment(header.origin),
-        "name": header.name,
-        "output": header.output,
-        "wrt": header.wrt,
-        "params": program.params,
-        "tangent_params": tangent_params,
-        "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
-        "decorator": _decorator(jit, False),
-        "forward": [s.code for s in program.forward],
-        "tangents": [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, tangents)],
-        "tangent_comment": TANGENT_COMMENT,
-        "value": program.returned_value,
-        "output_tangent": output_tangent,
-        "checks": guard_lines(list(checks)),
-        "checked": " (what their symbols assume)",
-        "check_decorator": _decorator(jit, False),
-        "check_dims": [],
-    }
+    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, TANGENT_COMMENT)
+    context["output_tangent"] = output_tangent
     return _render("jvp.py.j2", context, header.name)
 
 
 def render_hvp_module(program: PrintedProgram, tangents: list, header: Header, *, helpers: list[str], jit: bool,
                       tangent_params: list[str], hv: list[str], checks: list[Guard] = ()) -> str:
     """A module of one function, hvp(*params, *vectors) -> (value, gradients, Hessian times the vectors)."""
+    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, SECOND_ORDER_COMMENT)
+    context.update(backward=backward_lines(program), backward_comment=BACKWARD_COMMENT,
+                   gradients=program.gradients, hv=hv)
+    return _render("hvp.py.j2", context, header.name)
+
+
+def _tangent_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
+                     tangent_params: list[str], checks: list[Guard], comment: str) -> dict:
+    """What the forward-mode templates share: the header, the forward lines, the aligned tangent lines."""
     codes = [s.code for s in tangents]
     width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
-    context = {
+    return {
         "origin": safe_comment(header.origin),
         "name": header.name,
         "output": header.output,
@@ -192,22 +184,13 @@ def render_hvp_module(program: PrintedProgram, tangents: list, header: Header, *
         "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
         "decorator": _decorator(jit, False),
         "forward": [s.code for s in program.forward],
-        "backward": backward_lines(program),
-        "backward_comment": BACKWARD_COMMENT,
         "tangents": [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, tangents)],
-        "tangent_comment": SECOND_ORDER_COMMENT,
+        "tangent_comment": comment,
         "value": program.returned_value,
-        "gradients": program.gradients,
-        "hv": hv,
         "checks": guard_lines(list(checks)),
         "checked": " (what their symbols assume)",
         "check_decorator": _decorator(jit, False),
     }
-    return _render("hvp.py.j2", context, header.name)
-
-
-SECOND_ORDER_COMMENT = ("# tangents of the forward and backward lines along the vectors: the Hessian times them is the "
-                        "tangent of the gradients")
 
 
 def _render(template_name: str, context: dict, name: str) -> str:

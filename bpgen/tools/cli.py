@@ -145,11 +145,18 @@ def _check(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
+def _whole_number(minimum: int):
+    """A converter of text to a whole number of at least `minimum` (ValueError otherwise)."""
+    def convert(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise ValueError(text)
+        return value
+
+    return convert
+
+
+_positive_int = _whole_number(1)
 
 
 def _finite_float(text: str) -> float:
@@ -174,20 +181,6 @@ def _option(convert, requirement: str):
 def _positive_float(text: str) -> float:
     value = _finite_float(text)
     if value <= 0:
-        raise ValueError(text)
-    return value
-
-
-def _seed(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-def _at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
         raise ValueError(text)
     return value
 
@@ -317,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dims", metavar="N=8", help="values of symbolic sizes (default 5)")
     check.add_argument("--points", type=_option(_positive_int, "a positive number of points"), default=3,
                        help="random points to check (default 3)")
-    check.add_argument("--seed", type=_option(_seed, "a seed (a whole number from 0)"), default=0,
+    check.add_argument("--seed", type=_option(_whole_number(0), "a seed (a whole number from 0)"), default=0,
                        help="random seed (default 0)")
     check.add_argument("--tol", type=_option(_positive_float, "a positive tolerance"), default=1e-5,
                        help="relative tolerance (default 1e-5)")
@@ -335,11 +328,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="the picture: .svg, .png, .pdf or .dot (default: <name>.svg)")
     graph.add_argument("--at", metavar="x=3,y=-4", help="draw at this point (inputs not given are random)")
     graph.add_argument("--dims", metavar="N=4", help="values of symbolic sizes (default 5)")
-    graph.add_argument("--max-nodes", type=_option(_at_least_two, "a number of nodes of at least 2"),
+    graph.add_argument("--max-nodes", type=_option(_whole_number(2), "a number of nodes of at least 2"),
                        default=DEFAULT_MAX_NODES, metavar="N",
                        help="beyond N nodes, collapse each statement into one node, then the part farthest from "
                             f"the output into one box (default {DEFAULT_MAX_NODES})")
-    graph.add_argument("--seed", type=_option(_seed, "a seed (a whole number from 0)"), default=0,
+    graph.add_argument("--seed", type=_option(_whole_number(0), "a seed (a whole number from 0)"), default=0,
                        help="random seed of the inputs not given (default 0)")
     graph.set_defaults(run=_graph)
 
