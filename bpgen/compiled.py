@@ -26,7 +26,9 @@ class CompiledFunction:
     `forward`, `value_and_grad`, `grad` and `value_and_grad_batch` (a scalar
     output), or `forward` and `vjp` (a tensor output), are the generated
     module's functions (Numba dispatchers unless jit=False); the module is
-    written and imported on first use, compiled on first call.
+    written and imported on first use, compiled on first call. `jvp`, `hvp`
+    and `hessian` (scalar SymPy functions) have modules of their own,
+    generated on first use.
     """
 
     def __init__(self, artifact: Artifact, jit: bool):
@@ -131,13 +133,14 @@ class CompiledFunction:
             raise TypeError(f"{self.name}.{method} takes the function's arguments and then a tuple of numbers")
         *point, vectors = args
         count = len(self.declaration.wrt)
+        what = "tangents" if method == "jvp" else "vectors"
         if not isinstance(vectors, (tuple, list)):
             if count != 1:
-                raise TypeError(f"{self.name}.{method}: the tangents must be a tuple of {count} numbers, one per "
+                raise TypeError(f"{self.name}.{method}: the {what} must be a tuple of {count} numbers, one per "
                                 f"input in wrt ({self._wrt_names()})")
             vectors = (vectors,)
         if len(vectors) != count:
-            raise TypeError(f"{self.name}.{method}: {len(vectors)} tangents for {count} inputs in wrt "
+            raise TypeError(f"{self.name}.{method}: {len(vectors)} {what} for {count} inputs in wrt "
                             f"({self._wrt_names()})")
         return (*point, vectors)
 
