@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from .backend.guards import assumption_guards, shape_guards
 from .backend.naming import assign_names
 from .backend.printer import ADD, COND, ExpressionPrinter, PrintedProgram, Statement, print_program, print_tangents
-from .backend.render import Header, render_hvp_module, render_jvp_module, render_module
+from .backend.render import Header, hvp_context, jvp_context, render_function_module, render_module
 from .core.algebra import Algebra
 from .core.forward import forward_mode, forward_over_reverse
 from .core.ir import NO_RULE_OPS, Graph, Node, format_program, schedule
@@ -59,7 +59,9 @@ class Artifact:
     helpers: tuple[str, ...]  # the runtime helpers the module holds, in the order it holds them
     header: Header  # the module's header (name, origin): the one part rendered again for another origin
     rendering: Callable[[Header], str]  # the source for a header
-    mode: str = "reverse"  # or "jvp": the forward-mode module
+    mode: str = "reverse"  # or "jvp", "hvp": a forward-mode module of one function
+    function: dict | None = None  # a forward-mode module's function, as its template takes it
+    derivatives: tuple[str, ...] = ()  # forward-mode functions the (reverse) module also holds
 
     @property
     def functions(self) -> tuple[str, ...]:
@@ -69,18 +71,40 @@ class Artifact:
         if self.emitted.seed is not None:
             return ("forward", "vjp")
         batch = () if self.declaration.is_tensor else ("value_and_grad_batch",)
-        return ("forward", "value_and_grad", "grad", *batch)
+        return ("forward", "value_and_grad", "grad", *batch, *self.derivatives)
 
     @property
     def name(self) -> str:
         return self.declaration.name
 
 
-def build(declaration: Declaration, jit: bool = True) -> Artifact:
-    """The generated module of a declaration (plain Python functions when jit is False)."""
+DERIVATIVES = ("jvp", "hvp", "hessian")  # what `bpgen generate --derivatives` can add to a module
+
+
+def build(declaration: Declaration, jit: bool = True, derivatives: tuple[str, ...] = ()) -> Artifact:
+    """The generated module of a declaration (plain Python functions when jit is False), with the forward-mode
+    functions `derivatives` names (scalar functions)."""
     if declaration.is_tensor:
+        if derivatives:
+            raise BpgenError(f"{declaration.name}: {', '.join(derivatives)} are not available yet for tensor "
+                             "functions")
         return _build_tensor(declaration, jit)
-    return _build_scalar(declaration, jit)
+    artifact = _build_scalar(declaration, jit)
+    return _with_derivatives(artifact, tuple(derivatives), jit) if derivatives else artifact
+
+
+def _with_derivatives(artifact: Artifact, derivatives: tuple[str, ...], jit: bool) -> Artifact:
+    unknown = [d for d in derivatives if d not in DERIVATIVES]
+    if unknown:
+        raise BpgenError(f"unknown derivative {unknown[0]!r}: choose from {', '.join(DERIVATIVES)}")
+    kinds = [d for d in DERIVATIVES if d in derivatives or (d == "hvp" and "hessian" in derivatives)]
+    parts = {kind: (build_jvp if kind == "jvp" else build_hvp)(artifact.declaration, jit)
+             for kind in kinds if kind != "hessian"}
+    helpers = with_needed_helpers([*artifact.helpers, *(h for part in parts.values() for h in part.helpers)])
+    blocks = [(kind, parts["hvp" if kind == "hessian" else kind].function) for kind in kinds]
+    rendering = functools.partial(artifact.rendering, helpers=helpers, derivatives=blocks)
+    return dataclasses.replace(artifact, source=rendering(artifact.header), helpers=tuple(helpers),
+                               rendering=rendering, derivatives=tuple(kinds))
 
 
 def _without_gc(build_function):
@@ -137,12 +161,13 @@ def build_jvp(declaration: Declaration, jit: bool = True) -> Artifact:
     lines = print_tangents(tangents.steps, names, syntax_of, program.forward)
     helpers = _helpers_used(_all_nodes(forward, [s.term for s in tangents.steps]))
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
-    rendering = functools.partial(render_jvp_module, program, lines, helpers=helpers, jit=jit,
-                                  tangent_params=[names[s.id] for s in tangents.seeds],
-                                  output_tangent=ExpressionPrinter(names, syntax_of)(tangents.output_tangent),
-                                  checks=assumption_guards(declaration.name, declaration.inputs, params))
+    function = jvp_context(program, lines, header, helpers, jit, [names[s.id] for s in tangents.seeds],
+                           assumption_guards(declaration.name, declaration.inputs, params),
+                           ExpressionPrinter(names, syntax_of)(tangents.output_tangent))
+    rendering = functools.partial(render_function_module, "jvp.py.j2", function)
     emitted = Emitted(A, input_nodes, forward, output, None, Backward([], []), names, program, hints)
-    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "jvp")
+    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "jvp",
+                    function)
 
 
 @_without_gc
@@ -171,12 +196,13 @@ def build_hvp(declaration: Declaration, jit: bool = True) -> Artifact:
     terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
     helpers = _helpers_used(_all_nodes(forward, terms))
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
-    rendering = functools.partial(render_hvp_module, program, lines, helpers=helpers, jit=jit,
-                                  tangent_params=[names[s.id] for s in second.forward.seeds],
-                                  hv=[expr(h) for h in second.hv],
-                                  checks=assumption_guards(declaration.name, declaration.inputs, params))
+    function = hvp_context(program, lines, header, helpers, jit, [names[s.id] for s in second.forward.seeds],
+                           assumption_guards(declaration.name, declaration.inputs, params),
+                           [expr(h) for h in second.hv])
+    rendering = functools.partial(render_function_module, "hvp.py.j2", function)
     emitted = Emitted(A, input_nodes, forward, output, None, grads, names, program, hints)
-    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "hvp")
+    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "hvp",
+                    function)
 
 
 @_without_gc

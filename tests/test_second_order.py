@@ -90,3 +90,28 @@ def test_tensor_functions_say_hvp_is_not_there_yet():
     g = bpgen.compile(bpgen.sum(X * X), inputs=[X], jit=False)
     with pytest.raises(bpgen.BpgenError, match="hvp is not available yet for tensor functions"):
         g.hvp(np.ones((2, 2)), (np.ones((2, 2)),))
+
+
+def test_generate_puts_the_derivatives_in_the_module_and_check_checks_them(tmp_path, monkeypatch, capsys):
+    from bpgen.tools import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.py").write_text("import sympy, bpgen\n\n@bpgen.function\ndef f(x, y):\n"
+                                      "    s = bpgen.sigmoid(x * y)\n    return s * sympy.exp(y) + x**3\n")
+    assert cli.main(["generate", "spec.py", "--derivatives", "jvp,hessian"]) == 0
+    source = (tmp_path / "generated" / "f.py").read_text()
+    for definition in ("def jvp(x, y, tx, ty):", "def hvp(x, y, tx, ty):", "def hessian(x, y):"):
+        assert definition in source
+    namespace: dict = {}
+    exec(compile(source.replace("@numba.njit", "# @numba.njit"), "f.py", "exec"), namespace)  # plain Python
+    g = bpgen.function(lambda x, y: bpgen.sigmoid(x * y) * sympy.exp(y) + x**3, jit=False)
+    _, _, H = namespace["hessian"](0.4, -0.3)
+    np.testing.assert_allclose(H, g.hessian(0.4, -0.3)[2], rtol=1e-14)
+    capsys.readouterr()
+    assert cli.main(["check", "spec.py", "--derivatives", "jvp,hvp,hessian", "--points", "2", "--python"]) == 0
+    out = capsys.readouterr().out
+    assert "jvp        along a random direction" in out and "hessian y" in out and "FAIL" not in out
+    assert cli.main(["show", "spec.py", "--derivatives", "hvp"]) == 0
+    assert "def hvp(x, y, tx, ty):" in capsys.readouterr().out
+    assert cli.main(["generate", "spec.py", "--derivatives", "hesian"]) == 2
+    assert "'hesian' is not one of jvp, hvp, hessian" in capsys.readouterr().err

@@ -109,7 +109,8 @@ def _decorator(jit: bool, inlined: bool) -> str:
 
 def render_module(program: PrintedProgram, header: Header, *, helpers: list[str], jit: bool,
                   dims: list[str] = (), batch: bool = True, seed: str | None = None,
-                  checks: list[Guard] = (), output_shape: str = "()") -> str:
+                  checks: list[Guard] = (), output_shape: str = "()",
+                  derivatives: list[tuple[str, dict]] = ()) -> str:
     """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors); `seed` names
     the output's adjoint, the last parameter of vjp, when the output is a tensor; `checks` are what
     check_arguments verifies before any work (declared sizes, SymPy assumptions)."""
@@ -143,6 +144,7 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         "checked": " (their sizes)" if seed is not None or not batch else " (what their symbols assume)",
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
         "check_decorator": _decorator(jit, batch),
+        "derivatives": list(derivatives),  # (jvp, hvp or hessian, the function's context)
     }
     return _render("module.py.j2", context, header.name)
 
@@ -152,31 +154,38 @@ SECOND_ORDER_COMMENT = ("# tangents of the forward and backward lines along the 
                         "tangent of the gradients")
 
 
-def render_jvp_module(program: PrintedProgram, tangents: list, header: Header, *, helpers: list[str], jit: bool,
-                      tangent_params: list[str], output_tangent: str, checks: list[Guard] = ()) -> str:
-    """A module of one function, jvp(*params, *tangent_params) -> (value, tangent): forward mode, staged."""
+def render_function_module(template: str, function: dict, header: Header) -> str:
+    """A module of one forward-mode function (jvp.py.j2, hvp.py.j2) from its context and the module's header."""
+    return _render(template, {**function, "origin": safe_comment(header.origin), "name": header.name,
+                              "function": function}, header.name)
+
+
+def jvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
+                tangent_params: list[str], checks: list[Guard], output_tangent: str) -> dict:
+    """What the jvp function's template needs."""
     context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, TANGENT_COMMENT)
     context["output_tangent"] = output_tangent
-    return _render("jvp.py.j2", context, header.name)
+    return context
 
 
-def render_hvp_module(program: PrintedProgram, tangents: list, header: Header, *, helpers: list[str], jit: bool,
-                      tangent_params: list[str], hv: list[str], checks: list[Guard] = ()) -> str:
-    """A module of one function, hvp(*params, *vectors) -> (value, gradients, Hessian times the vectors)."""
+def hvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
+                tangent_params: list[str], checks: list[Guard], hv: list[str]) -> dict:
+    """What the hvp (and hessian) functions' templates need."""
     context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, SECOND_ORDER_COMMENT)
-    context.update(backward=backward_lines(program), backward_comment=BACKWARD_COMMENT,
-                   gradients=program.gradients, hv=hv)
-    return _render("hvp.py.j2", context, header.name)
+    namespace = Namespace()
+    namespace.taken.update(program.params)
+    context.update(backward=backward_lines(program), backward_comment=BACKWARD_COMMENT, gradients=program.gradients,
+                   hv=hv, hessian_names={local: namespace.claim(local) for local in ("H", "value", "gradients",
+                                                                                      "column")})
+    return context
 
 
 def _tangent_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
                      tangent_params: list[str], checks: list[Guard], comment: str) -> dict:
-    """What the forward-mode templates share: the header, the forward lines, the aligned tangent lines."""
+    """What the forward-mode templates share: the forward lines, the aligned tangent lines, the helpers."""
     codes = [s.code for s in tangents]
     width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
     return {
-        "origin": safe_comment(header.origin),
-        "name": header.name,
         "output": header.output,
         "wrt": header.wrt,
         "params": program.params,

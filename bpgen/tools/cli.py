@@ -26,7 +26,7 @@ GENERATED_DIR = Path("generated")
 
 def _generate(args) -> int:
     ref = SpecRef.parse(args.spec)
-    functions = load(ref)
+    functions = {name: _with_derivatives(fn, args.derivatives) for name, fn in load(ref).items()}
     if args.output and len(functions) > 1:
         raise BpgenError(f"{ref.display} declares several functions ({', '.join(functions)}); "
                          "-o needs exactly one: pick it with SPEC.py:NAME")
@@ -77,8 +77,26 @@ def _is_generated(path: Path) -> bool:
 # show -------------------------------------------------------------------------------------------------------------
 
 
+def _with_derivatives(fn, kinds: tuple[str, ...]):
+    """The function's module with the forward-mode functions `kinds` (jvp, hvp, hessian) added."""
+    from ..compiled import CompiledFunction
+    from ..pipeline import build
+
+    return CompiledFunction(build(fn.declaration, fn.jit, kinds), fn.jit) if kinds else fn
+
+
+def _derivatives(text: str) -> tuple[str, ...]:
+    from ..pipeline import DERIVATIVES
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    for kind in kinds:
+        if kind not in DERIVATIVES:
+            raise argparse.ArgumentTypeError(f"{kind!r} is not one of {', '.join(DERIVATIVES)}")
+    return kinds
+
+
 def _show(args) -> int:
-    fn = load_one(SpecRef.parse(args.spec))
+    fn = _with_derivatives(load_one(SpecRef.parse(args.spec)), args.derivatives)
     text = backward_section(fn) if args.backward_only else fn.source
     if _use_color(args.color):
         text = _highlight(text)
@@ -123,6 +141,7 @@ def _check(args) -> int:
     fn = load_one(SpecRef.parse(args.spec))
     if args.python:
         fn = compile(fn, jit=False)
+    fn = _with_derivatives(fn, args.derivatives)
     at = parse_assignments(args.at, "--at", _finite_float)
     dims = parse_assignments(args.dims, "--dims", _positive_int)
     unknown = sorted(set(dims) - set(symbolic_dims(fn)))
@@ -133,7 +152,7 @@ def _check(args) -> int:
     engine = "plain Python" if args.python else "Numba"
     print(f"checking {fn.name} ({engine}) against central finite differences" + (f", {sizes}" if sizes else ""))
     failed = 0
-    for k, result in enumerate(run_checks(fn, args.points, args.seed, dims, at, args.tol), 1):
+    for k, result in enumerate(run_checks(fn, args.points, args.seed, dims, at, args.tol, args.derivatives), 1):
         where = f" at {result.point}" if result.point else ""
         print(f"\npoint {k}{where}: value {result.value:.10g}")
         print(_table(result.rows))
@@ -292,6 +311,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--module", metavar="NAME",
                      help="the name the module will be imported under, e.g. generated.cs231n (default: the file's "
                           "stem); Numba's cache is only found again under that name")
+    gen.add_argument("--derivatives", type=_derivatives, default=(), metavar="jvp,hvp,hessian",
+                     help="also forward mode and second order (scalar functions): jvp, hvp, hessian")
     gen.set_defaults(run=_generate)
 
     show = command("show", "print the generated module of a spec's function",
@@ -300,6 +321,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--backward-only", action="store_true", help="print only the backward (gradient) lines")
     show.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                       help="syntax highlighting (default: auto, on a terminal only)")
+    show.add_argument("--derivatives", type=_derivatives, default=(), metavar="jvp,hvp,hessian",
+                     help="also forward mode and second order (scalar functions): jvp, hvp, hessian")
     show.set_defaults(run=_show)
 
     check = command("check", "compare the generated gradients with central finite differences",
@@ -315,6 +338,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--tol", type=_option(_positive_float, "a positive tolerance"), default=1e-5,
                        help="relative tolerance (default 1e-5)")
     check.add_argument("--python", action="store_true", help="check the plain Python code instead of Numba's")
+    check.add_argument("--derivatives", type=_derivatives, default=(), metavar="jvp,hvp,hessian",
+                     help="also forward mode and second order (scalar functions): jvp, hvp, hessian")
     check.set_defaults(run=_check)
 
     from .draw import DEFAULT_MAX_NODES

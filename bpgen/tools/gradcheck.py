@@ -142,12 +142,55 @@ def _wrt_names(fn: CompiledFunction) -> list[str]:
 
 
 def run_checks(fn: CompiledFunction, points: int, seed: int, dims: dict[str, int], at: dict[str, float],
-               tolerance: float) -> list[PointCheck]:
-    """`points` checks at random points (all at `at` when it gives every input)."""
+               tolerance: float, derivatives: tuple[str, ...] = ()) -> list[PointCheck]:
+    """`points` checks at random points (all at `at` when it gives every input); with `derivatives`, the
+    module's jvp, hvp and hessian too."""
     rng = np.random.default_rng(seed)
     everything_given = len(at) == len(parameters(fn))
     results = []
     for _ in range(1 if everything_given else points):
         args, objective = draw_point(fn, rng, dims, at)
-        results.append(check_point(fn, args, objective, rng, tolerance))
+        result = check_point(fn, args, objective, rng, tolerance)
+        if derivatives:
+            result = PointCheck(result.point, result.value,
+                                result.rows + derivative_rows(fn, args, derivatives, rng, tolerance))
+        results.append(result)
     return results
+
+
+def derivative_rows(fn: CompiledFunction, args: list, derivatives: tuple[str, ...], rng: np.random.Generator,
+                    tolerance: float) -> list[Row]:
+    """The generated jvp against central differences of the value, hvp and hessian against central differences
+    of the gradient (scalar functions), along a random direction."""
+    module = fn.module
+    wrt = _wrt_names(fn)
+    index = {name: fn.params.index(name) for name in wrt}
+    direction = [float(v) for v in rng.normal(size=len(wrt))]
+    h = STEP * max(1.0, max(abs(float(a)) for a in args))
+
+    def moved(t):
+        return [a + t * direction[wrt.index(p)] if p in index else a for p, a in zip(fn.params, args)]
+
+    def row(name, how, analytic, numeric, scale):
+        error = abs(analytic - numeric) / max(abs(analytic), abs(numeric), 1e-300)
+        return Row(name, how, analytic, numeric, error,
+                   abs(analytic - numeric) <= tolerance * max(abs(analytic), abs(numeric)) + 1e-6 * scale)
+
+    rows = []
+    if "jvp" in derivatives:
+        value, tangent = module.jvp(*args, *direction)
+        numeric = (module.forward(*moved(h)) - module.forward(*moved(-h))) / (2 * h)
+        rows.append(row("jvp", "along a random direction", float(tangent), numeric, max(1.0, abs(value))))
+    up, down = module.value_and_grad(*moved(h))[1], module.value_and_grad(*moved(-h))[1]
+    difference = [(a - b) / (2 * h) for a, b in zip(up, down)]  # the Hessian times the direction
+    gradient_scale = max(1.0, *(abs(g) for g in module.value_and_grad(*args)[1]))
+    if "hvp" in derivatives:
+        _, _, hv = module.hvp(*args, *direction)
+        rows += [row(f"hvp {name}", "along a random direction", float(a), n, gradient_scale)
+                 for name, a, n in zip(wrt, hv, difference)]
+    if "hessian" in derivatives:
+        _, _, H = module.hessian(*args)
+        along = np.asarray(H) @ np.asarray(direction)
+        rows += [row(f"hessian {name}", "H times a random direction", float(a), n, gradient_scale)
+                 for name, a, n in zip(wrt, along, difference)]
+    return rows

@@ -44,6 +44,10 @@ def signatures(fn: CompiledFunction) -> dict[str, tuple]:
     result = {"forward": args, "value_and_grad": args, "grad": args}
     if "value_and_grad_batch" in fn.artifact.functions:
         result["value_and_grad_batch"] = tuple(types.Array(types.float64, 1, "C") for _ in args)
+    vectors = tuple(types.float64 for _ in fn.wrt)  # jvp's tangents, hvp's vectors: one number per wrt input
+    for name, argtypes in (("jvp", args + vectors), ("hvp", args + vectors), ("hessian", args)):
+        if name in fn.artifact.functions:
+            result[name] = argtypes
     return result
 
 
