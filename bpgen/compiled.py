@@ -62,6 +62,10 @@ class CompiledFunction:
         if attr in API_FUNCTIONS:
             if attr not in self.artifact.functions:
                 raise AttributeError(self._missing(attr))
+            if attr == "vjp" and self.declaration.is_vector:  # the seed array, one parameter per output
+                function = self._vector_vjp
+                setattr(self, attr, function)
+                return function
             function = self._checked(attr, getattr(self.module, attr))
             setattr(self, attr, function)  # later lookups skip __getattr__
             return function
@@ -81,6 +85,9 @@ class CompiledFunction:
 
     def _missing(self, attr: str) -> str:
         output = self.declaration.output
+        if self.declaration.is_vector:
+            return (f"{self.name} has a vector of {len(output)} outputs: it has forward, jvp, vjp(..., seed) and "
+                    f"jacobian, not {attr}")
         if getattr(output, "shape", ()) != ():
             return (f"{self.name} has a tensor output of shape {format_shape(output.shape)}: it has forward and "
                     f"vjp(..., seed), not {attr}")
@@ -93,7 +100,47 @@ class CompiledFunction:
         one number per `wrt` input (a tuple or list; a bare number when there is one input). Its module is
         generated and compiled on first use; `g.jvp_source` shows it."""
         *point, tangents = self._split("jvp", args)
+        if self.declaration.is_vector:
+            return self._vector_function("jvp")(*point, *tangents)
         return self._jvp_function(*point, *tangents)
+
+    def jacobian(self, *args):
+        """(values, J) for a vector of outputs: J[i, j] = d value_i / d wrt_j, an (m, n) float64 array, by n jvp
+        calls (one per input) or m vjp calls (one per output), whichever are fewer."""
+        import numpy as np
+
+        if not self.declaration.is_vector:
+            raise AttributeError(f"{self.name} has one output: use value_and_grad (jacobian is for a vector of "
+                                 "outputs)")
+        n, m = len(self.declaration.wrt), len(self.declaration.output)
+        if n <= m:
+            jvp = self._vector_function("jvp")
+            columns = [jvp(*args, *(float(i == j) for i in range(n))) for j in range(n)]
+            return columns[0][0], np.array([c[1] for c in columns], dtype=np.float64).T.copy()
+        vjp = self._vector_function("vjp")
+        rows = [vjp(*args, *(float(i == k) for i in range(m))) for k in range(m)]
+        return rows[0][0], np.array([r[1] for r in rows], dtype=np.float64)
+
+    def _vector_vjp(self, *args):
+        """vjp(*args, seed) of a vector of outputs: seed is one number per output (an array or a sequence)."""
+        if not args:
+            raise TypeError(f"{self.name}.vjp takes the function's arguments and then the seed")
+        *point, seed = args
+        m = len(self.declaration.output)
+        if len(getattr(seed, "shape", (m,))) != 1 or len(seed) != m:
+            raise ValueError(f"{self.name}.vjp: the seed must have one number per output ({m})")
+        return self._vector_function("vjp")(*point, *(float(v) for v in seed))
+
+    @functools.cache  # noqa: B019 - one per compiled object and function name, kept as long as the object
+    def _vector_function(self, name: str):
+        """A vector module's jvp or vjp, taking its parameters (inputs, then tangents or seeds) as numbers."""
+        from .tools.arguments import checked
+        from .tools.parameters import Parameter
+
+        function = getattr(self.module, name)
+        code = getattr(function, "py_func", function).__code__
+        names = code.co_varnames[:code.co_argcount]
+        return checked(function, f"{self.name}.{name}", [Parameter(n, (), "real") for n in names])
 
     def hvp(self, *args):
         """(value, gradients, hv) = g.hvp(*args, vectors): the Hessian (restricted to `wrt`) times `vectors`, one

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from .backend.guards import assumption_guards, shape_guards
 from .backend.naming import assign_names
 from .backend.printer import ADD, COND, ExpressionPrinter, PrintedProgram, Statement, print_program, print_tangents
-from .backend.render import Header, hvp_context, jvp_context, render_function_module, render_module
+from .backend.render import (
+    Header,
+    hvp_context,
+    jvp_context,
+    render_function_module,
+    render_module,
+    render_vector_module,
+)
 from .core.algebra import Algebra
 from .core.forward import forward_mode, forward_over_reverse
 from .core.ir import NO_RULE_OPS, Graph, Node, format_program, schedule
@@ -59,7 +66,7 @@ class Artifact:
     helpers: tuple[str, ...]  # the runtime helpers the module holds, in the order it holds them
     header: Header  # the module's header (name, origin): the one part rendered again for another origin
     rendering: Callable[[Header], str]  # the source for a header
-    mode: str = "reverse"  # or "jvp", "hvp": a forward-mode module of one function
+    mode: str = "reverse"  # "jvp", "hvp": a forward-mode module of one function; "vector": several outputs
     function: dict | None = None  # a forward-mode module's function, as its template takes it
     derivatives: tuple[str, ...] = ()  # forward-mode functions the (reverse) module also holds
 
@@ -68,6 +75,8 @@ class Artifact:
         """The functions of the generated module users call."""
         if self.mode in ("jvp", "hvp"):
             return (self.mode,)
+        if self.mode == "vector":
+            return ("forward", "jvp", "vjp")
         if self.emitted.seed is not None:
             return ("forward", "vjp")
         batch = () if self.declaration.is_tensor else ("value_and_grad_batch",)
@@ -76,35 +85,6 @@ class Artifact:
     @property
     def name(self) -> str:
         return self.declaration.name
-
-
-DERIVATIVES = ("jvp", "hvp", "hessian")  # what `bpgen generate --derivatives` can add to a module
-
-
-def build(declaration: Declaration, jit: bool = True, derivatives: tuple[str, ...] = ()) -> Artifact:
-    """The generated module of a declaration (plain Python functions when jit is False), with the forward-mode
-    functions `derivatives` names (scalar functions)."""
-    if declaration.is_tensor:
-        if derivatives:
-            raise BpgenError(f"{declaration.name}: {', '.join(derivatives)} are not available yet for tensor "
-                             "functions")
-        return _build_tensor(declaration, jit)
-    artifact = _build_scalar(declaration, jit)
-    return _with_derivatives(artifact, tuple(derivatives), jit) if derivatives else artifact
-
-
-def _with_derivatives(artifact: Artifact, derivatives: tuple[str, ...], jit: bool) -> Artifact:
-    unknown = [d for d in derivatives if d not in DERIVATIVES]
-    if unknown:
-        raise BpgenError(f"unknown derivative {unknown[0]!r}: choose from {', '.join(DERIVATIVES)}")
-    kinds = [d for d in DERIVATIVES if d in derivatives or (d == "hvp" and "hessian" in derivatives)]
-    parts = {kind: (build_jvp if kind == "jvp" else build_hvp)(artifact.declaration, jit)
-             for kind in kinds if kind != "hessian"}
-    helpers = with_needed_helpers([*artifact.helpers, *(h for part in parts.values() for h in part.helpers)])
-    blocks = [(kind, parts["hvp" if kind == "hessian" else kind].function) for kind in kinds]
-    rendering = functools.partial(artifact.rendering, helpers=helpers, derivatives=blocks)
-    return dataclasses.replace(artifact, source=rendering(artifact.header), helpers=tuple(helpers),
-                               rendering=rendering, derivatives=tuple(kinds))
 
 
 def _without_gc(build_function):
@@ -122,6 +102,75 @@ def _without_gc(build_function):
     return wrapper
 
 
+DERIVATIVES = ("jvp", "hvp", "hessian")  # what `bpgen generate --derivatives` can add to a module
+
+
+def build(declaration: Declaration, jit: bool = True, derivatives: tuple[str, ...] = ()) -> Artifact:
+    """The generated module of a declaration (plain Python functions when jit is False), with the forward-mode
+    functions `derivatives` names (scalar functions)."""
+    if declaration.is_tensor:
+        if derivatives:
+            raise BpgenError(f"{declaration.name}: {', '.join(derivatives)} are not available yet for tensor "
+                             "functions")
+        return _build_tensor(declaration, jit)
+    if declaration.is_vector:
+        if derivatives:
+            raise BpgenError(f"{declaration.name}: a vector of outputs has jvp, vjp and jacobian; "
+                             f"{', '.join(derivatives)} are for a scalar output")
+        return _build_vector(declaration, jit)
+    artifact = _build_scalar(declaration, jit)
+    return _with_derivatives(artifact, tuple(derivatives), jit) if derivatives else artifact
+
+
+@_without_gc
+def _build_vector(declaration: Declaration, jit: bool) -> Artifact:
+    """A vector of scalar outputs: forward -> their array; jvp -> (values, tangents); vjp(*inputs, *seeds) ->
+    (values, gradients of sum(seed * values)), one seed parameter per output, named as its adjoint."""
+    A, input_nodes, outputs, wrt_nodes, hints = _lower_scalar(declaration)
+    for k, o in enumerate(outputs):
+        hints.setdefault(o.id, f"{declaration.name}{k}")
+    forward = schedule(outputs)
+    # one seed per output (attrs: its position, so that one node returned twice gets two), summed where shared
+    seeds = [A.graph.node(Op.ADJ, (o,), (k,), shape=()) for k, o in enumerate(outputs)]
+    by_output: dict[int, Node] = {}
+    for o, s in zip(outputs, seeds):
+        by_output[o.id] = A.add(by_output[o.id], s) if o.id in by_output else s
+    grads = backward(forward, outputs[0], wrt_nodes, A, None, frozenset(hints), by_output)
+    tangents = forward_mode(forward, outputs, wrt_nodes, A)
+    adjoints = seeds + sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
+    variables = tangents.seeds + [s.tangent for s in tangents.steps if s.first]
+    names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, adjoints, (), variables)
+    params = [names[n.id] for n in input_nodes]
+    program = print_program(params, forward, outputs[0], grads.printed, grads.gradients, names, syntax_of)
+    expr = ExpressionPrinter(names, syntax_of)
+    values = "np.array([" + ", ".join(expr(o) for o in outputs) + "])"
+    program.returned_value = values  # what vjp returns with the gradients (bpgen show --backward-only)
+    lines = print_tangents(tangents.steps, names, syntax_of, program.forward)
+    helpers = _helpers_used(_all_nodes(forward, [s.term for s in grads.printed + tangents.steps]))
+    header = Header(declaration.name, declaration.origin, values, [names[n.id] for n in wrt_nodes])
+    rendering = functools.partial(
+        render_vector_module, program, lines, helpers=helpers, jit=jit, values=values,
+        tangent_values="np.array([" + ", ".join(expr(t) for t in tangents.output_tangents) + "])",
+        tangent_params=[names[s.id] for s in tangents.seeds], seed_params=[names[s.id] for s in seeds],
+        checks=assumption_guards(declaration.name, declaration.inputs, params))
+    emitted = Emitted(A, input_nodes, forward, outputs[0], None, grads, names, program, hints)
+    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "vector")
+
+
+def _with_derivatives(artifact: Artifact, derivatives: tuple[str, ...], jit: bool) -> Artifact:
+    unknown = [d for d in derivatives if d not in DERIVATIVES]
+    if unknown:
+        raise BpgenError(f"unknown derivative {unknown[0]!r}: choose from {', '.join(DERIVATIVES)}")
+    kinds = [d for d in DERIVATIVES if d in derivatives or (d == "hvp" and "hessian" in derivatives)]
+    parts = {kind: (build_jvp if kind == "jvp" else build_hvp)(artifact.declaration, jit)
+             for kind in kinds if kind != "hessian"}
+    helpers = with_needed_helpers([*artifact.helpers, *(h for part in parts.values() for h in part.helpers)])
+    blocks = [(kind, parts["hvp" if kind == "hessian" else kind].function) for kind in kinds]
+    rendering = functools.partial(artifact.rendering, helpers=helpers, derivatives=blocks)
+    return dataclasses.replace(artifact, source=rendering(artifact.header), helpers=tuple(helpers),
+                               rendering=rendering, derivatives=tuple(kinds))
+
+
 @_without_gc
 def _build_scalar(declaration: Declaration, jit: bool = True) -> Artifact:
     A, input_nodes, output, wrt_nodes, hints = _lower_scalar(declaration)
@@ -134,7 +183,8 @@ def _lower_scalar(declaration: Declaration) -> tuple:
     A = Algebra(graph)
     input_nodes = [graph.input(i, s) for i, s in enumerate(declaration.inputs)]
     lowerer = Lowerer(A, dict(zip(declaration.inputs, input_nodes)), named=(e for e, _ in declaration.hints))
-    output = lowerer.lower(declaration.output)
+    output = [lowerer.lower(e) for e in declaration.output] if declaration.is_vector \
+        else lowerer.lower(declaration.output)
 
     hints: dict[int, str] = {}
     for expr, hint in declaration.hints:

@@ -101,7 +101,7 @@ x, y, z = sympy.symbols("x y z", real=True)
     (lambda: bpgen.compile(x * y, inputs=[x]), "symbol 'y' is not among the inputs"),
     (lambda: bpgen.compile(x * sympy.I, inputs=[x]), "not a real number"),
     (lambda: bpgen.compile(sympy.true, inputs=[x]), "must be a scalar SymPy expression"),
-    (lambda: bpgen.compile(sympy.Matrix([x, y]), inputs=[x, y]), "must be a scalar SymPy expression"),
+    (lambda: bpgen.compile(sympy.Matrix([[x, y], [y, x]]), inputs=[x, y]), "not a 2 x 2 matrix"),
     (lambda: bpgen.compile(bpgen.Tensor("Tdup", (2,)), inputs=[bpgen.Tensor("Tdup", (2,))] * 2), "listed twice"),
     (lambda: bpgen.compile(bpgen.sum(bpgen.Tensor("Ta", (2,))), inputs=[bpgen.Tensor("Tb", (2,))]),
      "'Ta' is used by the output but is not among the inputs"),

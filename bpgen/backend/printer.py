@@ -334,7 +334,8 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
         else:
             rhs = expr(step.term, ADD + 1 if step.target.is_tensor and not step.first else COND)
         program.backward.append(Statement(names[step.adjoint.id], rhs, step.target, accumulate=not step.first,
-                                          comment=f"# {defined[step.source.id].code}", step=step))
+                                          comment="# its seed, as an output" if step.seeded
+                                          else f"# {defined[step.source.id].code}", step=step))
     fresh = FreshReturns(steps)
     program.value = expr(output)
     program.returned_value = fresh.text(output, expr)

@@ -202,6 +202,17 @@ def _tangent_context(program: PrintedProgram, tangents: list, header: Header, he
     }
 
 
+def render_vector_module(program: PrintedProgram, lines: list, header: Header, *, helpers: list[str], jit: bool,
+                         values: str, tangent_values: str, tangent_params: list[str], seed_params: list[str],
+                         checks: list[Guard] = ()) -> str:
+    """The module of a vector of outputs: forward (their array), jvp (values, tangents), vjp (values, gradients)."""
+    context = _tangent_context(program, lines, header, helpers, jit, tangent_params, checks, TANGENT_COMMENT)
+    context.update(origin=safe_comment(header.origin), name=header.name, values=values,
+                   tangent_values=tangent_values, seed_params=seed_params, backward=backward_lines(program),
+                   backward_comment=BACKWARD_COMMENT, gradients=program.gradients)
+    return _render("vector.py.j2", context, header.name)
+
+
 def _render(template_name: str, context: dict, name: str) -> str:
     """The template rendered twice: once to see which modules the code uses, then with just those imports."""
     template = environment().get_template(template_name)

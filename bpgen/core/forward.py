@@ -32,15 +32,20 @@ class TangentStep:
 class Forward:
     steps: list[TangentStep]
     seeds: list[Node]  # the tangents of the differentiated inputs: parameters of jvp
-    output_tangent: Node  # the output's tangent variable, or the constant 0 when no input reaches it
+    output_tangents: list[Node]  # each output's tangent variable, or the constant 0 when no input reaches it
+
+    @property
+    def output_tangent(self) -> Node:
+        return self.output_tangents[0]
 
 
 def tangent_of(A: Algebra, node: Node) -> Node:
     return A.graph.node(Op.TANGENT, (node,), shape=node.shape)
 
 
-def forward_mode(forward: list[Node], output: Node, wrt: list[Node], A: Algebra) -> Forward:
-    """The tangent program of `forward` along the tangents of `wrt` (scalar functions)."""
+def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node], A: Algebra) -> Forward:
+    """The tangent program of `forward` along the tangents of `wrt` (scalar functions; `output` may be several)."""
+    outputs = output if isinstance(output, list) else [output]
     reach = depends_on(forward, wrt)
     seeds = [tangent_of(A, w) for w in wrt]
     tangent: dict[int, Node] = {w.id: s for w, s in zip(wrt, seeds)}
@@ -66,7 +71,7 @@ def forward_mode(forward: list[Node], output: Node, wrt: list[Node], A: Algebra)
             steps.append(TangentStep(node, variable, term, partial, upstream, first))
             tangent[node.id] = variable
             first = False
-    return Forward(steps, seeds, tangent.get(output.id, A.const(0.0)))
+    return Forward(steps, seeds, [tangent.get(o.id, A.const(0.0)) for o in outputs])
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ def _needed(first_order: Forward, steps: list[TangentStep]) -> Forward:
         if step.tangent.id in needed:
             kept.append(step)
             needed.update(t.id for t in _tangents_in(step.term))
-    return Forward(kept[::-1], first_order.seeds, first_order.output_tangent)
+    return Forward(kept[::-1], first_order.seeds, first_order.output_tangents)
 
 
 def _tangents_in(node: Node) -> list[Node]:

@@ -30,6 +30,7 @@ class Contribution:
     source: Node  # the forward node being differentiated
     first: bool  # `=` rather than `+=`
     folded: bool = False  # a constant the adjoint became (a scalar's only contribution): no line computes it
+    seeded: bool = False  # the seed of an output that also feeds another (a vector of outputs): `dy += dy_1`
 
 
 @dataclass(frozen=True)
@@ -53,20 +54,28 @@ def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
 
 
 def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, seed: Node | None = None,
-             named: frozenset[int] = frozenset()) -> Backward:
+             named: frozenset[int] = frozenset(), seeds: dict[int, Node] | None = None) -> Backward:
     """seed: the output's adjoint when it is a tensor (a parameter of `vjp`); a scalar output's is 1.
-    named: nodes the user named, whose adjoints are variables even when constant (`dquad = 1.0`)."""
+    named: nodes the user named, whose adjoints are variables even when constant (`dquad = 1.0`).
+    seeds: instead, the adjoints of several outputs by node id (a vector of outputs: vjp's parameters)."""
     needed = depends_on(forward, wrt)
     scheduled = {n.id for n in forward}
     adjoint: dict[int, Node] = {}  # node id -> its adjoint: an "adj" variable or a folded constant
-    if output.id in needed:
+    if seeds is not None:
+        adjoint.update((i, s) for i, s in seeds.items() if i in needed)
+    elif output.id in needed:
         adjoint[output.id] = A.const(1.0) if seed is None else seed
     steps: list[Contribution] = []
     received: dict[int, list[int]] = {}  # target id -> indices of its contributions in steps
     folded: set[int] = set()
     for node in reversed(forward):
         if node.id in received:
-            adjoint[node.id] = _settle(node, received[node.id], steps, folded, node.id in named)
+            seed_of_node = adjoint.get(node.id) if seeds is not None else None
+            adjoint[node.id] = _settle(node, received[node.id], steps, folded, node.id in named or seed_of_node is
+                                       not None)
+            if seed_of_node is not None:  # an output that other outputs also use: its own seed adds on
+                variable = steps[received[node.id][0]].adjoint
+                steps.append(Contribution(node, variable, seed_of_node, None, seed_of_node, node, False, seeded=True))
         upstream = adjoint.get(node.id)
         if upstream is None or not node.args:
             continue

@@ -36,17 +36,18 @@ class Declaration:
     def is_tensor(self) -> bool:
         return isinstance(self.output, Node)
 
+    @property
+    def is_vector(self) -> bool:
+        """Several scalar outputs (a sympy.Matrix vector, or a tuple returned): forward gives their array."""
+        return isinstance(self.output, tuple)
+
 
 def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:
-    """Check what the user passed and make a Declaration of it."""
-    expr = as_output(expr)
-    if not isinstance(expr, sympy.Expr):
-        kind = type(expr).__name__
-        raise BpgenError(f"the output must be a scalar SymPy expression, not {kind}")
-    if isinstance(expr, sympy.MatrixBase) or getattr(expr, "is_Matrix", False):
-        raise BpgenError("the output must be a scalar, not a matrix")
+    """Check what the user passed and make a Declaration of it. The output is a SymPy expression, or several:
+    a column or row sympy.Matrix, a list or a tuple of expressions."""
+    expr = _outputs(expr)
     if inputs is None:
-        inputs = symbols_in(expr)
+        inputs = symbols_in(sympy.Tuple(*expr) if isinstance(expr, tuple) else expr)
     inputs = tuple(inputs)
     for s in inputs:
         if not isinstance(s, sympy.Symbol):
@@ -60,6 +61,27 @@ def declare(expr, inputs, wrt, name, origin, hints=()) -> Declaration:
         raise BpgenError("the function has no inputs to differentiate with respect to")
     wrt = inputs if wrt is None else _check_wrt(inputs, wrt)
     return Declaration(expr, inputs, wrt, sanitize(name or "f"), origin, tuple(hints))
+
+
+def _outputs(value):
+    """One scalar output, or a tuple of them."""
+    if isinstance(value, sympy.MatrixBase) or getattr(value, "is_Matrix", False):
+        if 1 not in value.shape:
+            raise BpgenError(f"the output must be a scalar or a vector, not a {value.shape[0]} x {value.shape[1]} "
+                             "matrix")
+        value = tuple(value)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise BpgenError("the output is an empty list: give at least one expression")
+        return tuple(_one_output(v) for v in value)
+    return _one_output(value)
+
+
+def _one_output(value):
+    value = as_output(value)
+    if not isinstance(value, sympy.Expr):
+        raise BpgenError(f"the output must be a scalar SymPy expression, not {type(value).__name__}")
+    return value
 
 
 def as_output(value):

@@ -95,8 +95,9 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
         raise BpgenError(f"{fn.__name__} must return a SymPy expression, not the boolean {output}")
     if isinstance(output, (int, float)):
         output = sympy.Float(output)
-    if not isinstance(output, sympy.Expr):
-        raise BpgenError(f"{fn.__name__} must return a SymPy expression, not {type(output).__name__}")
+    if not isinstance(output, (sympy.Expr, tuple, list, sympy.MatrixBase)):
+        raise BpgenError(f"{fn.__name__} must return a SymPy expression (or a tuple of them), not "
+                         f"{type(output).__name__}")
     declaration = declare(output, symbols, wrt_symbols, name or fn.__name__, _origin(fn), hints)
     return CompiledFunction(build(declaration, jit), jit)
 

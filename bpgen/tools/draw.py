@@ -87,6 +87,8 @@ def _plain(fn) -> Artifact:
     artifact = getattr(fn, "artifact", None)
     if not isinstance(artifact, Artifact):
         raise BpgenError(f"bpgen.graph draws compiled functions (bpgen.compile, @bpgen.function), not {fn!r}")
+    if fn.declaration.is_vector:
+        raise BpgenError(f"{fn.name} has a vector of outputs: pictures draw one output (a scalar or a tensor) so far")
     return build(fn.declaration, jit=False) if fn.jit else artifact
 
 
