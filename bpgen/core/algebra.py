@@ -20,6 +20,11 @@ def _is(node: Node, value: float) -> bool:
     return node.is_const and node.value == value
 
 
+def _whole(node: Node) -> bool:
+    """A constant whole number: powers of powers of it multiply exactly, for any real base."""
+    return node.is_const and float(node.value).is_integer() and abs(node.value) < 2**31
+
+
 class Algebra:
     def __init__(self, graph: Graph):
         self.graph = graph
@@ -195,6 +200,8 @@ class Algebra:
             return self.const(1.0)
         if _is(exponent, 0.5):
             return self.apply(Op.SQRT, base)
+        if base.op == Op.POW and base.id not in self.keep and _whole(exponent) and _whole(base.args[1]):
+            return self.pow(base.args[0], self.const(base.args[1].value * exponent.value))  # (x**2)**2 = x**4
         folded = self._fold(Op.POW, (base, exponent))
         return folded if folded is not None else self.make(Op.POW, (base, exponent))
 
