@@ -134,13 +134,7 @@ class CompiledFunction:
     @functools.cache  # noqa: B019 - one per compiled object and function name, kept as long as the object
     def _vector_function(self, name: str):
         """A vector module's jvp or vjp, taking its parameters (inputs, then tangents or seeds) as numbers."""
-        from .tools.arguments import checked
-        from .tools.parameters import Parameter
-
-        function = getattr(self.module, name)
-        code = getattr(function, "py_func", function).__code__
-        names = code.co_varnames[:code.co_argcount]
-        return checked(function, f"{self.name}.{name}", [Parameter(n, (), "real") for n in names])
+        return self._taking_numbers(getattr(self.module, name), name)
 
     def hvp(self, *args):
         """(value, gradients, hv) = g.hvp(*args, vectors): the Hessian (restricted to `wrt`) times `vectors`, one
@@ -195,12 +189,17 @@ class CompiledFunction:
         return ", ".join(str(getattr(w, "name", w)) for w in self.declaration.wrt)
 
     def _load_checked(self, artifact: Artifact, function_name: str):
+        module = load_source(artifact.source, f"{self.name}_{function_name}")
+        return self._taking_numbers(getattr(module, function_name), function_name)
+
+    def _taking_numbers(self, function, function_name: str):
+        """`function` behind the conversion of its parameters, all numbers: the inputs, then the tangents,
+        vectors or seeds."""
         from .tools.arguments import checked
         from .tools.parameters import Parameter
 
-        function = getattr(load_source(artifact.source, f"{self.name}_{function_name}"), function_name)
         code = getattr(function, "py_func", function).__code__
-        names = code.co_varnames[:code.co_argcount]  # the inputs, then their tangents
+        names = code.co_varnames[:code.co_argcount]
         return checked(function, f"{self.name}.{function_name}", [Parameter(n, (), "real") for n in names])
 
     @property
