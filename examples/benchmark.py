@@ -1255,6 +1255,25 @@ def summary(results: list[Result], systems: list[str]) -> None:
                  "cold setup (<= 5 s)", "warm setup (<= 0.5 s)"], rows))
 
 
+def second_order(sizes: Sizes) -> None:
+    """Forward mode and second order on the seed function at one point: the generated jvp, hvp and hessian
+    (the module's functions, and the compiled object's methods) against bpgen's own value_and_grad."""
+    section("(a) forward mode and second order: jvp, hvp (forward over reverse), hessian")
+    g = build_bpgen("a", sizes)
+    point, vector = (3.0, -4.0), (1.0, 0.5)
+    g.value_and_grad(*point), g.jvp(*point, vector), g.hvp(*point, vector), g.hessian(*point)  # compile
+    calls = [("value_and_grad", g.value_and_grad, point), ("jvp (generated)", g._jvp_function, point + vector),
+             ("hvp (generated)", g._second_order_function, point + vector),
+             ("g.jvp(x, y, (tx, ty))", lambda *a: g.jvp(*a[:2], a[2:]), point + vector),
+             ("g.hvp(x, y, (vx, vy))", lambda *a: g.hvp(*a[:2], a[2:]), point + vector),
+             ("g.hessian(x, y)", g.hessian, point)]
+    timings = measure([(fn, args) for _, fn, args in calls], sizes)
+    base = timings[0].median
+    rows = [[name, fmt_spread(t), fmt_ratio(t.median / base)] for (name, _, _), t in zip(calls, timings)]
+    print(table(["call", "time", "/ value_and_grad"], rows))
+    print("  target: hvp at most 3x value_and_grad (the cheap-gradient bound for forward over reverse is 4-5x f)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller sizes (~2 minutes)")
@@ -1325,6 +1344,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.extend(run_workload(key, systems, workdir, opts, sizes))
         firsts = {r.key: r for r in reversed(results)}  # the setup runs belong to a workload, not a batch size
         compile_per_line([firsts[k] for k in "ce" if k in firsts and firsts[k].setup])
+        if "a" in wanted:
+            second_order(sizes)
         if "codegen" in wanted:
             codegen_scaling(opts, sizes)
         if opts.profile:
