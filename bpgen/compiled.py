@@ -27,8 +27,7 @@ class CompiledFunction:
     output), or `forward` and `vjp` (a tensor output), are the generated
     module's functions (Numba dispatchers unless jit=False); the module is
     written and imported on first use, compiled on first call. `jvp`, `hvp`
-    and `hessian` (scalar SymPy functions) have modules of their own,
-    generated on first use.
+    and `hessian` have modules of their own, generated on first use.
     """
 
     def __init__(self, artifact: Artifact, jit: bool):
@@ -140,20 +139,55 @@ class CompiledFunction:
         """(value, gradients, hv) = g.hvp(*args, vectors): the Hessian (restricted to `wrt`) times `vectors`, one
         number per `wrt` input, with the value and gradients, forward mode over the reverse pass in one call.
         Generated and compiled on first use; `g.hvp_source` shows it."""
+        self._scalar_output("hvp")
         *point, vectors = self._split("hvp", args)
         return self._second_order_function(*point, *vectors)
 
     def hessian(self, *args):
-        """(value, gradients, H): the Hessian restricted to `wrt`, an (n, n) float64 array, one hvp per column."""
+        """(value, gradients, H): the Hessian restricted to `wrt`, one hvp per column. H is an (n, n) float64
+        array when every `wrt` input is a number, else a tuple of tuples of blocks, H[i][j] of shape
+        wrt[i].shape + wrt[j].shape."""
         import numpy as np
 
-        n = len(self.wrt)
-        columns = []
+        self._scalar_output("hessian")
+        shapes = [self._concrete_shape(w, args) for w in self.declaration.wrt]
+        sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
         value = gradients = None
-        for j in range(n):
-            value, gradients, column = self._second_order_function(*args, *(float(i == j) for i in range(n)))
-            columns.append(column)
-        return value, gradients, np.array(columns, dtype=np.float64).T.copy()
+        blocks = [[np.empty((size_i, size_j)) for size_j in sizes] for size_i in sizes]
+        vectors = [np.zeros(size) for size in sizes]  # flat; each call sees them in their shapes
+        for j, size_j in enumerate(sizes):
+            for k in range(size_j):
+                vectors[j][k] = 1.0
+                value, gradients, column = self._second_order_function(
+                    *args, *(v.reshape(shape) if shape else float(v[0]) for v, shape in zip(vectors, shapes)))
+                vectors[j][k] = 0.0
+                for i, hv in enumerate(column):
+                    blocks[i][j][:, k] = np.ravel(hv)
+        if all(shape == () for shape in shapes):
+            return value, gradients, np.block(blocks) if blocks else np.empty((0, 0))
+        return value, gradients, tuple(tuple(blocks[i][j].reshape(shapes[i] + shapes[j]) for j in range(len(sizes)))
+                                       for i in range(len(sizes)))
+
+    def _scalar_output(self, method: str) -> None:
+        output = self.declaration.output
+        if self.declaration.is_vector:
+            raise BpgenError(f"{self.name} has a vector of {len(output)} outputs: {method} is for a scalar output "
+                             "(use jacobian)")
+        if getattr(output, "shape", ()) != ():
+            raise BpgenError(f"{self.name} has a tensor output of shape {format_shape(output.shape)}: {method} is "
+                             "for a scalar output")
+
+    def _concrete_shape(self, wrt, args: tuple) -> tuple:
+        """A `wrt` input's shape in this call: its declared one, with symbolic sizes read off the arguments."""
+        import numpy as np
+
+        shape = getattr(wrt, "shape", ())
+        if all(isinstance(d, int) for d in shape):
+            return tuple(shape)
+        position = self.declaration.inputs.index(wrt)
+        if position >= len(args):
+            raise TypeError(f"{self.name}.hessian takes {len(self.declaration.inputs)} arguments, got {len(args)}")
+        return tuple(np.shape(args[position]))
 
     @property
     def hvp_source(self) -> str:
@@ -171,14 +205,16 @@ class CompiledFunction:
     def _split(self, method: str, args: tuple) -> tuple:
         """The arguments, then the tangents or vectors as a tuple of one number per `wrt` input."""
         if not args:
-            raise TypeError(f"{self.name}.{method} takes the function's arguments and then a tuple of numbers")
+            raise TypeError(f"{self.name}.{method} takes the function's arguments and then a tuple of "
+                            f"{'arrays' if self.declaration.is_tensor else 'numbers'}, one per input in wrt")
         *point, vectors = args
         count = len(self.declaration.wrt)
         what = "tangents" if method == "jvp" else "vectors"
+        kind = "arrays and numbers" if self.declaration.is_tensor else "numbers"
         if not isinstance(vectors, (tuple, list)):
             if count != 1:
-                raise TypeError(f"{self.name}.{method}: the {what} must be a tuple of {count} numbers, one per "
-                                f"input in wrt ({self._wrt_names()})")
+                raise TypeError(f"{self.name}.{method}: the {what} must be a tuple of {count} {kind}, one per "
+                                f"input in wrt ({self._wrt_names()}), each of its shape")
             vectors = (vectors,)
         if len(vectors) != count:
             raise TypeError(f"{self.name}.{method}: {len(vectors)} {what} for {count} inputs in wrt "
@@ -193,14 +229,18 @@ class CompiledFunction:
         return self._taking_numbers(getattr(module, function_name), function_name)
 
     def _taking_numbers(self, function, function_name: str):
-        """`function` behind the conversion of its parameters, all numbers: the inputs, then the tangents,
-        vectors or seeds."""
+        """`function` behind the conversion of its parameters: the inputs, then the tangents, vectors or seeds,
+        one per `wrt` input and of its shape (numbers, for scalar functions)."""
         from .tools.arguments import checked
-        from .tools.parameters import Parameter
+        from .tools.parameters import Parameter, parameters
 
         code = getattr(function, "py_func", function).__code__
         names = code.co_varnames[:code.co_argcount]
-        return checked(function, f"{self.name}.{function_name}", [Parameter(n, (), "real") for n in names])
+        if not self.declaration.is_tensor:
+            return checked(function, f"{self.name}.{function_name}", [Parameter(n, (), "real") for n in names])
+        inputs = parameters(self)
+        tangents = [Parameter(n, w.shape, "real") for n, w in zip(names[len(inputs):], self.declaration.wrt)]
+        return checked(function, f"{self.name}.{function_name}", inputs + tangents)
 
     @property
     def jvp_source(self) -> str:

@@ -16,9 +16,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backend.guards import assumption_guards, shape_guards
+from .backend.guards import assumption_guards, guard_lines, shape_guards
 from .backend.naming import assign_names
-from .backend.printer import ADD, COND, ExpressionPrinter, PrintedProgram, Statement, print_program, print_tangents
+from .backend.printer import (
+    ADD,
+    COND,
+    ExpressionPrinter,
+    FreshReturns,
+    PrintedProgram,
+    Statement,
+    print_program,
+    print_tangents,
+)
 from .backend.render import (
     Header,
     hvp_context,
@@ -78,7 +87,7 @@ class Artifact:
         if self.mode == "vector":
             return ("forward", "jvp", "vjp")
         if self.emitted.seed is not None:
-            return ("forward", "vjp")
+            return ("forward", "vjp", *self.derivatives)
         batch = () if self.declaration.is_tensor else ("value_and_grad_batch",)
         return ("forward", "value_and_grad", "grad", *batch, *self.derivatives)
 
@@ -107,12 +116,10 @@ DERIVATIVES = ("jvp", "hvp", "hessian")  # what `bpgen generate --derivatives` c
 
 def build(declaration: Declaration, jit: bool = True, derivatives: tuple[str, ...] = ()) -> Artifact:
     """The generated module of a declaration (plain Python functions when jit is False), with the forward-mode
-    functions `derivatives` names (scalar functions)."""
+    functions `derivatives` names."""
     if declaration.is_tensor:
-        if derivatives:
-            raise BpgenError(f"{declaration.name}: {', '.join(derivatives)} are not available yet for tensor "
-                             "functions")
-        return _build_tensor(declaration, jit)
+        artifact = _build_tensor(declaration, jit)
+        return _with_derivatives(artifact, tuple(derivatives), jit) if derivatives else artifact
     if declaration.is_vector:
         if derivatives:
             raise BpgenError(f"{declaration.name}: a vector of outputs has jvp, vjp and jacobian; "
@@ -195,79 +202,141 @@ def _lower_scalar(declaration: Declaration) -> tuple:
     return A, input_nodes, output, wrt_nodes, hints
 
 
+@dataclass
+class _Lowered:
+    """A scalar or tensor declaration as IR, with what naming and printing need of it."""
+
+    A: Algebra
+    inputs: list[Node]
+    input_names: list[str]
+    output: Node
+    wrt: list[Node]
+    hints: dict[int, str]  # node id -> the user's name for it
+    dim_sources: dict  # symbolic size -> the (input node, axis) it is read from (tensors)
+
+
+def _lower(declaration: Declaration) -> _Lowered:
+    if not declaration.is_tensor:
+        A, inputs, output, wrt, hints = _lower_scalar(declaration)
+        return _Lowered(A, inputs, [s.name for s in declaration.inputs], output, wrt, hints, {})
+    inputs = [t.node for t in declaration.inputs]
+    dim_sources: dict = {}  # symbolic sizes are read off the first input that has them: N = X.shape[0]
+    for node in inputs:
+        for axis, d in enumerate(node.shape):
+            if not isinstance(d, int) and d not in dim_sources:
+                dim_sources[d] = (node, axis)
+    return _Lowered(TENSOR_ALGEBRA, inputs, [t.name for t in declaration.inputs], declaration.output,
+                    [t.node for t in declaration.wrt], dict(reversed(declaration.hints)),  # the first name wins
+                    dim_sources)
+
+
+@dataclass(frozen=True)
+class _Tangents:
+    """What jvp and hvp share once named: the printed forward program and the texts of sizes and checks."""
+
+    names: dict[int, str]
+    params: list[str]
+    program: PrintedProgram
+    expr: ExpressionPrinter
+    dims: dict  # symbolic size -> the variable holding it
+    dim_lines: list[str]  # N = X.shape[0]
+    checks: list  # Guards of the inputs (sizes, or what their symbols assume)
+    tangent_checks: list[str]  # lines checking the tangents' sizes (tensors)
+
+
+def _name_tangents(declaration: Declaration, low: _Lowered, forward: list[Node], adjoints: list[Node],
+                   variables: list[Node], seeds: list[Node], grads: Backward | None) -> _Tangents:
+    A = low.A
+    dim_nodes = [A.dim(d) for d in low.dim_sources]
+    names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, dim_nodes, variables)
+    params = [names[n.id] for n in low.inputs]
+    dims = {d: names[n.id] for d, n in zip(low.dim_sources, dim_nodes)}
+    program = print_program(params, forward, low.output, grads.printed if grads else [],
+                            grads.gradients if grads else [], names, syntax_of, dims, low.wrt)
+    if not declaration.is_tensor:
+        return _Tangents(names, params, program, ExpressionPrinter(names, syntax_of), dims, [],
+                         assumption_guards(declaration.name, declaration.inputs, params), [])
+    sources = {d: (names[node.id], axis) for d, (node, axis) in low.dim_sources.items()}
+    checks = shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
+    tangent_checks = guard_lines(shape_guards(declaration.name, [(names[s.id], w.shape) for s, w in
+                                                                 zip(seeds, low.wrt)], dims, sources))
+    dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in low.dim_sources.items()]
+    return _Tangents(names, params, program, ExpressionPrinter(names, syntax_of, dims), dims, dim_lines, checks,
+                     tangent_checks)
+
+
+def _returned(node: Node, shape: tuple, fresh: FreshReturns, expr: ExpressionPrinter) -> str:
+    """A returned tangent: a new array (a copy where it would share a caller's memory), zeros where none flows."""
+    if shape and node.shape != shape:
+        return f"np.full({expr.shape_text(shape)}, {expr(node)})"
+    return fresh.text(node, expr)
+
+
 @_without_gc
 def build_jvp(declaration: Declaration, jit: bool = True) -> Artifact:
-    """The forward-mode module of a scalar declaration: jvp(*inputs, *tangents) -> (value, tangent)."""
-    if declaration.is_tensor:
-        raise BpgenError(f"{declaration.name}: jvp is not available yet for tensor functions (use vjp)")
-    A, input_nodes, output, wrt_nodes, hints = _lower_scalar(declaration)
-    hints.setdefault(output.id, declaration.name)
+    """The forward-mode module of a declaration: jvp(*inputs, *tangents) -> (value, tangent)."""
+    low = _lower(declaration)
+    A, output = low.A, low.output
+    low.hints.setdefault(output.id, declaration.name)
     forward = schedule([output])
-    tangents = forward_mode(forward, output, wrt_nodes, A)
+    tangents = forward_mode(forward, output, low.wrt, A)
     variables = tangents.seeds + [s.tangent for s in tangents.steps if s.first]
-    names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, [], (), variables)
-    params = [names[n.id] for n in input_nodes]
-    program = print_program(params, forward, output, [], [], names, syntax_of)
-    lines = print_tangents(tangents.steps, names, syntax_of, program.forward)
+    named = _name_tangents(declaration, low, forward, [], variables, tangents.seeds, None)
+    names, program, expr = named.names, named.program, named.expr
+    lines = print_tangents(tangents.steps, names, syntax_of, program.forward, named.dims)
     helpers = _helpers_used(_all_nodes(forward, [s.term for s in tangents.steps]))
-    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
+    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in low.wrt])
+    output_tangent = _returned(tangents.output_tangent, output.shape, FreshReturns(tangents.steps), expr)
     function = jvp_context(program, lines, header, helpers, jit, [names[s.id] for s in tangents.seeds],
-                           assumption_guards(declaration.name, declaration.inputs, params),
-                           ExpressionPrinter(names, syntax_of)(tangents.output_tangent))
+                           named.checks, output_tangent, named.dim_lines, named.tangent_checks)
     rendering = functools.partial(render_function_module, "jvp.py.j2", function)
-    emitted = Emitted(A, input_nodes, forward, output, None, Backward([], []), names, program, hints)
-    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "jvp",
-                    function)
+    emitted = Emitted(A, low.inputs, forward, output, None, Backward([], []), names, program, low.hints)
+    return Artifact(declaration, rendering(header), named.params, emitted, tuple(helpers), header, rendering,
+                    "jvp", function)
 
 
 @_without_gc
 def build_hvp(declaration: Declaration, jit: bool = True) -> Artifact:
-    """The forward-over-reverse module of a scalar declaration: hvp(*inputs, *vectors) -> (value, gradients,
-    Hessian times the vectors), the backward pass followed by its tangent lines."""
-    if declaration.is_tensor:
-        raise BpgenError(f"{declaration.name}: hvp is not available yet for tensor functions")
-    A, input_nodes, output, wrt_nodes, hints = _lower_scalar(declaration)
-    hints.setdefault(output.id, declaration.name)
+    """The forward-over-reverse module of a declaration with a scalar output: hvp(*inputs, *vectors) -> (value,
+    gradients, Hessian times the vectors), the backward pass followed by its tangent lines."""
+    low = _lower(declaration)
+    A, output = low.A, low.output
+    if output.is_tensor:
+        raise BpgenError(f"{declaration.name}: hvp is for a scalar output, and this one has shape "
+                         f"{format_shape(output.shape)}")
+    low.hints.setdefault(output.id, declaration.name)
     forward = schedule([output])
-    grads = backward(forward, output, wrt_nodes, A, None, frozenset(i for i in hints if i != output.id))
-    second = forward_over_reverse(forward, output, wrt_nodes, grads, A)
+    grads = backward(forward, output, low.wrt, A, None, frozenset(i for i in low.hints if i != output.id))
+    second = forward_over_reverse(forward, output, low.wrt, grads, A)
     adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     variables = second.forward.seeds + [s.tangent for s in second.forward.steps if s.first] \
         + [s.tangent for s in second.steps if s.first]
-    names = assign_names(input_nodes, [s.name for s in declaration.inputs], forward, hints, adjoints, (), variables)
-    params = [names[n.id] for n in input_nodes]
-    program = print_program(params, forward, output, grads.printed, grads.gradients, names, syntax_of)
-    lines = print_tangents(second.forward.steps, names, syntax_of, program.forward)
-    expr = ExpressionPrinter(names, syntax_of)
+    named = _name_tangents(declaration, low, forward, adjoints, variables, second.forward.seeds, grads)
+    names, program, expr = named.names, named.program, named.expr
+    lines = print_tangents(second.forward.steps, names, syntax_of, program.forward, named.dims)
     for step, index in zip(second.steps, second.lines):  # each cites the backward line it differentiates
         line = program.backward[index]
         lines.append(Statement(names[step.tangent.id], expr(step.term, ADD + 1 if not step.first else COND),
                                step.target, accumulate=not step.first, comment=f"# {line.code}", step=step))
     terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
     helpers = _helpers_used(_all_nodes(forward, terms))
-    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
+    header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in low.wrt])
+    fresh = FreshReturns(second.forward.steps + second.steps)
+    hv = [_returned(h, w.shape, fresh, expr) for h, w in zip(second.hv, low.wrt)]
     function = hvp_context(program, lines, header, helpers, jit, [names[s.id] for s in second.forward.seeds],
-                           assumption_guards(declaration.name, declaration.inputs, params),
-                           [expr(h) for h in second.hv])
+                           named.checks, hv, named.dim_lines, named.tangent_checks,
+                           [w.shape for w in low.wrt] if declaration.is_tensor else None)
     rendering = functools.partial(render_function_module, "hvp.py.j2", function)
-    emitted = Emitted(A, input_nodes, forward, output, None, grads, names, program, hints)
-    return Artifact(declaration, rendering(header), params, emitted, tuple(helpers), header, rendering, "hvp",
-                    function)
+    emitted = Emitted(A, low.inputs, forward, output, None, grads, names, program, low.hints)
+    return Artifact(declaration, rendering(header), named.params, emitted, tuple(helpers), header, rendering,
+                    "hvp", function)
 
 
 @_without_gc
 def _build_tensor(declaration: Declaration, jit: bool = True) -> Artifact:
-    A = TENSOR_ALGEBRA
-    input_nodes = [t.node for t in declaration.inputs]
-    # symbolic sizes are read off the first input that has them: N = X.shape[0]
-    dim_sources: dict = {}
-    for node in input_nodes:
-        for axis, d in enumerate(node.shape):
-            if not isinstance(d, int) and d not in dim_sources:
-                dim_sources[d] = (node, axis)
-    hints = dict(reversed(declaration.hints))  # the first name given to a node wins
-    return _emit(declaration, A, input_nodes, [t.name for t in declaration.inputs], declaration.output,
-                 [t.node for t in declaration.wrt], hints, jit, dim_sources)
+    low = _lower(declaration)
+    return _emit(declaration, low.A, low.inputs, low.input_names, low.output, low.wrt, low.hints, jit,
+                 low.dim_sources)
 
 
 def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[str], output: Node,

@@ -80,8 +80,11 @@ def test_one_input_takes_a_bare_tangent_and_wrong_counts_are_clear():
         h.jvp(0.5, 2.0, 1.0)
 
 
-def test_tensor_functions_say_jvp_is_not_there_yet():
+def test_a_tensor_functions_jvp_reads_its_batch_size_and_checks_its_tangents():
     X = bpgen.Tensor("Xjvp", ("N", 2))
     g = bpgen.compile(bpgen.sum(X * X), inputs=[X], jit=False)
-    with pytest.raises(bpgen.BpgenError, match="jvp is not available yet for tensor functions"):
-        g.jvp(np.ones((2, 2)), (np.ones((2, 2)),))
+    x, t = np.arange(6.0).reshape(3, 2), np.ones((3, 2))
+    value, tangent = g.jvp(x, (t,))
+    assert value == float(np.sum(x * x)) and tangent == pytest.approx(float(np.sum(2 * x * t)), rel=1e-15)
+    with pytest.raises(ValueError, match=r"tXjvp has N=2 on axis 0, but Xjvp has N=3"):
+        g.jvp(x, (np.ones((2, 2)),))

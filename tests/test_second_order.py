@@ -13,6 +13,7 @@ from test_corpus import CASES
 from test_rules import DIFFERENTIABLE, rule_symbols, sympy_value
 
 import bpgen
+from bpgen import nn
 from bpgen.core.rules import sympy_builder
 from bpgen.frontend.spec import SpecRef, load
 
@@ -85,11 +86,49 @@ def test_hessian_of_a_quadratic_is_exact():
     assert H.tolist() == [[6.0, 2.0], [2.0, -2.0]] and H.dtype == np.float64
 
 
-def test_tensor_functions_say_hvp_is_not_there_yet():
+def test_a_tensor_functions_hvp_and_hessian_blocks():
     X = bpgen.Tensor("Xhvp", ("N", 2))
-    g = bpgen.compile(bpgen.sum(X * X), inputs=[X], jit=False)
-    with pytest.raises(bpgen.BpgenError, match="hvp is not available yet for tensor functions"):
-        g.hvp(np.ones((2, 2)), (np.ones((2, 2)),))
+    w = bpgen.Tensor("whvp", (2,))
+    g = bpgen.compile(bpgen.sum(nn.softplus(X @ w)), inputs=[X, w], wrt=[w], jit=False)
+    x, v = np.array([[0.5, -1.0], [2.0, 0.25], [-0.3, 0.7]]), np.array([1.0, -2.0])
+    s = 1.0 / (1.0 + np.exp(-(x @ np.array([0.3, 0.4]))))
+    want = x.T @ (x * (s * (1 - s))[:, None])  # X.T diag(sigmoid') X
+    value, grads, (hv,) = g.hvp(x, np.array([0.3, 0.4]), (v,))
+    np.testing.assert_allclose(hv, want @ v, rtol=1e-13)
+    _, _, ((H,),) = g.hessian(x, np.array([0.3, 0.4]))
+    np.testing.assert_allclose(H, want, rtol=1e-13)
+    assert H.shape == (2, 2)
+
+
+def test_generate_puts_tensor_derivatives_in_the_module_and_check_checks_them(tmp_path, monkeypatch, capsys):
+    from bpgen.tools import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.py").write_text(
+        "import bpgen\nfrom bpgen import nn\n\n"
+        "@bpgen.function(shapes={'X': ('N', 3), 'y': ('N',), 'w': (3,), 'b': ()}, wrt=['w', 'b'])\n"
+        "def logistic(X, y, w, b):\n"
+        "    z = X @ w + b\n"
+        "    return bpgen.mean(nn.softplus(z) - y * z) + 0.1 * bpgen.sum(w * w)\n")
+    assert cli.main(["generate", "net.py", "--derivatives", "jvp,hessian"]) == 0
+    source = (tmp_path / "generated" / "logistic.py").read_text()
+    for definition in ("def jvp(X, y, w, b, tw, tb):", "def hvp(X, y, w, b, tw, tb):", "def hessian(X, y, w, b):"):
+        assert definition in source
+    namespace: dict = {}
+    exec(compile(source.replace("@numba.njit", "# @numba.njit"), "logistic.py", "exec"), namespace)  # plain Python
+    rng = np.random.default_rng(3)
+    X, y, w, b = rng.normal(size=(6, 3)), rng.integers(0, 2, 6).astype(float), rng.normal(size=3), 0.2
+    _, _, H = namespace["hessian"](X, y, w, b)
+    p = 1.0 / (1.0 + np.exp(-(X @ w + b)))
+    A = np.hstack([X, np.ones((6, 1))])
+    full = A.T @ (A * (p * (1 - p))[:, None]) / 6 + np.diag([0.2, 0.2, 0.2, 0.0])
+    np.testing.assert_allclose(H[0][0], full[:3, :3], rtol=1e-12)
+    np.testing.assert_allclose(H[0][1], full[:3, 3], rtol=1e-12)
+    assert H[1][1] == pytest.approx(full[3, 3], rel=1e-12) and H[1][0].shape == (3,)
+    capsys.readouterr()
+    assert cli.main(["check", "net.py", "--derivatives", "jvp,hvp,hessian", "--points", "2", "--python"]) == 0
+    out = capsys.readouterr().out
+    assert "hvp w" in out and "hessian b" in out and "FAIL" not in out
 
 
 def test_generate_puts_the_derivatives_in_the_module_and_check_checks_them(tmp_path, monkeypatch, capsys):

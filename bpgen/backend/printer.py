@@ -350,6 +350,7 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
 
 
 VIEW_OPS = frozenset({Op.TRANSPOSE, Op.RESHAPE, Op.BROADCAST_TO})  # results that may share their argument's memory
+VARIABLE_OPS = frozenset({Op.ADJ, Op.TANGENT})  # adjoints and tangents: the parameters' ones are the caller's
 
 
 class FreshReturns:
@@ -362,8 +363,9 @@ class FreshReturns:
 
     def __init__(self, steps):
         terms: dict[int, list[Node]] = {}
-        for step in steps:
-            terms.setdefault(step.adjoint.id, []).append(step.term)
+        for step in steps:  # the reverse pass's adjoints, or forward mode's tangents
+            variable = step.tangent if hasattr(step, "tangent") else step.adjoint
+            terms.setdefault(variable.id, []).append(step.term)
         self.terms = terms
         self.returned: set[int] = set()
 
@@ -372,9 +374,9 @@ class FreshReturns:
         while True:
             if node.op in VIEW_OPS:
                 node = node.args[0]
-            elif node.op == Op.ADJ and len(self.terms.get(node.id, ())) == 1:  # `dz = dh`: the same array
+            elif node.op in VARIABLE_OPS and len(self.terms.get(node.id, ())) == 1:  # `dz = dh`: the same array
                 node = self.terms[node.id][0]
-            elif node.op == Op.INPUT or (node.op == Op.ADJ and node.id not in self.terms):  # vjp's seed
+            elif node.op == Op.INPUT or (node.op in VARIABLE_OPS and node.id not in self.terms):  # a seed, a tangent
                 return self.CALLER
             else:
                 return node.id
@@ -390,17 +392,17 @@ class FreshReturns:
 
 
 def print_tangents(steps, names: Mapping[int, str], syntax_of: Callable[[Node], Syntax],
-                   forward: list[Statement]) -> list[Statement]:
+                   forward: list[Statement], dims: Mapping[object, str] | None = None) -> list[Statement]:
     """Forward mode's staged lines: `tnum = tx`, `tden += ((1.0 - sigx) * sigx) * tsigx`, each with the forward
     statement it differentiates as its comment."""
-    expr = ExpressionPrinter(names, syntax_of)
+    expr = ExpressionPrinter(names, syntax_of, dims)
     defined = {statement.node.id: statement for statement in forward}
     lines = []
     for step in steps:
         if step.term.op == Op.MUL and step.term.args == (step.partial, step.upstream):
             rhs = expr.product(step.partial, step.upstream)
         else:
-            rhs = expr(step.term, ADD + 1 if not step.first else COND)
+            rhs = expr(step.term, ADD + 1 if step.target.is_tensor and not step.first else COND)
         lines.append(Statement(names[step.tangent.id], rhs, step.target, accumulate=not step.first,
                                comment=f"# {defined[step.target.id].code}", step=step))
     return lines

@@ -161,28 +161,75 @@ def render_function_module(template: str, function: dict, header: Header) -> str
 
 
 def jvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
-                tangent_params: list[str], checks: list[Guard], output_tangent: str) -> dict:
+                tangent_params: list[str], checks: list[Guard], output_tangent: str, dims: list[str] = (),
+                tangent_checks: list[str] = ()) -> dict:
     """What the jvp function's template needs."""
-    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, TANGENT_COMMENT)
+    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, TANGENT_COMMENT,
+                               dims, tangent_checks, [output_tangent])
     context["output_tangent"] = output_tangent
     return context
 
 
 def hvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
-                tangent_params: list[str], checks: list[Guard], hv: list[str]) -> dict:
+                tangent_params: list[str], checks: list[Guard], hv: list[str], dims: list[str] = (),
+                tangent_checks: list[str] = (), wrt_shapes: list[tuple] | None = None) -> dict:
     """What the hvp (and hessian) functions' templates need."""
-    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, SECOND_ORDER_COMMENT)
+    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, SECOND_ORDER_COMMENT,
+                               dims, tangent_checks, hv + program.gradients)
     namespace = Namespace()
     namespace.taken.update(program.params)
+    names = {local: namespace.claim(local) for local in ("H", "value", "gradients", "column", "k")}
     context.update(backward=backward_lines(program), backward_comment=BACKWARD_COMMENT, gradients=program.gradients,
-                   hv=hv, hessian_names={local: namespace.claim(local) for local in ("H", "value", "gradients",
-                                                                                      "column")})
+                   hv=hv, hessian_names=names,
+                   blocks=_hessian_blocks(header.wrt, wrt_shapes, namespace, names) if wrt_shapes and any(wrt_shapes)
+                   else None)
     return context
 
 
+def _hessian_blocks(wrt: list[str], shapes: list[tuple], namespace: Namespace, names: dict) -> dict:
+    """The texts of a tensor function's hessian: each input's flat direction and its place in the full matrix,
+    the vectors hvp takes, and each block H[i][j] cut out of the matrix in the inputs' shapes."""
+    inputs, offsets = [], []
+    start = "0"
+    for k, (w, shape) in enumerate(zip(wrt, shapes)):
+        flat = namespace.claim(f"v{w}")
+        size = f"{w}.size" if shape else "1"
+        end = namespace.claim(f"end_{w}")
+        offsets.append(f"{end} = {start} + {size}" if start != "0" else f"{end} = {size}")
+        column = f"{names['column']}[{k}]"
+        inputs.append({"name": w, "flat": flat, "size": size, "offset": start, "end": end, "shape": shape,
+                       "vector": f"{flat}.reshape({w}.shape)" if shape else f"{flat}[0]",
+                       "rows": f"{start}:{end}" if shape else start,
+                       "column": f"np.ascontiguousarray({column}).reshape(-1)" if shape else column})
+        start = end
+    H = names["H"]
+    for entry in inputs:
+        entry["place"] = names["k"] if entry["offset"] == "0" else f"{entry['offset']} + {names['k']}"
+    blocks, lines = [], []
+    for a in inputs:
+        row = []
+        for b in inputs:
+            block = namespace.claim(f"{H}_{a['name']}_{b['name']}")
+            if a["shape"] and b["shape"]:
+                shape = f"{a['name']}.shape + {b['name']}.shape"
+                cut = f"np.ascontiguousarray({H}[{a['rows']}, {b['rows']}]).reshape({shape})"
+            elif a["shape"] or b["shape"]:
+                tensor = a if a["shape"] else b
+                cut = f"{H}[{a['rows']}, {b['rows']}].copy().reshape({tensor['name']}.shape)"
+            else:
+                cut = f"{H}[{a['rows']}, {b['rows']}]"
+            lines.append(f"{block} = {cut}")
+            row.append(block)
+        blocks.append(row)
+    return {"inputs": inputs, "offsets": offsets, "total": start, "vectors": [i["vector"] for i in inputs],
+            "lines": lines, "H": blocks}
+
+
 def _tangent_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
-                     tangent_params: list[str], checks: list[Guard], comment: str) -> dict:
-    """What the forward-mode templates share: the forward lines, the aligned tangent lines, the helpers."""
+                     tangent_params: list[str], checks: list[Guard], comment: str, dims: list[str] = (),
+                     tangent_checks: list[str] = (), returned: list[str] = ()) -> dict:
+    """What the forward-mode templates share: the forward lines, the aligned tangent lines, the helpers; for
+    tensors, the lines reading symbolic sizes and those checking the tangents' shapes."""
     codes = [s.code for s in tangents]
     width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
     return {
@@ -197,8 +244,13 @@ def _tangent_context(program: PrintedProgram, tangents: list, header: Header, he
         "tangent_comment": comment,
         "value": program.returned_value,
         "checks": guard_lines(list(checks)),
-        "checked": " (what their symbols assume)",
+        "checked": " (their sizes)" if dims or tangent_checks else " (what their symbols assume)",
         "check_decorator": _decorator(jit, False),
+        # every size the function reads: the tangent checks use those the code does not
+        "dims": _used(list(dims), codes + [s.code for s in program.forward + program.backward] + list(tangent_checks)
+                      + [program.returned_value, *returned]),
+        "tangent_checks": list(tangent_checks),
+        "check_dims": _used(list(dims), [guard.condition for guard in checks]),
     }
 
 

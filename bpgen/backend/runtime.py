@@ -240,6 +240,30 @@ def route_max_all(a, g):
     return out.reshape(a.shape)
 
 
+def at_max_all(a, t):
+    """Forward mode's max gate over all of `a`: the entry of t at the first largest entry of `a`."""
+    return np.ascontiguousarray(t).reshape(-1)[np.argmax(a)]
+
+
+def at_max_last(a, t):
+    """Forward mode's max gate along the last axis: for each row of `a`, the entry of t at its first largest."""
+    out = np.empty(a.shape[:-1])
+    for index in np.ndindex(out.shape):
+        out[index] = t[index][np.argmax(a[index])]
+    return out
+
+
+def at_max(a, t, axis):
+    """Forward mode's max gate along `axis`: for each slice of `a`, the entry of t at its first largest."""
+    b = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    rows = b.reshape((-1, b.shape[-1]))
+    tangents = np.ascontiguousarray(np.moveaxis(t, axis, -1)).reshape((-1, b.shape[-1]))
+    out = np.empty(rows.shape[0])
+    for r in range(rows.shape[0]):
+        out[r] = tangents[r, np.argmax(rows[r])]
+    return out.reshape(b.shape[:-1])
+
+
 def digamma(x):
     """psi(x) = d/dx log(gamma(x)). Shifted up to x >= 10 by psi(x) = psi(x + 1) - 1/x, then the asymptotic series
     log(x) - 1/(2x) - sum B2k / (2k x**2k) to k = 7. Between 0 and 2.9, where that sum cancels near the zero

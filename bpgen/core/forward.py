@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import BpgenError
 from .algebra import Algebra
 from .ir import Node
 from .ops import Op
@@ -44,7 +43,7 @@ def tangent_of(A: Algebra, node: Node) -> Node:
 
 
 def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node], A: Algebra) -> Forward:
-    """The tangent program of `forward` along the tangents of `wrt` (scalar functions; `output` may be several)."""
+    """The tangent program of `forward` along the tangents of `wrt` (`output` may be several)."""
     outputs = output if isinstance(output, list) else [output]
     reach = depends_on(forward, wrt)
     seeds = [tangent_of(A, w) for w in wrt]
@@ -53,25 +52,37 @@ def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node]
     for node in forward:
         if node.id not in reach or node.id in tangent or not node.args:
             continue
-        rule = rule_of(node)
-        if rule.partials is None:
-            if rule.vjp is not None:
-                raise BpgenError(f"jvp is not available yet for tensor operations ({node.op})")
-            continue  # a condition: no tangent flows through it
-        partials = rule.partials(A, node.args, node)
         first = True
-        for arg, partial in zip(node.args, partials):
-            upstream = tangent.get(arg.id)
-            if upstream is None or partial is None:
-                continue
-            term = A.mul(partial, upstream)
-            if term.is_const and term.value == 0.0:
-                continue
+        for partial, upstream, term in tangent_terms(A, node, [tangent.get(a.id) for a in node.args]):
             variable = tangent_of(A, node)
+            if first:  # a tangent has its node's shape: a bias's, added to a batch, is broadcast over the batch
+                term = A.broadcast_to(term, node.shape)  # (later terms broadcast as they are added)
             steps.append(TangentStep(node, variable, term, partial, upstream, first))
             tangent[node.id] = variable
             first = False
     return Forward(steps, seeds, [tangent.get(o.id, A.const(0.0)) for o in outputs])
+
+
+def tangent_terms(A: Algebra, node: Node, tangents: list[Node | None]) -> list[tuple[Node | None, Node, Node]]:
+    """The terms of `node`'s tangent, one per argument with a tangent (`tangents`, None where it has none):
+    (the local partial, or None for a tensor op's JVP; the argument's tangent; the term).
+    An elementwise op's term is its partial times the tangent; a tensor op's comes from its JVP rule; a
+    condition has none."""
+    rule = rule_of(node)
+    if rule.jvp is not None:
+        terms = rule.jvp(A, node.args, node, tangents)
+        partials = [None] * len(terms)
+    elif rule.partials is not None:
+        partials = rule.partials(A, node.args, node)
+        terms = [None if p is None or t is None else A.mul(p, t) for p, t in zip(partials, tangents)]
+    else:
+        return []  # a condition: no tangent flows through it
+    result = []
+    for partial, upstream, term in zip(partials, tangents, terms):
+        if upstream is None or term is None or (term.is_const and term.value == 0.0):
+            continue
+        result.append((partial, upstream, term))
+    return result
 
 
 @dataclass(frozen=True)
@@ -145,19 +156,9 @@ def _tangent_expression(A: Algebra, node: Node, tangent: dict[int, Node], memo: 
     if node.is_const or not node.args or node.op in (Op.ADJ, Op.INPUT, Op.DIM):
         result = A.const(0.0)
     else:
-        rule = rule_of(node)
-        if rule.partials is None:
-            if rule.vjp is not None:
-                raise BpgenError(f"hvp is not available yet for tensor operations ({node.op})")
-            result = A.const(0.0)  # a condition: no tangent flows through it
-        else:
-            terms = []
-            for arg, partial in zip(node.args, rule.partials(A, node.args, node)):
-                if partial is None:
-                    continue
-                t = _tangent_expression(A, arg, tangent, memo)
-                if not (t.is_const and t.value == 0.0):
-                    terms.append(A.mul(partial, t))
-            result = A.add(*terms) if terms else A.const(0.0)
+        tangents = [_tangent_expression(A, arg, tangent, memo) for arg in node.args]
+        tangents = [None if t.is_const and t.value == 0.0 else t for t in tangents]
+        terms = [term for _, _, term in tangent_terms(A, node, tangents)] if any(tangents) else []
+        result = A.broadcast_to(A.add(*terms), node.shape) if terms else A.const(0.0)
     memo[node.id] = result
     return result

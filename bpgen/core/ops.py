@@ -69,6 +69,9 @@ class Op(StrEnum):
     ROUTE_MAX_LAST = "route_max_last"
     MAX_ALONG = "max_along"
     ROUTE_MAX = "route_max"
+    AT_MAX_ALL = "at_max_all"  # forward mode's max gate: the tangent at the largest entry
+    AT_MAX_LAST = "at_max_last"
+    AT_MAX = "at_max"
     FILL = "fill"
     BROADCAST_TO = "broadcast_to"
     SOFTMAX_CE = "softmax_ce"

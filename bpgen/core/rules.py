@@ -67,6 +67,9 @@ class Rule:
     array_syntax: Syntax | None = None  # how it prints on NumPy arrays, when not as on floats
     vjp: Callable[..., Sequence[Node | None]] | None = None  # tensor ops: (A, args, out, g) -> per-arg terms
     array_helper: str | None = None  # helper the array form calls (NumPy lacks a vectorized erf)
+    # tensor ops: (A, args, out, tangents) -> per-arg terms of the output's tangent (forward mode), each linear
+    # in that argument's tangent (None where the argument has none)
+    jvp: Callable[..., Sequence[Node | None]] | None = None
 
     @property
     def prints_on_arrays(self) -> bool:
@@ -368,6 +371,41 @@ def _sum_helper(node: Node) -> str | None:
     return "sum_axis0" if axis == 0 else "sum_last" if axis == len(a.shape) - 1 else None
 
 
+def _matmul_jvp(A, args, out, t):
+    a, b = args
+    return [None if t[0] is None else A.matmul(t[0], b), None if t[1] is None else A.matmul(a, t[1])]
+
+
+def _linear_jvp(apply):
+    """The JVP of an op linear in its one argument (a transpose, a sum, a reshape): the op applied to the
+    tangent."""
+    return lambda A, args, out, t: [apply(A, t[0], out)]
+
+
+def _routed_jvp(op):
+    """The JVP of an op linear in its last argument, whose other arguments only route it (the max gates)."""
+    return lambda A, args, out, t: [None] * (len(args) - 1) + [
+        None if t[-1] is None else A.make(op, (*args[:-1], t[-1]), out.attrs)]
+
+
+def _scalar_loss_jvp(vjp):
+    """The JVP of a scalar-valued op from its VJP: sum(vjp_i(1) * t_i), the gradient dotted with the tangent."""
+    def jvp(A, args, out, t):
+        gradients = vjp(A, args, out, A.const(1.0))
+        return [None if ti is None or gi is None else A.sum(A.mul(gi, ti), None) for gi, ti in zip(gradients, t)]
+    return jvp
+
+
+def _max_jvp(A, args, out, t):
+    """The max gate in forward mode: the tangent at the winner (the first one on ties)."""
+    a = args[0]
+    if out.op == Op.MAX_ALL:
+        return [A.make(Op.AT_MAX_ALL, (a, t[0]))]
+    if out.op == Op.MAX_LAST:
+        return [A.make(Op.AT_MAX_LAST, (a, t[0]))]
+    return [A.make(Op.AT_MAX, (a, t[0]), out.attrs)]
+
+
 def _max_vjp(A, args, out, g):
     return [A.make(Op.ROUTE_MAX_LAST if out.op == Op.MAX_LAST else "route_max", (args[0], g), out.attrs)]
 
@@ -384,6 +422,22 @@ def _softmax_ce_vjp(A, args, out, g):
             A.mul(g, A.div(A.neg(A.make(Op.LOG_SOFTMAX, (logits,))), A.rows(logits)))]
 
 
+def _softmax_jvp(A, args, out, t):
+    return [A.mul(out, A.sub(t[0], A.keep_sum_rows(A.mul(out, t[0]))))]
+
+
+def _log_softmax_jvp(A, args, out, t):
+    return [A.sub(t[0], A.keep_sum_rows(A.mul(_softmax_rows(A, args[0]), t[0])))]
+
+
+def _logsumexp_jvp(A, args, out, t):
+    return [A.keep_sum_rows(A.mul(_softmax_rows(A, args[0]), t[0]))]
+
+
+def _cross_entropy_vjp(A, args, out, g):
+    return [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), _one_hot(A, *args)), A.rows(args[0]))), None]
+
+
 def _one_hot(A, logits, labels):
     return A.make(Op.ONE_HOT, (labels,), (logits.shape[1],))
 
@@ -394,50 +448,64 @@ STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.BROADCAST_TO})
 _TENSOR_RULES = [
     Rule(Op.MATMUL, MatrixProduct(_matmul_helper), None,
          shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape), vjp=_matmul_vjp,
-         helper=_matmul_helper),
+         helper=_matmul_helper, jvp=_matmul_jvp),
     Rule(Op.TRANSPOSE_MATMUL, Call("transpose_matmul"), None,
-         shape=lambda args, attrs: (args[0].shape[1], args[1].shape[1]), helper="transpose_matmul"),
+         shape=lambda args, attrs: (args[0].shape[1], args[1].shape[1]), helper="transpose_matmul",
+         jvp=lambda A, args, out, t: [None if t[0] is None else A.make(Op.TRANSPOSE_MATMUL, (t[0], args[1])),
+                                      None if t[1] is None else A.make(Op.TRANSPOSE_MATMUL, (args[0], t[1]))]),
     Rule(Op.OUTER, Call("np.outer"), None, shape=lambda args, attrs: args[0].shape + args[1].shape,
-         vjp=lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)]),
+         vjp=lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)],
+         jvp=lambda A, args, out, t: [None if t[0] is None else A.outer(t[0], args[1]),
+                                      None if t[1] is None else A.outer(args[0], t[1])]),
     Rule(Op.TRANSPOSE, Method(".T"), None, shape=lambda args, attrs: args[0].shape[::-1],
-         vjp=lambda A, args, out, g: [A.transpose(g)]),
+         vjp=lambda A, args, out, g: [A.transpose(g)], jvp=_linear_jvp(lambda A, t, out: A.transpose(t))),
     Rule(Op.RESHAPE, Reshape(STRIDED_OPS), None, shape=lambda args, attrs: attrs[0],
-         vjp=lambda A, args, out, g: [A.reshape(g, args[0].shape)]),
+         vjp=lambda A, args, out, g: [A.reshape(g, args[0].shape)],
+         jvp=_linear_jvp(lambda A, t, out: A.reshape(t, out.shape))),
     Rule(Op.SUM, Reduction("sum", _sum_helper), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
-         vjp=_sum_vjp, helper=_sum_helper),
+         vjp=_sum_vjp, helper=_sum_helper, jvp=_linear_jvp(lambda A, t, out: A.make(Op.SUM, (t,), out.attrs))),
     # max reductions: the max gate routes the upstream gradient to the winner (the first one on ties)
     Rule(Op.MAX_ALL, Method(".max()"), None, shape=lambda args, attrs: (),
-         vjp=lambda A, args, out, g: [A.make(Op.ROUTE_MAX_ALL, (args[0], g))]),
+         vjp=lambda A, args, out, g: [A.make(Op.ROUTE_MAX_ALL, (args[0], g))], jvp=_max_jvp),
     Rule(Op.ROUTE_MAX_ALL, Call("route_max_all"), None, shape=lambda args, attrs: args[0].shape,
-         helper="route_max_all"),
+         helper="route_max_all", jvp=_routed_jvp(Op.ROUTE_MAX_ALL)),
+    Rule(Op.AT_MAX_ALL, Call("at_max_all"), None, shape=lambda args, attrs: (), helper="at_max_all",
+         jvp=_routed_jvp(Op.AT_MAX_ALL)),
     Rule(Op.MAX_LAST, Call("max_last"), None, shape=lambda args, attrs: args[0].shape[:-1], helper="max_last",
-         vjp=_max_vjp),
+         vjp=_max_vjp, jvp=_max_jvp),
     Rule(Op.ROUTE_MAX_LAST, Call("route_max_last"), None, shape=lambda args, attrs: args[0].shape,
-         helper="route_max_last"),
+         helper="route_max_last", jvp=_routed_jvp(Op.ROUTE_MAX_LAST)),
+    Rule(Op.AT_MAX_LAST, Call("at_max_last"), None, shape=lambda args, attrs: args[0].shape[:-1],
+         helper="at_max_last", jvp=_routed_jvp(Op.AT_MAX_LAST)),
     Rule(Op.MAX_ALONG, AttrCall("max_along"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
-         helper="max_along", vjp=_max_vjp),
-    Rule(Op.ROUTE_MAX, AttrCall("route_max"), None, shape=lambda args, attrs: args[0].shape, helper="route_max"),
+         helper="max_along", vjp=_max_vjp, jvp=_max_jvp),
+    Rule(Op.ROUTE_MAX, AttrCall("route_max"), None, shape=lambda args, attrs: args[0].shape, helper="route_max",
+         jvp=_routed_jvp(Op.ROUTE_MAX)),
+    Rule(Op.AT_MAX, AttrCall("at_max"), None, shape=lambda args, attrs: shapes.reduce(args[0].shape, attrs[0]),
+         helper="at_max", jvp=_routed_jvp(Op.AT_MAX)),
     Rule(Op.FILL, ShapedCall("np.full"), None, shape=lambda args, attrs: attrs[0],
-         vjp=lambda A, args, out, g: [A.sum(g, None)]),
+         vjp=lambda A, args, out, g: [A.sum(g, None)], jvp=_linear_jvp(lambda A, t, out: A.fill(t, out.shape))),
     Rule(Op.BROADCAST_TO, ShapedCall("np.broadcast_to", shape_first=False), None, shape=lambda args, attrs: attrs[0],
-         vjp=lambda A, args, out, g: [A.sum_to(g, args[0].shape)]),
+         vjp=lambda A, args, out, g: [A.sum_to(g, args[0].shape)],
+         jvp=_linear_jvp(lambda A, t, out: A.broadcast_to(t, out.shape))),
     Rule(Op.DIM, Call("len"), None, shape=lambda args, attrs: ()),  # always named: `N = X.shape[0]`
     # softmax cross-entropy, fused: a log-sum-exp-stable forward and (p * rowsum(Y) - Y) / N backward, right
     # for any targets (one-hot rows sum to 1, soft labels from rounding or weighting need not)
     Rule(Op.SOFTMAX_CE, Call("softmax_cross_entropy"), None, shape=lambda args, attrs: (),
-         helper="softmax_cross_entropy", vjp=_softmax_ce_vjp),
+         helper="softmax_cross_entropy", vjp=_softmax_ce_vjp, jvp=_scalar_loss_jvp(_softmax_ce_vjp)),
     # the same with integer labels: (p - one_hot(labels)) / N, and no gradient for the labels
     Rule(Op.CROSS_ENTROPY, Call("cross_entropy"), None, shape=lambda args, attrs: (), helper="cross_entropy",
-         vjp=lambda A, args, out, g: [A.mul(g, A.div(A.sub(_softmax_rows(A, args[0]), _one_hot(A, *args)),
-                                                     A.rows(args[0]))), None]),
-    Rule(Op.ONE_HOT, AttrCall("one_hot"), None, shape=lambda args, attrs: args[0].shape + attrs, helper="one_hot"),
+         vjp=_cross_entropy_vjp, jvp=_scalar_loss_jvp(_cross_entropy_vjp)),
+    Rule(Op.ONE_HOT, AttrCall("one_hot"), None, shape=lambda args, attrs: args[0].shape + attrs, helper="one_hot",
+         jvp=lambda A, args, out, t: [None]),  # of integer labels: no tangent
     Rule(Op.SOFTMAX, Call("softmax"), None, shape=lambda args, attrs: args[0].shape, helper="softmax",
-         vjp=lambda A, args, out, g: [A.mul(out, A.sub(g, A.keep_sum_rows(A.mul(g, out))))]),
+         vjp=lambda A, args, out, g: [A.mul(out, A.sub(g, A.keep_sum_rows(A.mul(g, out))))], jvp=_softmax_jvp),
     Rule(Op.LOG_SOFTMAX, Call("log_softmax"), None, shape=lambda args, attrs: args[0].shape, helper="log_softmax",
-         vjp=lambda A, args, out, g: [A.sub(g, A.mul(_softmax_rows(A, args[0]), A.keep_sum_rows(g)))]),
+         vjp=lambda A, args, out, g: [A.sub(g, A.mul(_softmax_rows(A, args[0]), A.keep_sum_rows(g)))],
+         jvp=_log_softmax_jvp),
     Rule(Op.LOGSUMEXP, Call("logsumexp_rows"), None, shape=lambda args, attrs: args[0].shape[:-1] + (1,),
          helper="logsumexp_rows",
-         vjp=lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))]),
+         vjp=lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))], jvp=_logsumexp_jvp),
 ]
 _RULES += _TENSOR_RULES
 

@@ -312,7 +312,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="the name the module will be imported under, e.g. generated.cs231n (default: the file's "
                           "stem); Numba's cache is only found again under that name")
     gen.add_argument("--derivatives", type=_derivatives, default=(), metavar="jvp,hvp,hessian",
-                     help="also forward mode and second order (scalar functions): jvp, hvp, hessian")
+                     help="also forward mode and second order: jvp, hvp, hessian")
     gen.set_defaults(run=_generate)
 
     show = command("show", "print the generated module of a spec's function",
@@ -322,7 +322,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                       help="syntax highlighting (default: auto, on a terminal only)")
     show.add_argument("--derivatives", type=_derivatives, default=(), metavar="jvp,hvp,hessian",
-                     help="also forward mode and second order (scalar functions): jvp, hvp, hessian")
+                     help="also forward mode and second order: jvp, hvp, hessian")
     show.set_defaults(run=_show)
 
     check = command("check", "compare the generated gradients with central finite differences",
@@ -339,7 +339,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="relative tolerance (default 1e-5)")
     check.add_argument("--python", action="store_true", help="check the plain Python code instead of Numba's")
     check.add_argument("--derivatives", type=_derivatives, default=(), metavar="jvp,hvp,hessian",
-                     help="also forward mode and second order (scalar functions): jvp, hvp, hessian")
+                     help="also forward mode and second order: jvp, hvp, hessian")
     check.set_defaults(run=_check)
 
     from .draw import DEFAULT_MAX_NODES

@@ -186,12 +186,13 @@ def _check_jacobian(fn: CompiledFunction, rng: np.random.Generator, at: dict[str
 def derivative_rows(fn: CompiledFunction, args: list, derivatives: tuple[str, ...], rng: np.random.Generator,
                     tolerance: float) -> list[Row]:
     """The generated jvp against central differences of the value, hvp and hessian against central differences
-    of the gradient (scalar functions), along a random direction."""
+    of the gradient, along a random direction (an array of each input's shape for tensors; an array result is
+    compared through its dot product with a random probe)."""
     module = fn.module
     wrt = _wrt_names(fn)
     index = {name: fn.params.index(name) for name in wrt}
-    direction = [float(v) for v in rng.normal(size=len(wrt))]
-    h = STEP * max(1.0, max(abs(float(a)) for a in args))
+    direction = [_random_like(args[index[name]], rng) for name in wrt]
+    h = STEP * max(1.0, max(float(np.max(np.abs(a))) if np.size(a) else 0.0 for a in args))
 
     def moved(t):
         return [a + t * direction[wrt.index(p)] if p in index else a for p, a in zip(fn.params, args)]
@@ -204,18 +205,37 @@ def derivative_rows(fn: CompiledFunction, args: list, derivatives: tuple[str, ..
     rows = []
     if "jvp" in derivatives:
         value, tangent = module.jvp(*args, *direction)
+        probe = _random_like(tangent, rng)
         numeric = (module.forward(*moved(h)) - module.forward(*moved(-h))) / (2 * h)
-        rows.append(row("jvp", "along a random direction", float(tangent), numeric, max(1.0, abs(value))))
+        rows.append(row("jvp", "along a random direction", _dot(tangent, probe), _dot(numeric, probe),
+                        max(1.0, float(np.max(np.abs(value))))))
+    if "hvp" not in derivatives and "hessian" not in derivatives:
+        return rows
     up, down = module.value_and_grad(*moved(h))[1], module.value_and_grad(*moved(-h))[1]
     difference = [(a - b) / (2 * h) for a, b in zip(up, down)]  # the Hessian times the direction
-    gradient_scale = max(1.0, *(abs(g) for g in module.value_and_grad(*args)[1]))
+    gradient_scale = max(1.0, *(float(np.max(np.abs(g))) for g in module.value_and_grad(*args)[1]))
+    probes = [_random_like(d, rng) if np.ndim(d) else 1.0 for d in direction]
     if "hvp" in derivatives:
         _, _, hv = module.hvp(*args, *direction)
-        rows += [row(f"hvp {name}", "along a random direction", float(a), n, gradient_scale)
-                 for name, a, n in zip(wrt, hv, difference)]
+        rows += [row(f"hvp {name}", "along a random direction", _dot(a, p), _dot(n, p), gradient_scale)
+                 for name, a, n, p in zip(wrt, hv, difference, probes)]
     if "hessian" in derivatives:
         _, _, H = module.hessian(*args)
-        along = np.asarray(H) @ np.asarray(direction)
-        rows += [row(f"hessian {name}", "H times a random direction", float(a), n, gradient_scale)
-                 for name, a, n in zip(wrt, along, difference)]
+        if isinstance(H, tuple):  # blocks: H[i][j] has the shape of input i then of input j
+            along = [sum(np.tensordot(H[i][j], direction[j], axes=np.ndim(direction[j])) for j in range(len(wrt)))
+                     for i in range(len(wrt))]
+        else:
+            along = list(np.asarray(H) @ np.asarray(direction))
+        rows += [row(f"hessian {name}", "H times a random direction", _dot(a, p), _dot(n, p), gradient_scale)
+                 for name, a, n, p in zip(wrt, along, difference, probes)]
     return rows
+
+
+def _random_like(value, rng: np.random.Generator):
+    """A random direction of value's shape: an array, or a float for a number."""
+    shape = np.shape(value)
+    return rng.normal(size=shape) if shape else float(rng.normal())
+
+
+def _dot(value, probe) -> float:
+    return float(np.sum(np.asarray(value, dtype=float) * probe))
