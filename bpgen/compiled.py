@@ -283,26 +283,33 @@ class CompiledFunction:
 
 
 def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[sympy.Symbol] | None = None,
-            name: str | None = None, *, jit: bool | None = None, origin: str | None = None) -> CompiledFunction:
+            name: str | None = None, *, jit: bool | None = None, origin: str | None = None,
+            derivatives: str | tuple[str, ...] | None = None) -> CompiledFunction:
     """Generate value and gradient code for a SymPy expression (or re-target a compiled function).
 
     inputs: the positional parameters, in order (default: the free symbols sorted by name).
     wrt: the inputs to differentiate with respect to, in the order gradients are returned (default: all).
     jit: compile with Numba (default), or give plain Python functions to step through in a debugger.
+    derivatives: "jvp", "hvp", "hessian": functions the generated module also holds (`bpgen generate
+    --derivatives`); g.jvp, g.hvp and g.hessian work without them, from modules of their own.
     """
+    from .frontend.decorator import derivative_kinds
+
+    kinds = derivative_kinds(derivatives or ())
     inputs = None if inputs is None else tuple(inputs)  # a generator is read once, here
     wrt = None if wrt is None else tuple(wrt)
     jit_or_default = True if jit is None else jit
     if isinstance(target, Tensor) or any(isinstance(i, Tensor) for i in (inputs or ())):
         declaration = declare_tensor(target, inputs, wrt, name, origin or "a tensor expression")
-        return CompiledFunction(build(declaration, jit_or_default), jit_or_default)
+        return CompiledFunction(build(declaration, jit_or_default, kinds), jit_or_default)
     if isinstance(target, CompiledFunction):
         declaration = target.declaration
         if inputs is not None and tuple(inputs) != declaration.inputs:
             raise BpgenError(f"{declaration.name}: the inputs of an already declared function cannot change")
         jit = target.jit if jit is None else jit
-        if wrt is None and name is None and jit == target.jit:
+        kinds = target.artifact.derivatives if derivatives is None else kinds
+        if wrt is None and name is None and jit == target.jit and kinds == target.artifact.derivatives:
             return target if origin is None else CompiledFunction(with_origin(target.artifact, origin), jit)
-        return CompiledFunction(build(retarget(declaration, wrt, name, origin), jit), jit)
+        return CompiledFunction(build(retarget(declaration, wrt, name, origin), jit, kinds), jit)
     declaration = declare(target, inputs, wrt, name, origin or "a SymPy expression")
-    return CompiledFunction(build(declaration, jit_or_default), jit_or_default)
+    return CompiledFunction(build(declaration, jit_or_default, kinds), jit_or_default)

@@ -1,8 +1,10 @@
 """Fit L2-regularized logistic regression on scikit-learn's breast cancer data with the generated gradient module.
 
-The spec part declares the loss; `bpgen generate examples/logistic_regression.py` writes
-generated/logistic_regression.py, whose value_and_grad the fit below hands to SciPy's
-L-BFGS-B (it needs only numpy and numba). Run:  python examples/logistic_regression.py [--seed 0]
+The spec part declares the loss, and asks for its Hessian-vector product too; `bpgen generate
+examples/logistic_regression.py` writes generated/logistic_regression.py (it needs only numpy and
+numba). The fit below hands its value_and_grad to SciPy's L-BFGS-B, then value_and_grad and hvp to
+Newton-CG, which converges in far fewer iterations.
+Run:  python examples/logistic_regression.py [--seed 0]
 """
 
 import argparse
@@ -20,7 +22,8 @@ FEATURES = 30
 L2 = 1e-3
 
 
-@bpgen.function(shapes={"X": ("N", FEATURES), "y": ("N",), "w": (FEATURES,), "b": ()}, wrt=["w", "b"])
+@bpgen.function(shapes={"X": ("N", FEATURES), "y": ("N",), "w": (FEATURES,), "b": ()}, wrt=["w", "b"],
+                derivatives="hvp")
 def logistic_regression(X, y, w, b):
     Xw = X @ w
     z = Xw + b  # the logits
@@ -42,8 +45,9 @@ def load_generated(name: str):
     return module
 
 
-def fit(seed: int = 0, quiet: bool = False) -> float:
-    """L-BFGS-B on the generated loss and gradient; returns the accuracy on a held-out quarter of the data."""
+def fit(seed: int = 0, quiet: bool = False) -> dict:
+    """L-BFGS-B (gradients) and Newton-CG (gradients and Hessian-vector products) on the generated loss; returns
+    each method's iterations and held-out accuracy (on a quarter of the data)."""
     from scipy.optimize import minimize
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
@@ -61,14 +65,29 @@ def fit(seed: int = 0, quiet: bool = False) -> float:
         loss, (dw, db) = module.value_and_grad(X_train, y_train, w, b)
         return loss, np.append(dw, db)
 
-    result = minimize(fun, np.zeros(FEATURES + 1), jac=True, method="L-BFGS-B")
-    w, b = result.x[:FEATURES], result.x[-1]
-    accuracy = float(np.mean(((X_test @ w + b) > 0.0) == (y_test == 1.0)))
-    if not quiet:
-        print(f"L-BFGS-B: {result.nit} iterations, {result.nfev} evaluations, final loss {result.fun:.6f} "
-              f"({result.message})")
-        print(f"held-out accuracy {accuracy:.4f} on {len(y_test)} tumours")
-    return accuracy
+    def hessp(params, p):
+        """The Hessian at params times p, forward mode over the reverse pass."""
+        _, _, (hw, hb) = module.hvp(X_train, y_train, params[:FEATURES], float(params[-1]), p[:FEATURES],
+                                    float(p[-1]))
+        return np.append(hw, hb)
+
+    zero = np.zeros(FEATURES + 1)
+    fun(zero), hessp(zero, zero)  # compiled (or loaded from Numba's cache) before the timings
+    results = {}
+    for method, extra in (("L-BFGS-B", {}), ("Newton-CG", {"hessp": hessp})):
+        began = time.perf_counter()
+        result = minimize(fun, np.zeros(FEATURES + 1), jac=True, method=method, **extra)
+        seconds = time.perf_counter() - began
+        w, b = result.x[:FEATURES], result.x[-1]
+        accuracy = float(np.mean(((X_test @ w + b) > 0.0) == (y_test == 1.0)))
+        results[method] = {"iterations": result.nit, "evaluations": result.nfev, "loss": result.fun,
+                           "accuracy": accuracy, "gradient": float(np.max(np.abs(result.jac)))}
+        if not quiet:
+            hessians = f", {result.nhev} Hessian-vector products" if "hessp" in extra else ""
+            print(f"{method:>9}: {result.nit:3d} iterations, {result.nfev} evaluations{hessians}, final loss "
+                  f"{result.fun:.10f}, largest gradient entry {results[method]['gradient']:.1e}, held-out accuracy "
+                  f"{accuracy:.4f} ({seconds * 1e3:.0f} ms)")
+    return results
 
 
 if __name__ == "__main__":
@@ -76,6 +95,6 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     start = time.perf_counter()
-    accuracy = fit(args.seed)
+    results = fit(args.seed)
     print(f"done in {time.perf_counter() - start:.1f} s")
-    sys.exit(0 if accuracy >= 0.95 else 1)
+    sys.exit(0 if min(r["accuracy"] for r in results.values()) >= 0.95 else 1)

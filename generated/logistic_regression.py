@@ -4,6 +4,7 @@
 
 forward(...) returns the value; value_and_grad(...) returns (value, (dw, db));
 grad(...) returns the gradients alone.
+Also hvp: forward mode (jvp) and second order (hvp, hessian).
 Needs only numba and numpy.
 """
 
@@ -79,6 +80,55 @@ def value_and_grad(X, y, w, b):
 @numba.njit(cache=True, error_model='numpy')
 def grad(X, y, w, b):
     return value_and_grad(X, y, w, b)[1]
+
+
+@numba.njit(cache=True, error_model='numpy')
+def hvp(X, y, w, b, tw, tb):
+    """(value, gradients, Hessian times (tw, tb)): forward mode over the reverse pass."""
+    check_arguments(X, y, w, b)
+    N = X.shape[0]
+    if not (tw.shape[0] == 30):
+        raise ValueError('logistic_regression: tw must have shape (30,)')
+    # forward
+    Xw = X @ w
+    z = Xw + b
+    softplus1 = softplus_array(z)
+    mul1 = y * z
+    sub1 = softplus1 - mul1
+    sum1 = sub1.sum()
+    data_loss = sum1 / N
+    wsq = w * w
+    sumsq = wsq.sum()
+    penalty = 0.001 * sumsq
+    loss = data_loss + penalty
+    # backward: each line adds one local derivative times the upstream gradient
+    ddata_loss = 1.0                                 # loss = data_loss + penalty
+    dpenalty = 1.0                                   # loss = data_loss + penalty
+    dsumsq = 0.001 * dpenalty                        # penalty = 0.001 * sumsq
+    dwsq = np.full((30,), dsumsq)                    # sumsq = wsq.sum()
+    dw = w * dwsq                                    # wsq = w * w
+    dw = dw + w * dwsq                               # wsq = w * w
+    dsum1 = ddata_loss / N                           # data_loss = sum1 / N
+    dsub1 = np.full((N,), dsum1)                     # sum1 = sub1.sum()
+    dsoftplus1 = dsub1                               # sub1 = softplus1 - mul1
+    dmul1 = -dsub1                                   # sub1 = softplus1 - mul1
+    dz = y * dmul1                                   # mul1 = y * z
+    dz = dz + exp_array(z - softplus1) * dsoftplus1  # softplus1 = softplus_array(z)
+    dXw = dz                                         # z = Xw + b
+    db = dz.sum()                                    # z = Xw + b
+    dw = dw + X.T @ dXw                              # Xw = X @ w
+    # tangents of the forward and backward lines along the vectors: the Hessian times them is the tangent of the gradients
+    tXw = X @ tw                                              # Xw = X @ w
+    tz = tXw                                                  # z = Xw + b
+    tz = tz + tb                                              # z = Xw + b
+    tsoftplus1 = exp_array(z - softplus1) * tz                # softplus1 = softplus_array(z)
+    tdw = dwsq * tw                                           # dw = w * dwsq
+    tdw = tdw + dwsq * tw                                     # dw = dw + w * dwsq
+    tdz = dsoftplus1 * (exp_array(z - softplus1) * (tz + -tsoftplus1))  # dz = dz + exp_array(z - softplus1) * dsoftplus1
+    tdXw = tdz                                                # dXw = dz
+    tdb = tdz.sum()                                           # db = dz.sum()
+    tdw = tdw + X.T @ tdXw                                    # dw = dw + X.T @ dXw
+    return loss, (dw, db), (tdw, tdb)
 
 
 # runtime helpers the functions above call (bpgen/backend/runtime.py)

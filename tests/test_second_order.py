@@ -154,3 +154,18 @@ def test_generate_puts_the_derivatives_in_the_module_and_check_checks_them(tmp_p
     assert "def hvp(x, y, tx, ty):" in capsys.readouterr().out
     assert cli.main(["generate", "spec.py", "--derivatives", "hesian"]) == 2
     assert "'hesian' is not one of jvp, hvp, hessian" in capsys.readouterr().err
+
+
+def test_a_declaration_asks_for_the_derivatives_its_module_holds():
+    @bpgen.function(derivatives="jvp,hvp", jit=False)
+    def held(x, y):
+        return sympy.exp(x * y) + x**2
+
+    assert held.artifact.derivatives == ("jvp", "hvp") and "def hvp(x, y, tx, ty):" in held.source
+    value, grads, hv = held.module.hvp(0.5, -1.0, 1.0, 0.0)
+    assert hv == held.hvp(0.5, -1.0, (1.0, 0.0))[2]
+    again = bpgen.compile(held, wrt=[held.inputs[0]])
+    assert again.artifact.derivatives == ("jvp", "hvp") and "def jvp(x, y, tx):" in again.source
+    assert "def jvp" not in bpgen.compile(held, derivatives=()).source
+    with pytest.raises(bpgen.BpgenError, match="unknown derivative 'hesian'"):
+        bpgen.compile(sympy.exp(x), derivatives="hesian")

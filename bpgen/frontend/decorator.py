@@ -65,22 +65,26 @@ def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[
 
 
 def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,
-             jit: bool = True, shapes: dict | None = None) -> CompiledFunction | Callable[[Callable], CompiledFunction]:
+             jit: bool = True, shapes: dict | None = None,
+             derivatives: str | tuple[str, ...] = ()) -> CompiledFunction | Callable[[Callable], CompiledFunction]:
     """Declare a differentiable function; returns its CompiledFunction (same object as `bpgen.compile` gives).
 
     Each parameter becomes a real SymPy symbol of the same name, or, with
     `shapes={"X": ("N", 784), "W": (784, 10), "b": (10,)}`, a bpgen.Tensor of
     that shape (strings are symbolic sizes). `wrt` names the parameters to
-    differentiate with respect to (default: all).
+    differentiate with respect to (default: all). `derivatives` ("jvp",
+    "hvp", "hessian") are functions its generated module also holds, as
+    `bpgen generate --derivatives` adds them.
     """
     if fn is None:
-        return lambda f: function(f, wrt=wrt, name=name, jit=jit, shapes=shapes)
+        return lambda f: function(f, wrt=wrt, name=name, jit=jit, shapes=shapes, derivatives=derivatives)
+    derivatives = derivative_kinds(derivatives)
     signature = inspect.signature(fn)
     for p in signature.parameters.values():
         if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             raise BpgenError(f"{fn.__name__}: parameter {p.name!r} must be a plain positional parameter")
     if shapes is not None:
-        return _tensor_function(fn, list(signature.parameters), shapes, wrt, name, jit)
+        return _tensor_function(fn, list(signature.parameters), shapes, wrt, name, jit, derivatives)
     symbols = [sympy.Symbol(p, real=True) for p in signature.parameters]
     by_name = dict(zip(signature.parameters, symbols))
     wrt_symbols = None
@@ -99,7 +103,7 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
         raise BpgenError(f"{fn.__name__} must return a SymPy expression (or a tuple of them), not "
                          f"{type(output).__name__}")
     declaration = declare(output, symbols, wrt_symbols, name or fn.__name__, _origin(fn), hints)
-    return CompiledFunction(build(declaration, jit), jit)
+    return CompiledFunction(build(declaration, jit, derivatives), jit)
 
 
 # What SymPy says when a declaration uses Python control flow or math on a symbol, and what to write instead
@@ -140,7 +144,14 @@ def _origin(fn: Callable) -> str:
     return f"{path}:{fn.__qualname__}"
 
 
-def _tensor_function(fn, params, shapes, wrt, name, jit):
+def derivative_kinds(derivatives: str | tuple[str, ...]) -> tuple[str, ...]:
+    """"jvp,hvp" or ("jvp", "hvp") as a tuple of names (build says which it does not know)."""
+    if isinstance(derivatives, str):
+        derivatives = derivatives.split(",")
+    return tuple(d.strip() for d in derivatives if d.strip())
+
+
+def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=()):
     from .tensor import Tensor
 
     missing = [p for p in params if p not in shapes]
@@ -161,4 +172,4 @@ def _tensor_function(fn, params, shapes, wrt, name, jit):
         raise BpgenError(f"{fn.__name__} must return a Tensor, not {type(output).__name__}")
     declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
                                  name or fn.__name__, _origin(fn), [(node.id, local) for node, local in hints])
-    return CompiledFunction(build(declaration, jit), jit)
+    return CompiledFunction(build(declaration, jit, derivatives), jit)

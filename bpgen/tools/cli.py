@@ -82,7 +82,10 @@ def _with_derivatives(fn, kinds: tuple[str, ...]):
     from ..compiled import CompiledFunction
     from ..pipeline import build
 
-    return CompiledFunction(build(fn.declaration, fn.jit, kinds), fn.jit) if kinds else fn
+    kinds = tuple(dict.fromkeys((*fn.artifact.derivatives, *kinds)))  # and those the declaration asks for
+    if kinds == fn.artifact.derivatives:
+        return fn
+    return CompiledFunction(build(fn.declaration, fn.jit, kinds), fn.jit)
 
 
 def _derivatives(text: str) -> tuple[str, ...]:
@@ -152,7 +155,8 @@ def _check(args) -> int:
     engine = "plain Python" if args.python else "Numba"
     print(f"checking {fn.name} ({engine}) against central finite differences" + (f", {sizes}" if sizes else ""))
     failed = 0
-    for k, result in enumerate(run_checks(fn, args.points, args.seed, dims, at, args.tol, args.derivatives), 1):
+    checks = run_checks(fn, args.points, args.seed, dims, at, args.tol, fn.artifact.derivatives)
+    for k, result in enumerate(checks, 1):
         where = f" at {result.point}" if result.point else ""
         print(f"\npoint {k}{where}: value {result.value:.10g}")
         print(_table(result.rows))
