@@ -13,7 +13,7 @@ import sympy
 from .backend.load import load_source, write_atomic
 from .core.shapes import format_shape
 from .errors import BpgenError
-from .frontend.declaration import declare, declare_tensor, retarget
+from .frontend.declaration import declare, declare_tensor, derivative_kinds, retarget
 from .frontend.tensor import Tensor
 from .pipeline import Artifact, build, build_hvp, build_jvp, with_origin
 
@@ -293,8 +293,6 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
     derivatives: "jvp", "hvp", "hessian": functions the generated module also holds (`bpgen generate
     --derivatives`); g.jvp, g.hvp and g.hessian work without them, from modules of their own.
     """
-    from .frontend.decorator import derivative_kinds
-
     kinds = derivative_kinds(derivatives or ())
     inputs = None if inputs is None else tuple(inputs)  # a generator is read once, here
     wrt = None if wrt is None else tuple(wrt)

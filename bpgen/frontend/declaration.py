@@ -155,3 +155,10 @@ def retarget(declaration: Declaration, wrt=None, name: str | None = None,
         name=sanitize(name) if name else declaration.name,
         origin=origin or declaration.origin,
     )
+
+
+def derivative_kinds(derivatives: str | tuple[str, ...]) -> tuple[str, ...]:
+    """"jvp,hvp" or ("jvp", "hvp") as a tuple of names (build says which it does not know)."""
+    if isinstance(derivatives, str):
+        derivatives = derivatives.split(",")
+    return tuple(d.strip() for d in derivatives if d.strip())

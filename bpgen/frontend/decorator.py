@@ -21,7 +21,7 @@ import sympy
 from ..compiled import CompiledFunction
 from ..errors import BpgenError
 from ..pipeline import build
-from .declaration import declare, declare_tensor
+from .declaration import declare, declare_tensor, derivative_kinds
 
 
 def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[tuple[sympy.Basic, str]]]:
@@ -142,13 +142,6 @@ def _origin(fn: Callable) -> str:
     if path.startswith(".."):
         path = os.path.basename(path)
     return f"{path}:{fn.__qualname__}"
-
-
-def derivative_kinds(derivatives: str | tuple[str, ...]) -> tuple[str, ...]:
-    """"jvp,hvp" or ("jvp", "hvp") as a tuple of names (build says which it does not know)."""
-    if isinstance(derivatives, str):
-        derivatives = derivatives.split(",")
-    return tuple(d.strip() for d in derivatives if d.strip())
 
 
 def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=()):
