@@ -151,6 +151,14 @@ class CompiledFunction:
 
         self._scalar_output("hessian")
         shapes = [self._concrete_shape(w, args) for w in self.declaration.wrt]
+        if all(shape == () for shape in shapes):  # numbers: one hvp per column of an (n, n) array
+            n = len(shapes)
+            value = gradients = None
+            H = np.empty((n, n))
+            for j in range(n):
+                value, gradients, column = self._second_order_function(*args, *(float(i == j) for i in range(n)))
+                H[:, j] = column
+            return value, gradients, H
         sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
         value = gradients = None
         blocks = [[np.empty((size_i, size_j)) for size_j in sizes] for size_i in sizes]
@@ -163,8 +171,6 @@ class CompiledFunction:
                 vectors[j][k] = 0.0
                 for i, hv in enumerate(column):
                     blocks[i][j][:, k] = np.ravel(hv)
-        if all(shape == () for shape in shapes):
-            return value, gradients, np.block(blocks) if blocks else np.empty((0, 0))
         return value, gradients, tuple(tuple(blocks[i][j].reshape(shapes[i] + shapes[j]) for j in range(len(sizes)))
                                        for i in range(len(sizes)))
 

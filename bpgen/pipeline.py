@@ -21,6 +21,7 @@ from .backend.naming import assign_names
 from .backend.printer import (
     ADD,
     COND,
+    VIEW_OPS,
     ExpressionPrinter,
     FreshReturns,
     PrintedProgram,
@@ -38,7 +39,7 @@ from .backend.render import (
 )
 from .core.algebra import Algebra
 from .core.forward import forward_mode, forward_over_reverse
-from .core.ir import NO_RULE_OPS, Graph, Node, format_program, schedule
+from .core.ir import NO_RULE_OPS, READ_OPS, Graph, Node, format_program, schedule
 from .core.ops import Op
 from .core.reverse import Backward, backward
 from .core.rules import rule_of, syntax_of, with_needed_helpers
@@ -308,6 +309,8 @@ def build_hvp(declaration: Declaration, jit: bool = True) -> Artifact:
     forward = schedule([output])
     grads = backward(forward, output, low.wrt, A, None, frozenset(i for i in low.hints if i != output.id))
     second = forward_over_reverse(forward, output, low.wrt, grads, A)
+    terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
+    forward = schedule([output, *_shared_by_lines(forward, terms)])
     adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     variables = second.forward.seeds + [s.tangent for s in second.forward.steps if s.first] \
         + [s.tangent for s in second.steps if s.first]
@@ -318,7 +321,6 @@ def build_hvp(declaration: Declaration, jit: bool = True) -> Artifact:
         line = program.backward[index]
         lines.append(Statement(names[step.tangent.id], expr(step.term, ADD + 1 if not step.first else COND),
                                step.target, accumulate=not step.first, comment=f"# {line.code}", step=step))
-    terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
     helpers = _helpers_used(_all_nodes(forward, terms))
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in low.wrt])
     fresh = FreshReturns(second.forward.steps + second.steps)
@@ -330,6 +332,36 @@ def build_hvp(declaration: Declaration, jit: bool = True) -> Artifact:
     emitted = Emitted(A, low.inputs, forward, output, None, grads, names, program, low.hints)
     return Artifact(declaration, rendering(header), named.params, emitted, tuple(helpers), header, rendering,
                     "hvp", function)
+
+
+def _shared_by_lines(forward: list[Node], terms: list[Node]) -> list[Node]:
+    """Arrays of forward values alone that several backward or tangent lines compute (a sigmoid as
+    `exp_array(z - softplus1)`, a softmax), so that a forward line computes each once and the lines read its
+    name. Views are left inline: they cost nothing."""
+    scheduled = {n.id for n in forward}
+    by_forward_values: dict[int, bool] = {}
+
+    def of_forward_values(node: Node) -> bool:
+        if node.id not in by_forward_values:
+            by_forward_values[node.id] = node.id in scheduled or node.op in READ_OPS or (
+                node.op not in (Op.ADJ, Op.TANGENT) and all(of_forward_values(a) for a in node.args))
+        return by_forward_values[node.id]
+
+    lines_using: dict[int, int] = {}
+    nodes: dict[int, Node] = {}
+    for term in terms:
+        seen: set[int] = set()
+        stack = [term]
+        while stack:
+            node = stack.pop()
+            if node.id in seen or node.id in scheduled or node.op in NO_RULE_OPS:
+                continue
+            seen.add(node.id)
+            if node.is_tensor and node.op not in VIEW_OPS and of_forward_values(node):
+                lines_using[node.id] = lines_using.get(node.id, 0) + 1
+                nodes[node.id] = node
+            stack.extend(node.args)
+    return [nodes[i] for i, count in lines_using.items() if count > 1]
 
 
 @_without_gc

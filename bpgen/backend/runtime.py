@@ -118,6 +118,19 @@ def softmax(logits):
     return out
 
 
+def softmax_jvp(s, t):
+    """The tangent of a row-wise softmax s along the tangent t of its logits: s * (t - rowsum(s * t))."""
+    n, c = s.shape
+    out = np.empty((n, c))
+    for i in range(n):
+        dot = 0.0
+        for j in range(c):
+            dot += s[i, j] * t[i, j]
+        for j in range(c):
+            out[i, j] = s[i, j] * (t[i, j] - dot)
+    return out
+
+
 def log_softmax(logits):
     """Row-wise log-softmax: logits minus their log-sum-exp."""
     n, c = logits.shape

@@ -78,5 +78,6 @@ class Op(StrEnum):
     CROSS_ENTROPY = "cross_entropy"
     ONE_HOT = "one_hot"
     SOFTMAX = "softmax"
+    SOFTMAX_JVP = "softmax_jvp"  # a softmax's tangent, s * (t - rowsum(s * t)), in one pass over the rows
     LOG_SOFTMAX = "log_softmax"
     LOGSUMEXP = "logsumexp"

@@ -423,11 +423,21 @@ def _softmax_ce_vjp(A, args, out, g):
 
 
 def _softmax_jvp(A, args, out, t):
-    return [A.mul(out, A.sub(t[0], A.keep_sum_rows(A.mul(out, t[0]))))]
+    return [A.make(Op.SOFTMAX_JVP, (out, t[0]))]
+
+
+def _softmax_jvp_jvp(A, args, out, t):
+    """softmax_jvp(s, u) = s * u - s * rowsum(s * u): bilinear in (s, u)."""
+    s, u = args
+    ds, du = t
+    return [None if ds is None else A.sub(A.mul(ds, A.sub(u, A.keep_sum_rows(A.mul(s, u)))),
+                                          A.mul(s, A.keep_sum_rows(A.mul(ds, u)))),
+            None if du is None else A.make(Op.SOFTMAX_JVP, (s, du))]
 
 
 def _log_softmax_jvp(A, args, out, t):
     return [A.sub(t[0], A.keep_sum_rows(A.mul(_softmax_rows(A, args[0]), t[0])))]
+
 
 
 def _logsumexp_jvp(A, args, out, t):
@@ -500,6 +510,8 @@ _TENSOR_RULES = [
          jvp=lambda A, args, out, t: [None]),  # of integer labels: no tangent
     Rule(Op.SOFTMAX, Call("softmax"), None, shape=lambda args, attrs: args[0].shape, helper="softmax",
          vjp=lambda A, args, out, g: [A.mul(out, A.sub(g, A.keep_sum_rows(A.mul(g, out))))], jvp=_softmax_jvp),
+    Rule(Op.SOFTMAX_JVP, Call("softmax_jvp"), None, shape=lambda args, attrs: args[0].shape, helper="softmax_jvp",
+         jvp=_softmax_jvp_jvp),
     Rule(Op.LOG_SOFTMAX, Call("log_softmax"), None, shape=lambda args, attrs: args[0].shape, helper="log_softmax",
          vjp=lambda A, args, out, g: [A.sub(g, A.mul(_softmax_rows(A, args[0]), A.keep_sum_rows(g)))],
          jvp=_log_softmax_jvp),
