@@ -101,33 +101,35 @@ def hvp(X, y, w, b, tw, tb):
     sumsq = wsq.sum()
     penalty = 0.001 * sumsq
     loss = data_loss + penalty
+    sub2 = z - softplus1
+    exp1 = exp_array(sub2)
     # backward: each line adds one local derivative times the upstream gradient
-    ddata_loss = 1.0                                 # loss = data_loss + penalty
-    dpenalty = 1.0                                   # loss = data_loss + penalty
-    dsumsq = 0.001 * dpenalty                        # penalty = 0.001 * sumsq
-    dwsq = np.full((30,), dsumsq)                    # sumsq = wsq.sum()
-    dw = w * dwsq                                    # wsq = w * w
-    dw = dw + w * dwsq                               # wsq = w * w
-    dsum1 = ddata_loss / N                           # data_loss = sum1 / N
-    dsub1 = np.full((N,), dsum1)                     # sum1 = sub1.sum()
-    dsoftplus1 = dsub1                               # sub1 = softplus1 - mul1
-    dmul1 = -dsub1                                   # sub1 = softplus1 - mul1
-    dz = y * dmul1                                   # mul1 = y * z
-    dz = dz + exp_array(z - softplus1) * dsoftplus1  # softplus1 = softplus_array(z)
-    dXw = dz                                         # z = Xw + b
-    db = dz.sum()                                    # z = Xw + b
-    dw = dw + X.T @ dXw                              # Xw = X @ w
+    ddata_loss = 1.0               # loss = data_loss + penalty
+    dpenalty = 1.0                 # loss = data_loss + penalty
+    dsumsq = 0.001 * dpenalty      # penalty = 0.001 * sumsq
+    dwsq = np.full((30,), dsumsq)  # sumsq = wsq.sum()
+    dw = w * dwsq                  # wsq = w * w
+    dw = dw + w * dwsq             # wsq = w * w
+    dsum1 = ddata_loss / N         # data_loss = sum1 / N
+    dsub1 = np.full((N,), dsum1)   # sum1 = sub1.sum()
+    dsoftplus1 = dsub1             # sub1 = softplus1 - mul1
+    dmul1 = -dsub1                 # sub1 = softplus1 - mul1
+    dz = y * dmul1                 # mul1 = y * z
+    dz = dz + exp1 * dsoftplus1    # softplus1 = softplus_array(z)
+    dXw = dz                       # z = Xw + b
+    db = dz.sum()                  # z = Xw + b
+    dw = dw + X.T @ dXw            # Xw = X @ w
     # tangents of the forward and backward lines along the vectors: the Hessian times them is the tangent of the gradients
-    tXw = X @ tw                                              # Xw = X @ w
-    tz = tXw                                                  # z = Xw + b
-    tz = tz + tb                                              # z = Xw + b
-    tsoftplus1 = exp_array(z - softplus1) * tz                # softplus1 = softplus_array(z)
-    tdw = dwsq * tw                                           # dw = w * dwsq
-    tdw = tdw + dwsq * tw                                     # dw = dw + w * dwsq
-    tdz = dsoftplus1 * (exp_array(z - softplus1) * (tz + -tsoftplus1))  # dz = dz + exp_array(z - softplus1) * dsoftplus1
-    tdXw = tdz                                                # dXw = dz
-    tdb = tdz.sum()                                           # db = dz.sum()
-    tdw = tdw + X.T @ tdXw                                    # dw = dw + X.T @ dXw
+    tXw = X @ tw                                    # Xw = X @ w
+    tz = tXw                                        # z = Xw + b
+    tz = tz + tb                                    # z = Xw + b
+    tsoftplus1 = exp1 * tz                          # softplus1 = softplus_array(z)
+    tdw = dwsq * tw                                 # dw = w * dwsq
+    tdw = tdw + dwsq * tw                           # dw = dw + w * dwsq
+    tdz = dsoftplus1 * (exp1 * (tz + -tsoftplus1))  # dz = dz + exp1 * dsoftplus1
+    tdXw = tdz                                      # dXw = dz
+    tdb = tdz.sum()                                 # db = dz.sum()
+    tdw = tdw + X.T @ tdXw                          # dw = dw + X.T @ dXw
     return loss, (dw, db), (tdw, tdb)
 
 
