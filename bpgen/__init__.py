@@ -4,10 +4,11 @@ from . import nn
 from .compiled import CompiledFunction, compile
 from .errors import BpgenError
 from .frontend.decorator import function
+from .frontend.scan import scan
 from .frontend.sympy_functions import relu, sigmoid, softplus
 from .frontend.tensor import Tensor, abs, exp, log, max, mean, sqrt, sum, tanh
 
 __version__ = "0.1.0"
 
 __all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "exp", "function", "log", "max", "mean", "nn",
-           "relu", "sigmoid", "softplus", "sqrt", "sum", "tanh"]
+           "relu", "scan", "sigmoid", "softplus", "sqrt", "sum", "tanh"]

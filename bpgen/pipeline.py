@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend.guards import assumption_guards, guard_lines, shape_guards
+from .backend.loops import name_loops, step_functions
 from .backend.naming import assign_names
 from .backend.printer import (
     ADD,
@@ -388,6 +389,10 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     _dump("backward steps (target <- term)",
           "\n".join(f"%{s.target.id} {'=' if s.first else '+='} {s.term!r}" for s in grads.printed))
     printed = _all_nodes(forward, [s.term for s in grads.printed])  # every node the code computes or inlines
+    scans = [n for n in forward if n.op == Op.SCAN]
+    gradient_loops = [n for n in printed if n.op == Op.SCAN_BACKWARD]  # one per scan the gradient goes through
+    if scans:
+        name_loops(scans)
     for n in printed:
         if n.op == Op.DIM and n.attrs[0] not in dim_sources:
             raise BpgenError(f"size {n.attrs[0]} is not the size of any input tensor")
@@ -396,11 +401,15 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     if seed is not None:
         adjoints.insert(0, seed)  # named first: the parameter `dY` of vjp(..., dY)
-    names = assign_names(input_nodes, input_names, forward, hints, adjoints, dim_nodes)
+    names = assign_names(input_nodes, input_names, forward, hints, adjoints, dim_nodes,
+                         extra=[(n, f"{n.attrs[0].function}_gradients") for n in gradient_loops])
     params = [names[n.id] for n in input_nodes]
     dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
     program = print_program(params, forward, output, grads.printed, grads.gradients, names, syntax_of, dims,
                             wrt_nodes)
+    masks = {n.attrs[0]: n.attrs[1] for n in gradient_loops}
+    loops = [step_functions(A, scan, masks.get(scan.attrs[0]), names) for scan in scans]
+    printed += [node for loop in loops for node in loop.nodes]
     dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
     helpers = _helpers_used(printed, also=() if seed is None else ("same_shape",))  # vjp checks its seed
@@ -412,7 +421,7 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     rendering = functools.partial(render_module, program, helpers=helpers, jit=jit, dims=dim_lines,
                                   batch=not declaration.is_tensor,  # a batch loop over points: scalar functions
                                   seed=None if seed is None else names[seed.id], checks=checks,
-                                  output_shape=format_shape(output.shape))
+                                  output_shape=format_shape(output.shape), loops=loops)
     return Artifact(declaration, rendering(header), params,
                     Emitted(A, input_nodes, forward, output, seed, grads, names, program, hints), tuple(helpers),
                     header, rendering)

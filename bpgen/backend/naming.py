@@ -123,8 +123,9 @@ def _label(node: Node) -> str:
 
 def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node],
                  hints: dict[int, str], adjoints: list[Node], dims: list[Node] = (),
-                 tangents: list[Node] = ()) -> dict[int, str]:
-    """Names for inputs, symbolic sizes ("dim" nodes), forward intermediates and adjoints, keyed by node id."""
+                 tangents: list[Node] = (), extra: list[tuple[Node, str]] = ()) -> dict[int, str]:
+    """Names for inputs, symbolic sizes ("dim" nodes), forward intermediates and adjoints, keyed by node id;
+    `extra`: other values the code names, with the name each prefers (a loop's gradients)."""
     namespace = Namespace()
     names: dict[int, str] = {}
     for node, name in zip(inputs, input_names):
@@ -143,4 +144,6 @@ def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node]
         names[adj.id] = adjoint_name(namespace, names[adj.args[0].id])
     for tangent in tangents:
         names[tangent.id] = namespace.claim(TANGENT_PREFIX + names[tangent.args[0].id])
+    for node, preferred in extra:
+        names[node.id] = namespace.claim(preferred)
     return names

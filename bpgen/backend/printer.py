@@ -90,6 +90,25 @@ class Call(Syntax):
 
 
 @dataclass(frozen=True)
+class LoopCall(Syntax):
+    """`rnn_step_scan(h0, X, Wxh)`: a call of a loop the module defines, named after the user's step
+    (the node's first attribute, a ScanBody) and `suffix`."""
+
+    suffix: str
+
+    def render(self, node, arg):
+        return f"{node.attrs[0].function}{self.suffix}({', '.join(arg(a, COND) for a in node.args)})"
+
+
+@dataclass(frozen=True)
+class Part(Syntax):
+    """`scan1[0]`: one result of a tuple-valued node."""
+
+    def render(self, node, arg):
+        return f"{arg(node.args[0], ATOM)}[{node.attrs[0]}]"
+
+
+@dataclass(frozen=True)
 class Nested(Syntax):
     """A two-argument NumPy function over any number of arguments: `np.maximum(np.maximum(a, b), c)`."""
 
@@ -329,6 +348,12 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
         defined[node.id] = Statement(names[node.id], expr.statement(node), node)
         program.forward.append(defined[node.id])
     for step in steps:
+        whole = step.term.args[0] if step.term.op == Op.PART else None
+        if whole is not None and whole.op == Op.SCAN_BACKWARD and whole.id not in defined:  # a loop's gradients
+            scan = next(a.args[0] for a in whole.args if a.op == Op.PART and a.args[0].op == Op.SCAN)
+            defined[whole.id] = Statement(names[whole.id], expr.statement(whole), whole,
+                                          comment=f"# {defined[scan.id].code}")
+            program.backward.append(defined[whole.id])
         if step.partial is not None and step.term.op == Op.MUL and step.term.args == (step.partial, step.upstream):
             rhs = expr.product(step.partial, step.upstream)  # staged: (local) * upstream
         else:

@@ -46,7 +46,7 @@ def template_dir() -> Path:
 
 @cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir()),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -54,6 +54,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.globals["zip"] = zip  # the loops' templates walk parallel lists of names
+    return env
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def _decorator(jit: bool, inlined: bool) -> str:
 def render_module(program: PrintedProgram, header: Header, *, helpers: list[str], jit: bool,
                   dims: list[str] = (), batch: bool = True, seed: str | None = None,
                   checks: list[Guard] = (), output_shape: str = "()",
-                  derivatives: list[tuple[str, dict]] = ()) -> str:
+                  derivatives: list[tuple[str, dict]] = (), loops: list = ()) -> str:
     """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors); `seed` names
     the output's adjoint, the last parameter of vjp, when the output is a tensor; `checks` are what
     check_arguments verifies before any work (declared sizes, SymPy assumptions)."""
@@ -145,6 +147,7 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
         "check_decorator": _decorator(jit, batch),
         "derivatives": list(derivatives),  # (jvp, hvp or hessian, the function's context)
+        "loops": list(loops),  # each scan's step, its backward and the two loops (bpgen.backend.loops)
     }
     return _render("module.py.j2", context, header.name)
 

@@ -81,3 +81,7 @@ class Op(StrEnum):
     SOFTMAX_JVP = "softmax_jvp"  # a softmax's tangent, s * (t - rowsum(s * t)), in one pass over the rows
     LOG_SOFTMAX = "log_softmax"
     LOGSUMEXP = "logsumexp"
+    # loops (bpgen/core/scan.py): a scan and its gradient are tuple-valued; a part is one of their results
+    SCAN = "scan"
+    SCAN_BACKWARD = "scan_backward"
+    PART = "part"

@@ -18,6 +18,7 @@ from .algebra import Algebra
 from .ir import Node
 from .ops import Op
 from .rules import rule_of
+from .scan import scan_parts, scan_vjp
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
     steps: list[Contribution] = []
     received: dict[int, list[int]] = {}  # target id -> indices of its contributions in steps
     folded: set[int] = set()
+    parts = scan_parts(forward)
     for node in reversed(forward):
         if node.id in received:
             seed_of_node = adjoint.get(node.id) if seeds is not None else None
@@ -76,10 +78,20 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
             if seed_of_node is not None:  # an output that other outputs also use: its own seed adds on
                 variable = steps[received[node.id][0]].adjoint
                 steps.append(Contribution(node, variable, seed_of_node, None, seed_of_node, node, False, seeded=True))
+        wanted = [i for i, a in enumerate(node.args) if a.id in needed]
+        if node.op == Op.SCAN:  # a loop: differentiated as a whole, from the adjoints of its results
+            results = parts.get(node.id, {})
+            body = node.attrs[0]
+            seeds = [adjoint.get(results[k].id) if k in results else None
+                     for k in range(len(body.carries) + len(body.ys))]
+            if wanted and any(s is not None for s in seeds):
+                grads = scan_vjp(A, node, seeds, wanted)
+                for i in wanted:
+                    _add(steps, received, A, node.args[i], grads[i], None, grads[i].args[0], node)
+            continue
         upstream = adjoint.get(node.id)
         if upstream is None or not node.args:
             continue
-        wanted = [i for i, a in enumerate(node.args) if a.id in needed]
         rule = rule_of(node)
         if not wanted or (rule.partials is None and rule.vjp is None):  # a condition: no gradient flows
             continue
@@ -91,18 +103,23 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
             terms = [None if p is None else A.sum_to(_times(A, p, upstream, scheduled), a.shape)
                      for p, a in zip(partials, node.args)]
         for i in wanted:
-            term, target = terms[i], node.args[i]
-            if term is None or (term.is_const and term.value == 0.0):
-                continue
-            first = target.id not in received
-            received.setdefault(target.id, []).append(len(steps))
-            variable = A.graph.node(Op.ADJ, (target,), shape=target.shape)
-            steps.append(Contribution(target, variable, term, partials[i], upstream, node, first))
+            _add(steps, received, A, node.args[i], terms[i], partials[i], upstream, node)
     for w in wrt:  # inputs are not in the loop's reach when they are also the output
         if w.id in received and w.id not in adjoint:
             adjoint[w.id] = _settle(w, received[w.id], steps, folded, True)
     gradients = [adjoint.get(w.id, A.const(0.0)) for w in wrt]
     return Backward([replace(s, folded=True) if k in folded else s for k, s in enumerate(steps)], gradients)
+
+
+def _add(steps: list[Contribution], received: dict[int, list[int]], A: Algebra, target: Node, term: Node | None,
+         partial: Node | None, upstream: Node, source: Node) -> None:
+    """One more term of target's adjoint: `=` for its first, `+=` after (the copy gate)."""
+    if term is None or (term.is_const and term.value == 0.0):
+        return
+    first = target.id not in received
+    received.setdefault(target.id, []).append(len(steps))
+    variable = A.graph.node(Op.ADJ, (target,), shape=target.shape)
+    steps.append(Contribution(target, variable, term, partial, upstream, source, first))
 
 
 def _times(A: Algebra, partial: Node, upstream: Node, scheduled: set[int]) -> Node:

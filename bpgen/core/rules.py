@@ -35,9 +35,11 @@ from ..backend.printer import (
     Compare,
     Conditional,
     Infix,
+    LoopCall,
     MatrixProduct,
     Method,
     Nested,
+    Part,
     Power,
     Prefix,
     Reduction,
@@ -46,7 +48,7 @@ from ..backend.printer import (
     Syntax,
 )
 from ..frontend import sympy_functions
-from . import shapes
+from . import scan, shapes
 from .ir import Node
 from .ops import Op
 
@@ -518,6 +520,11 @@ _TENSOR_RULES = [
     Rule(Op.LOGSUMEXP, Call("logsumexp_rows"), None, shape=lambda args, attrs: args[0].shape[:-1] + (1,),
          helper="logsumexp_rows",
          vjp=lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))], jvp=_logsumexp_jvp),
+    # loops: the reverse pass differentiates a scan as a whole (bpgen/core/scan.py), from its parts' adjoints
+    Rule(Op.SCAN, LoopCall("_scan"), None, shape=lambda args, attrs: (), jvp=scan.no_forward_mode),
+    Rule(Op.SCAN_BACKWARD, LoopCall("_scan_backward"), None, shape=lambda args, attrs: (),
+         jvp=scan.no_forward_mode),
+    Rule(Op.PART, Part(), None, shape=scan.part_shape, jvp=scan.no_forward_mode),
 ]
 _RULES += _TENSOR_RULES
 

@@ -1,0 +1,133 @@
+"""Loops: a scan is one node of the enclosing program whose step is a program of its own.
+
+`scan(step, init, xs)` runs `carry, y = step(carry, x)` once per slice of xs. Its node's arguments are the
+initial carries, the sequences and the values of the enclosing function the step reads (weights: `closed`);
+its results, taken with "part" nodes, are the final carries, the stacked ys and the tapes, the carries the
+forward loop stored for the backward one (every one, or every k-th with checkpointing). The step's own
+program lives in a `ScanBody`: placeholders stand for its carry and x, and its nodes are printed as functions
+of their own, the step's forward and its staged backward, which the loops call.
+
+Its gradient is a "scan_backward" node: a reversed loop over the tape calling the step's backward and adding
+up the gradients of the weights, one result per argument the reverse pass wants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import BpgenError
+from .ir import READ_OPS, Node
+from .ops import Op
+
+
+@dataclass(eq=False)
+class ScanBody:
+    """The step of one scan (compared and hashed by identity: it is a node's attribute)."""
+
+    name: str  # the user's step function, for the generated functions' names
+    carries: tuple[Node, ...]  # placeholders of the carries inside the step
+    xs: tuple[Node, ...]  # placeholders of one slice of each sequence
+    closed: tuple[Node, ...]  # values of the enclosing program the step reads, computed outside the loop
+    carry_out: tuple[Node, ...]
+    ys: tuple[Node, ...]
+    length: object  # the number of steps: an int, or the symbolic leading size of the sequences
+    checkpoint: int | None  # store every k-th carry, recompute the others in the backward loop
+    param_names: tuple[str, ...]  # the step's parameters, for its placeholders: carries, then xs
+    hints: dict[int, str] = field(default_factory=dict)  # node id -> the step's local name for it
+    function: str = ""  # the generated functions' stem in one module, set when the module is printed
+
+    @property
+    def placeholders(self) -> tuple[Node, ...]:
+        return self.carries + self.xs
+
+    @property
+    def outputs(self) -> tuple[Node, ...]:
+        return self.carry_out + self.ys
+
+    def result_shapes(self) -> list[tuple]:
+        """Shapes of the scan node's results: the final carries, the stacked ys, the tapes."""
+        stacked = [(self.length, *y.shape) for y in self.ys]
+        tapes = [(self.length, *c.shape) for c in self.carries]
+        return [c.shape for c in self.carries] + stacked + tapes
+
+    def tape_index(self, k: int) -> int:
+        return len(self.carries) + len(self.ys) + k
+
+
+def body_schedule(body: ScanBody) -> list[Node]:
+    """The step's nodes in order, from the placeholders and closed values (its parameters) to its outputs."""
+    stop = {n.id for n in body.placeholders + body.closed}
+    seen: dict[int, Node] = {}
+    stack = list(body.outputs)
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen[node.id] = node
+        if node.id not in stop:
+            stack.extend(node.args)
+    return [seen[i] for i in sorted(seen) if i not in stop]
+
+
+def closed_values(outputs: list[Node], placeholders: list[Node]) -> list[Node]:
+    """What the step reads from the enclosing program: the largest expressions that do not depend on the
+    placeholders (a weight, or `W.T` computed once outside the loop), in order of creation."""
+    inside = {p.id for p in placeholders}
+    varies: dict[int, bool] = {}
+
+    def depends(node: Node) -> bool:
+        if node.id not in varies:
+            varies[node.id] = node.id in inside or any(depends(a) for a in node.args)
+        return varies[node.id]
+
+    closed: dict[int, Node] = {}
+    seen: set[int] = set()
+    stack = list(outputs)
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        if not depends(node):
+            if node.op not in READ_OPS or node.op == Op.INPUT:
+                closed[node.id] = node
+            continue
+        stack.extend(node.args)
+    return [closed[i] for i in sorted(closed)]
+
+
+def scan_parts(forward: list[Node]) -> dict[int, dict[int, Node]]:
+    """For each scan node of a schedule, its results in use: scan id -> {result index: part node}."""
+    parts: dict[int, dict[int, Node]] = {}
+    for node in forward:
+        if node.op == Op.PART and node.args[0].op == Op.SCAN:
+            parts.setdefault(node.args[0].id, {})[node.attrs[0]] = node
+    return parts
+
+
+def scan_vjp(A, scan: Node, seeds: list[Node | None], wanted: list[int]) -> dict[int, Node]:
+    """The gradients of the scan's arguments `wanted` (indices into its args), given the adjoints of its
+    final carries and stacked ys (None: not used, so zero): one scan_backward node and a part per argument."""
+    body: ScanBody = scan.attrs[0]
+    zeros = [A.fill(A.const(0.0), shape) if shape else A.const(0.0) for shape in body.result_shapes()]
+    upstream = [seed if seed is not None else zeros[k] for k, seed in enumerate(seeds)]
+    tapes = [A.make(Op.PART, (scan,), (body.tape_index(k),)) for k in range(len(body.carries))]
+    mask = tuple(i in wanted for i in range(len(scan.args)))
+    grads = A.make(Op.SCAN_BACKWARD, (*scan.args, *tapes, *upstream), (body, mask))
+    return {i: A.make(Op.PART, (grads,), (j,)) for j, i in enumerate(sorted(wanted))}
+
+
+def backward_result_shapes(node: Node) -> list[tuple]:
+    body, mask = node.attrs
+    count = len(body.carries) + len(body.xs) + len(body.closed)
+    return [a.shape for a, wanted in zip(node.args[:count], mask) if wanted]
+
+
+def part_shape(args, attrs) -> tuple:
+    (whole,) = args
+    shapes = whole.attrs[0].result_shapes() if whole.op == Op.SCAN else backward_result_shapes(whole)
+    return shapes[attrs[0]]
+
+
+def no_forward_mode(A, args, out, tangents):
+    raise BpgenError("jvp and hvp through bpgen.scan are not available yet: use value_and_grad or vjp")

@@ -1,0 +1,138 @@
+"""`bpgen.scan(step, init, xs=None, length=None)`: a loop whose gradient is a loop.
+
+JAX's convention: `step(carry, x) -> (new_carry, y)` is a plain Python function, traced once on
+placeholders for one carry and one slice of the sequences; `carry` is a Tensor (a number is a 0-d one) or a
+tuple of them, the same structure in and out; `ys` stacks the ys along a new leading axis. The step may read
+tensors of the enclosing function (weights shared across steps); gradients reach them, `init` and `xs`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import sympy
+
+from ..core.ops import Op
+from ..core.scan import ScanBody, closed_values
+from ..core.shapes import format_shape
+from ..errors import BpgenError
+from .tensor import ALGEBRA, GRAPH, Tensor, as_node
+
+_SCANS = itertools.count()
+
+
+def scan(step: Callable, init, xs=None, length: int | None = None, *, checkpoint: int | None = None):
+    """(carry, ys): run `step` over the leading axis of `xs` (or `length` times), carrying `carry`.
+
+    checkpoint=k stores every k-th carry instead of every one and recomputes the others in the backward loop:
+    memory O(steps / k + k) carries for the same gradient, bit for bit.
+    """
+    name = getattr(step, "__name__", "step")
+    if not callable(step):
+        raise BpgenError(f"scan: step must be a function (carry, x) -> (carry, y), not {type(step).__name__}")
+    init_tensors, carry_is_tuple = _tensors(init, "scan: init")
+    seqs, xs_is_tuple = ([], False) if xs is None else _tensors(xs, "scan: xs")
+    steps = _steps(name, seqs, length)
+    if checkpoint is not None and (not isinstance(checkpoint, int) or isinstance(checkpoint, bool)
+                                   or checkpoint < 1):
+        raise BpgenError(f"scan {name}: checkpoint must be a whole number of steps >= 1, not {checkpoint!r}")
+
+    uid = next(_SCANS)
+    carries = [_placeholder(uid, "carry", k, t.shape) for k, t in enumerate(init_tensors)]
+    slices = [_placeholder(uid, "x", k, t.shape[1:]) for k, t in enumerate(seqs)]
+    carry_arg = tuple(carries) if carry_is_tuple else carries[0]
+    x_arg = None if xs is None else (tuple(slices) if xs_is_tuple else slices[0])
+    result, hints = _trace_step(step, carry_arg, x_arg)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise BpgenError(f"scan {name}: the step must return (new_carry, y), not {type(result).__name__}")
+    new_carry, y = result
+    out_tensors, out_is_tuple = _tensors(new_carry, f"scan {name}: the new carry")
+    if out_is_tuple != carry_is_tuple or len(out_tensors) != len(init_tensors):
+        raise BpgenError(f"scan {name}: the new carry must have the structure of init ({len(init_tensors)} "
+                         f"{'tensors in a tuple' if carry_is_tuple else 'tensor'})")
+    for k, (before, after) in enumerate(zip(init_tensors, out_tensors)):
+        if before.shape != after.shape:
+            raise BpgenError(f"scan {name}: carry {k} has shape {format_shape(before.shape)} in and "
+                             f"{format_shape(after.shape)} out")
+    ys, ys_is_tuple = ([], False) if y is None else _tensors(y, f"scan {name}: y")
+
+    placeholders = [c.node for c in carries + slices]
+    outputs = [t.node for t in out_tensors + ys]
+    closed = closed_values(outputs, placeholders)
+    params = _param_names(step, len(carries), len(slices), carry_is_tuple, xs_is_tuple)
+    body = ScanBody(name, tuple(c.node for c in carries), tuple(s.node for s in slices), tuple(closed),
+                    tuple(t.node for t in out_tensors), tuple(t.node for t in ys), steps, checkpoint, params,
+                    {node.id: local for node, local in hints})
+    node = ALGEBRA.make(Op.SCAN, [t.node for t in init_tensors] + [t.node for t in seqs] + closed, (body,))
+    parts = [Tensor._wrap(ALGEBRA.make(Op.PART, (node,), (k,))) for k in range(len(outputs))]
+    carry_result = tuple(parts[:len(carries)]) if carry_is_tuple else parts[0]
+    if y is None:
+        return carry_result, None
+    stacked = parts[len(carries):]
+    return carry_result, (tuple(stacked) if ys_is_tuple else stacked[0])
+
+
+def _tensors(value, what: str) -> tuple[list[Tensor], bool]:
+    """A Tensor, a number or a SymPy number, or a tuple/list of them: (the tensors, whether a tuple)."""
+    if isinstance(value, (tuple, list)):
+        if not value:
+            raise BpgenError(f"{what} is an empty tuple")
+        return [_tensor(v, what) for v in value], True
+    return [_tensor(value, what)], False
+
+
+def _tensor(value, what: str) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (int, float, sympy.Number)) and not isinstance(value, bool):
+        return Tensor._wrap(as_node(value))
+    raise BpgenError(f"{what} must be a bpgen.Tensor, a number or a tuple of them, not {type(value).__name__}")
+
+
+def _steps(name: str, seqs: list[Tensor], length):
+    if not seqs:
+        if length is None:
+            raise BpgenError(f"scan {name}: give xs or length")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise BpgenError(f"scan {name}: length must be a whole number >= 1, not {length!r}")
+        return length
+    for t in seqs:
+        if not t.shape:
+            raise BpgenError(f"scan {name}: xs must have a leading axis to scan over, not shape ()")
+    first = seqs[0].shape[0]
+    for t in seqs[1:]:
+        if t.shape[0] != first:
+            raise BpgenError(f"scan {name}: the sequences have {first} and {t.shape[0]} steps")
+    if length is not None and length != first:
+        raise BpgenError(f"scan {name}: length={length} but xs has {first} steps")
+    return first
+
+
+def _placeholder(uid: int, role: str, k: int, shape: tuple) -> Tensor:
+    return Tensor._wrap(GRAPH.input(-1, ("scan", uid, role, k), tuple(shape)))
+
+
+def _trace_step(step: Callable, carry, x) -> tuple:
+    """Run the step once on the placeholders (x is None without xs), recording its local names."""
+    from .decorator import trace
+
+    code = getattr(step, "__code__", None)
+    if code is None:
+        return step(carry, x), []
+    if code.co_argcount != 2:
+        raise BpgenError(f"scan {step.__name__}: the step takes (carry, x), x being None without xs; it has "
+                         f"{code.co_argcount} parameters")
+    return trace(step, [carry, x])
+
+
+def _param_names(step: Callable, carries: int, slices: int, carry_is_tuple: bool, xs_is_tuple: bool) -> tuple:
+    """Names for the placeholders: the step's parameter names (`h`, `x`), numbered for tuples (`c0`, `c1`)."""
+    code = getattr(step, "__code__", None)
+    names = list(code.co_varnames[:code.co_argcount]) if code is not None else ["carry", "x"]
+    carry = names[0] if names else "carry"
+    x = names[1] if len(names) > 1 else "x"
+    carry_names = [f"{carry}{k}" for k in range(carries)] if carry_is_tuple else [carry]
+    x_names = [f"{x}{k}" for k in range(slices)] if xs_is_tuple else [x] * slices
+    return tuple(carry_names + x_names)
+
