@@ -6,9 +6,9 @@ from .errors import BpgenError
 from .frontend.decorator import function
 from .frontend.scan import scan
 from .frontend.sympy_functions import relu, sigmoid, softplus
-from .frontend.tensor import Tensor, abs, exp, log, max, mean, sqrt, sum, tanh
+from .frontend.tensor import Tensor, abs, cos, exp, log, max, mean, sin, sqrt, sum, tanh
 
 __version__ = "0.1.0"
 
-__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "exp", "function", "log", "max", "mean", "nn",
-           "relu", "scan", "sigmoid", "softplus", "sqrt", "sum", "tanh"]
+__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "cos", "exp", "function", "log", "max", "mean",
+           "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "sum", "tanh"]

@@ -63,7 +63,8 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     body: ScanBody = scan.attrs[0]
     forward = body_schedule(body)
     inputs = list(body.placeholders) + list(body.closed)
-    input_names = list(body.param_names) + [outer[c.id] for c in body.closed]
+    outer_closed = scan.args[len(body.placeholders):]  # the values the closed placeholders stand for
+    input_names = list(body.param_names) + [outer[c.id] for c in outer_closed]
     dim_sources = _dim_sources(inputs)
     dim_nodes = [A.dim(d) for d in dim_sources]
     names = assign_names(inputs, input_names, forward, dict(body.hints), [], dim_nodes)
@@ -116,7 +117,7 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str]) -> dict
     inits = [namespace.claim(f"{n}_init") for n in body.param_names[:len(body.carries)]]
     slice_names = body.param_names[len(body.carries):]
     seqs = [namespace.claim(f"{n}s") for n in slice_names]
-    closed = [namespace.claim(outer[c.id]) for c in body.closed]
+    closed = [namespace.claim(outer[c.id]) for c in scan.args[len(body.placeholders):]]
     tapes = [namespace.claim(f"tape_{c}") for c in carries]
     ys = [namespace.claim(f"y{k}") for k in range(len(body.ys))]
     stacks = [namespace.claim(f"ys{k}") for k in range(len(body.ys))]

@@ -104,9 +104,16 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
                      for p, a in zip(partials, node.args)]
         for i in wanted:
             _add(steps, received, A, node.args[i], terms[i], partials[i], upstream, node)
-    for w in wrt:  # inputs are not in the loop's reach when they are also the output
-        if w.id in received and w.id not in adjoint:
-            adjoint[w.id] = _settle(w, received[w.id], steps, folded, True)
+    for w in wrt:  # inputs the schedule leaves out (a loop's step takes them as parameters)
+        if w.id not in received or w.id in scheduled:
+            continue
+        seed_of_input = seeds.get(w.id) if seeds is not None else None
+        if w.id in adjoint and seed_of_input is None:
+            continue
+        adjoint[w.id] = _settle(w, received[w.id], steps, folded, True)
+        if seed_of_input is not None:  # an input that is also an output: its seed adds on
+            variable = steps[received[w.id][0]].adjoint
+            steps.append(Contribution(w, variable, seed_of_input, None, seed_of_input, w, False, seeded=True))
     gradients = [adjoint.get(w.id, A.const(0.0)) for w in wrt]
     return Backward([replace(s, folded=True) if k in folded else s for k, s in enumerate(steps)], gradients)
 

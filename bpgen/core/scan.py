@@ -27,7 +27,7 @@ class ScanBody:
     name: str  # the user's step function, for the generated functions' names
     carries: tuple[Node, ...]  # placeholders of the carries inside the step
     xs: tuple[Node, ...]  # placeholders of one slice of each sequence
-    closed: tuple[Node, ...]  # values of the enclosing program the step reads, computed outside the loop
+    closed: tuple[Node, ...]  # placeholders of the values of the enclosing program the step reads (weights)
     carry_out: tuple[Node, ...]
     ys: tuple[Node, ...]
     length: object  # the number of steps: an int, or the symbolic leading size of the sequences
@@ -94,6 +94,27 @@ def closed_values(outputs: list[Node], placeholders: list[Node]) -> list[Node]:
             continue
         stack.extend(node.args)
     return [closed[i] for i in sorted(closed)]
+
+
+def substitute(graph, outputs: list[Node], mapping: dict[int, Node]) -> dict[int, Node]:
+    """The nodes `outputs` depend on, rebuilt with `mapping` (node id -> node) in place of some of their
+    arguments, structure kept exactly: old id -> new node, for every node visited."""
+    memo: dict[int, Node] = dict(mapping)
+    stack = [(node, False) for node in outputs]
+    while stack:
+        node, ready = stack.pop()
+        if node.id in memo:
+            continue
+        if not node.args:
+            memo[node.id] = node
+        elif ready:
+            args = tuple(memo[a.id] for a in node.args)
+            changed = any(new is not old for new, old in zip(args, node.args))
+            memo[node.id] = graph.node(node.op, args, node.attrs, node.shape) if changed else node
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a.id not in memo)
+    return memo
 
 
 def scan_parts(forward: list[Node]) -> dict[int, dict[int, Node]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import sympy
 
 from ..core.ops import Op
-from ..core.scan import ScanBody, closed_values
+from ..core.scan import ScanBody, closed_values, substitute
 from ..core.shapes import format_shape
 from ..errors import BpgenError
 from .tensor import ALGEBRA, GRAPH, Tensor, as_node
@@ -60,10 +60,16 @@ def scan(step: Callable, init, xs=None, length: int | None = None, *, checkpoint
     placeholders = [c.node for c in carries + slices]
     outputs = [t.node for t in out_tensors + ys]
     closed = closed_values(outputs, placeholders)
+    # the step sees the values it reads from outside through placeholders of its own, so that no rewrite of
+    # its gradient reaches past them (the transpose of a W.T read in the step is not the outer W)
+    stand_ins = [_placeholder(uid, "closed", k, c.shape).node for k, c in enumerate(closed)]
+    rebuilt = substitute(GRAPH, outputs, {c.id: p for c, p in zip(closed, stand_ins)})
+    hints_by_id = {rebuilt[node.id].id: local for node, local in hints if node.id in rebuilt}
+    new_outputs = [rebuilt[o.id] for o in outputs]
     params = _param_names(step, len(carries), len(slices), carry_is_tuple, xs_is_tuple)
-    body = ScanBody(name, tuple(c.node for c in carries), tuple(s.node for s in slices), tuple(closed),
-                    tuple(t.node for t in out_tensors), tuple(t.node for t in ys), steps, checkpoint, params,
-                    {node.id: local for node, local in hints})
+    body = ScanBody(name, tuple(c.node for c in carries), tuple(s.node for s in slices), tuple(stand_ins),
+                    tuple(new_outputs[:len(out_tensors)]), tuple(new_outputs[len(out_tensors):]), steps, checkpoint,
+                    params, hints_by_id)
     node = ALGEBRA.make(Op.SCAN, [t.node for t in init_tensors] + [t.node for t in seqs] + closed, (body,))
     parts = [Tensor._wrap(ALGEBRA.make(Op.PART, (node,), (k,))) for k in range(len(outputs))]
     carry_result = tuple(parts[:len(carries)]) if carry_is_tuple else parts[0]

@@ -241,6 +241,8 @@ exp = _elementwise(Op.EXP, sympy.exp)
 log = _elementwise(Op.LOG, sympy.log)
 sqrt = _elementwise(Op.SQRT, sympy.sqrt)
 tanh = _elementwise(Op.TANH, sympy.tanh)
+sin = _elementwise(Op.SIN, sympy.sin)
+cos = _elementwise(Op.COS, sympy.cos)
 abs = _elementwise(Op.ABS, sympy.Abs)  # noqa: A001 - mirrors numpy.abs
 
 sympy_functions.ON_TENSORS = (Tensor, apply)  # bpgen.sigmoid(t) and friends apply elementwise to a tensor
