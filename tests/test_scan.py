@@ -312,3 +312,80 @@ def test_forward_mode_through_a_scan_is_a_one_line_error():
     args = arguments("final_only")
     with pytest.raises(BpgenError, match="jvp and hvp through bpgen.scan are not available yet"):
         g.jvp(*args, tuple(np.ones_like(a) for a in args))
+
+
+# scan in a SymPy function: scalar carries, length= ----------------------------------------------------------
+
+def _sympy_deep(length: int, jit: bool = False, checkpoint=None):
+    import sympy
+
+    def deep_sympy(a, b, c):
+        def layer(carry, x):
+            a, b, c = carry
+            return (sympy.tanh(a * b + c), sympy.sin(b) * c / 2 + a / 2, a / (1 + b**2) + c / 2), None
+
+        (a, b, c), _ = bpgen.scan(layer, (a, b, c), length=length, checkpoint=checkpoint)
+        return a * b + c
+
+    return bpgen.function(deep_sympy, jit=jit, name=f"deep_sympy_{length}")
+
+
+def _deep_reference(length):
+    def ref(a, b, c):
+        for _ in range(length):
+            a, b, c = anp.tanh(a * b + c), anp.sin(b) * c / 2 + a / 2, a / (1 + b**2) + c / 2
+        return a * b + c
+    return ref
+
+
+@pytest.mark.parametrize("length", [1, 3, 40])
+def test_a_scan_in_a_sympy_function_matches_autograd(length):
+    g = _sympy_deep(length)
+    point = (0.3, -0.2, 0.1)
+    value, grads = g.value_and_grad(*point)
+    ref = _deep_reference(length)
+    assert value == pytest.approx(ref(*point), rel=1e-13)
+    for i in range(3):
+        assert float(grads[i]) == pytest.approx(float(autograd.grad(ref, i)(*point)), rel=1e-10, abs=1e-15)
+    assert "def layer(a, b, c):" in g.source and "def layer_backward(a, b, c, " in g.source
+
+
+def test_a_scan_in_a_sympy_function_under_numba_and_batched(numba_agrees):
+    g = _sympy_deep(40, jit=True)
+    numba_agrees(g, 0.3, -0.2, 0.1)
+    values, grads = g.value_and_grad_batch(np.array([0.3, 0.5]), np.array([-0.2, 0.1]), np.array([0.1, 0.2]))
+    assert values[1] == pytest.approx(_deep_reference(40)(0.5, 0.1, 0.2), rel=1e-13)
+    plain = _sympy_deep(40, checkpoint=7)
+    assert plain.value_and_grad(0.3, -0.2, 0.1) == _sympy_deep(40).value_and_grad(0.3, -0.2, 0.1)
+
+
+def test_a_sympy_scan_refuses_sequences_and_ys():
+    import sympy
+
+    x = sympy.Symbol("x", real=True)
+    with pytest.raises(BpgenError, match="in a SymPy function there are no sequences"):
+        bpgen.scan(lambda c, v: (c, None), x, xs=bpgen.Tensor("seq_for_sympy", (3,)))
+    with pytest.raises(BpgenError, match="in a SymPy function the step returns y=None"):
+        bpgen.scan(lambda c, v: (c * 2, c), x, length=3)
+
+
+def test_cli_check_and_show_work_on_a_scanned_function(tmp_path, monkeypatch, capsys):
+    from bpgen.tools import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rnn_spec.py").write_text(
+        "import bpgen\nfrom bpgen import nn\n\n"
+        "@bpgen.function(shapes={'h0': ('N', 4), 'X': ('T', 'N', 3), 'W': (3, 4), 'U': (4, 4)})\n"
+        "def elman(h0, X, W, U):\n"
+        "    def cell(h, x):\n"
+        "        h_next = nn.tanh(x @ W + h @ U)\n"
+        "        return h_next, h_next\n"
+        "    h, hs = bpgen.scan(cell, h0, X)\n"
+        "    return bpgen.sum(hs * hs) + bpgen.sum(h)\n")
+    assert cli.main(["check", "rnn_spec.py", "--points", "2", "--python"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+    assert cli.main(["show", "rnn_spec.py"]) == 0
+    shown = capsys.readouterr().out
+    assert "def cell_backward(h, x, W, U, dh_next, dh_next_1):" in shown and "dU += dU_step" in shown
+    assert cli.main(["graph", "rnn_spec.py", "-o", str(tmp_path / "g.svg")]) == 2
+    assert "does not draw scans" in capsys.readouterr().err

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 import traceback
 from collections.abc import Callable
 
@@ -22,46 +21,7 @@ from ..compiled import CompiledFunction
 from ..errors import BpgenError
 from ..pipeline import build
 from .declaration import declare, declare_tensor, derivative_kinds
-
-
-def trace(fn: Callable, symbols: list[sympy.Symbol]) -> tuple[sympy.Basic, list[tuple[sympy.Basic, str]]]:
-    """Run `fn` on `symbols`; return its result and (value, local name) pairs in assignment order."""
-    hints: dict[sympy.Basic, str] = {}
-    code = fn.__code__
-
-    from .tensor import ALGEBRA, LOCAL_NAMES, Tensor
-
-    def record(frame) -> None:
-        for local, value in frame.f_locals.items():
-            if isinstance(value, Tensor):
-                if value.name is None and value.node not in hints:
-                    hints[value.node] = local
-                    # while the function runs: rewrites keep the named tensor, errors call it by its name
-                    ALGEBRA.keep.add(value.node.id)
-                    LOCAL_NAMES[value.node.id] = local
-            elif isinstance(value, sympy.Expr) and not value.is_Atom and value not in hints:
-                hints[value] = local
-
-    def local_tracer(frame, event, arg):
-        if event in ("line", "return"):
-            record(frame)
-        return local_tracer
-
-    def global_tracer(frame, event, arg):
-        return local_tracer if frame.f_code is code else None
-
-    previous = sys.gettrace()
-    kept, local_names = set(ALGEBRA.keep), dict(LOCAL_NAMES)
-    sys.settrace(global_tracer)
-    try:
-        with sympy.evaluate(False):
-            result = fn(*symbols)
-    finally:
-        sys.settrace(previous)
-        ALGEBRA.keep.intersection_update(kept)  # another function's names are its own
-        LOCAL_NAMES.clear()
-        LOCAL_NAMES.update(local_names)
-    return result, list(hints.items())
+from .trace import trace
 
 
 def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,

@@ -117,6 +117,10 @@ class Lowerer:
             return A.apply(Op.OR, *(memo[a] for a in e.args))
         if isinstance(e, sympy.Not):
             return A.apply(Op.NOT, memo[e.args[0]])
+        if getattr(type(e), "spec", None) is not None and type(e).__name__.startswith("scan_"):
+            from .scan import lower_sympy_scan  # a loop's result (bpgen.scan in a SymPy function)
+
+            return lower_sympy_scan(self, e)
         op = OP_OF_SYMPY_FUNCTION.get(type(e))  # exp, sin, Max, sigmoid, ...
         if op == Op.POLYGAMMA:
             return polygamma_of(A, self._order(e), memo[e.args[1]])

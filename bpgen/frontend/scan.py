@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 import sympy
 
+from ..core.ir import Node
 from ..core.ops import Op
 from ..core.scan import ScanBody, closed_values, substitute
 from ..core.shapes import format_shape
 from ..errors import BpgenError
 from .tensor import ALGEBRA, GRAPH, Tensor, as_node
+from .trace import trace
 
 _SCANS = itertools.count()
 
@@ -31,12 +33,21 @@ def scan(step: Callable, init, xs=None, length: int | None = None, *, checkpoint
     name = getattr(step, "__name__", "step")
     if not callable(step):
         raise BpgenError(f"scan: step must be a function (carry, x) -> (carry, y), not {type(step).__name__}")
-    init_tensors, carry_is_tuple = _tensors(init, "scan: init")
-    seqs, xs_is_tuple = ([], False) if xs is None else _tensors(xs, "scan: xs")
-    steps = _steps(name, seqs, length)
     if checkpoint is not None and (not isinstance(checkpoint, int) or isinstance(checkpoint, bool)
                                    or checkpoint < 1):
         raise BpgenError(f"scan {name}: checkpoint must be a whole number of steps >= 1, not {checkpoint!r}")
+    values = list(init) if isinstance(init, (tuple, list)) else [init]
+    if values and any(isinstance(v, sympy.Expr) and not isinstance(v, sympy.Number) for v in values) \
+            and not any(isinstance(v, Tensor) for v in values):
+        if xs is not None:
+            raise BpgenError(f"scan {name}: in a SymPy function there are no sequences to scan over: use "
+                             "length= (or declare the function with shapes= for tensors)")
+        _steps(name, [], length)
+        return _sympy_scan(step, name, [sympy.sympify(v) for v in values], isinstance(init, (tuple, list)),
+                           length, checkpoint)
+    init_tensors, carry_is_tuple = _tensors(init, "scan: init")
+    seqs, xs_is_tuple = ([], False) if xs is None else _tensors(xs, "scan: xs")
+    steps = _steps(name, seqs, length)
 
     uid = next(_SCANS)
     carries = [_placeholder(uid, "carry", k, t.shape) for k, t in enumerate(init_tensors)]
@@ -57,26 +68,96 @@ def scan(step: Callable, init, xs=None, length: int | None = None, *, checkpoint
                              f"{format_shape(after.shape)} out")
     ys, ys_is_tuple = ([], False) if y is None else _tensors(y, f"scan {name}: y")
 
-    placeholders = [c.node for c in carries + slices]
-    outputs = [t.node for t in out_tensors + ys]
-    closed = closed_values(outputs, placeholders)
-    # the step sees the values it reads from outside through placeholders of its own, so that no rewrite of
-    # its gradient reaches past them (the transpose of a W.T read in the step is not the outer W)
-    stand_ins = [_placeholder(uid, "closed", k, c.shape).node for k, c in enumerate(closed)]
-    rebuilt = substitute(GRAPH, outputs, {c.id: p for c, p in zip(closed, stand_ins)})
-    hints_by_id = {rebuilt[node.id].id: local for node, local in hints if node.id in rebuilt}
-    new_outputs = [rebuilt[o.id] for o in outputs]
-    params = _param_names(step, len(carries), len(slices), carry_is_tuple, xs_is_tuple)
-    body = ScanBody(name, tuple(c.node for c in carries), tuple(s.node for s in slices), tuple(stand_ins),
-                    tuple(new_outputs[:len(out_tensors)]), tuple(new_outputs[len(out_tensors):]), steps, checkpoint,
-                    params, hints_by_id)
-    node = ALGEBRA.make(Op.SCAN, [t.node for t in init_tensors] + [t.node for t in seqs] + closed, (body,))
+    node = scan_node(ALGEBRA, uid, name, [c.node for c in carries], [x.node for x in slices],
+                     [t.node for t in out_tensors], [t.node for t in ys], [t.node for t in init_tensors],
+                     [t.node for t in seqs], steps, checkpoint,
+                     _param_names(step, len(carries), len(slices), carry_is_tuple, xs_is_tuple), hints)
+    outputs = out_tensors + ys
     parts = [Tensor._wrap(ALGEBRA.make(Op.PART, (node,), (k,))) for k in range(len(outputs))]
     carry_result = tuple(parts[:len(carries)]) if carry_is_tuple else parts[0]
     if y is None:
         return carry_result, None
     stacked = parts[len(carries):]
     return carry_result, (tuple(stacked) if ys_is_tuple else stacked[0])
+
+
+def scan_node(A, uid: int, name: str, carries: list[Node], slices: list[Node], carry_out: list[Node],
+              ys: list[Node], init: list[Node], seqs: list[Node], steps, checkpoint, params: tuple,
+              hints: list) -> Node:
+    """The scan node of a traced step: its body, with what it reads from outside behind placeholders."""
+    placeholders = carries + slices
+    outputs = carry_out + ys
+    closed = closed_values(outputs, placeholders)
+    # the step sees the values it reads from outside through placeholders of its own, so that no rewrite of
+    # its gradient reaches past them (the transpose of a W.T read in the step is not the outer W)
+    stand_ins = [A.graph.input(-1, ("scan", uid, "closed", k), c.shape) for k, c in enumerate(closed)]
+    rebuilt = substitute(A.graph, outputs, {c.id: p for c, p in zip(closed, stand_ins)})
+    hints_by_id = {rebuilt[node.id].id: local for node, local in hints if node.id in rebuilt}
+    new_outputs = [rebuilt[o.id] for o in outputs]
+    # a tuple the step unpacks (`a, b, c = carry`) names its entries
+    params = tuple(hints_by_id.get(p.id, default) for p, default in zip(placeholders, params))
+    body = ScanBody(name, tuple(carries), tuple(slices), tuple(stand_ins), tuple(new_outputs[:len(carry_out)]),
+                    tuple(new_outputs[len(carry_out):]), steps, checkpoint, params, hints_by_id)
+    return A.make(Op.SCAN, [*init, *seqs, *closed], (body,))
+
+
+class ScanCarry(sympy.Function):
+    """A final carry of a scan in a SymPy function: `scan_layer_0(k, *init, *closed)`; its class holds the
+    traced step (`spec`), which the lowering turns into a scan node (`lower_sympy_scan`)."""
+
+    spec: dict = {}
+
+    def _eval_derivative(self, s):
+        raise BpgenError("a scan's result is differentiated by bpgen, not by sympy.diff")
+
+
+def _sympy_scan(step: Callable, name: str, init: list, carry_is_tuple: bool, length, checkpoint):
+    """scan in a SymPy function: the carries are SymPy scalars and there are no sequences (use length=)."""
+    uid = next(_SCANS)
+    code = getattr(step, "__code__", None)
+    if code is None or code.co_argcount != 2:
+        raise BpgenError(f"scan {name}: the step takes (carry, x), x being None without xs")
+    names = code.co_varnames[:1]
+    symbols = [sympy.Symbol(f"_{names[0]}{k}_scan{uid}", real=True) for k in range(len(init))]
+    result, hints = trace(step, [tuple(symbols) if carry_is_tuple else symbols[0], None], frozenset(symbols))
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise BpgenError(f"scan {name}: the step must return (new_carry, y), not {type(result).__name__}")
+    new_carry, y = result
+    if y is not None:
+        raise BpgenError(f"scan {name}: in a SymPy function the step returns y=None (stacked ys are arrays: "
+                         "declare the function with shapes= to have them)")
+    outputs = list(new_carry) if isinstance(new_carry, (tuple, list)) else [new_carry]
+    if isinstance(new_carry, (tuple, list)) != carry_is_tuple or len(outputs) != len(init):
+        raise BpgenError(f"scan {name}: the new carry must have the structure of init ({len(init)} "
+                         f"{'values in a tuple' if carry_is_tuple else 'value'})")
+    outputs = [sympy.sympify(o) for o in outputs]
+    closed = sorted(set().union(*(o.free_symbols for o in outputs)) - set(symbols), key=lambda s: s.name)
+    spec = {"uid": uid, "name": name, "symbols": symbols, "outputs": outputs, "closed": closed, "hints": hints,
+            "length": length, "checkpoint": checkpoint, "params": _param_names(step, len(init), 0, carry_is_tuple,
+                                                                                False)}
+    cls = type(f"scan_{name}_{uid}", (ScanCarry,), {"spec": spec})
+    results = [cls(sympy.Integer(k), *init, *closed) for k in range(len(init))]
+    return (tuple(results) if carry_is_tuple else results[0]), None
+
+
+def lower_sympy_scan(lowerer, e: ScanCarry) -> Node:
+    """The part of a scan node that `e` stands for, the scan lowered once per lowering (and per scan)."""
+    spec = type(e).spec
+    scans = lowerer.__dict__.setdefault("scans", {})
+    if spec["uid"] not in scans:
+        A = lowerer.A
+        count = len(spec["symbols"])
+        init = [lowerer.memo[a] for a in e.args[1:1 + count]]
+        carries = [A.graph.input(-1, ("scan", spec["uid"], "carry", k), ()) for k in range(count)]
+        leaves = dict(zip(spec["symbols"], carries))
+        leaves.update((s, lowerer.memo[s]) for s in spec["closed"])
+        inner = type(lowerer)(A, leaves, named=(expr for expr, _ in spec["hints"]))  # the step's own lowering
+        outputs = [inner.lower(o) for o in spec["outputs"]]
+        hints = [(leaves[expr] if expr in leaves else inner.memo[expr], local) for expr, local in spec["hints"]
+                 if expr in leaves or expr in inner.memo]
+        scans[spec["uid"]] = scan_node(A, spec["uid"], spec["name"], carries, [], outputs, [], init, [],
+                                       spec["length"], spec["checkpoint"], spec["params"], hints)
+    return lowerer.A.make(Op.PART, (scans[spec["uid"]],), (int(e.args[0]),))
 
 
 def _tensors(value, what: str) -> tuple[list[Tensor], bool]:
@@ -121,8 +202,6 @@ def _placeholder(uid: int, role: str, k: int, shape: tuple) -> Tensor:
 
 def _trace_step(step: Callable, carry, x) -> tuple:
     """Run the step once on the placeholders (x is None without xs), recording its local names."""
-    from .decorator import trace
-
     code = getattr(step, "__code__", None)
     if code is None:
         return step(carry, x), []

@@ -89,6 +89,9 @@ def _plain(fn) -> Artifact:
         raise BpgenError(f"bpgen.graph draws compiled functions (bpgen.compile, @bpgen.function), not {fn!r}")
     if fn.declaration.is_vector:
         raise BpgenError(f"{fn.name} has a vector of outputs: pictures draw one output (a scalar or a tensor) so far")
+    if any(n.op == Op.SCAN for n in artifact.emitted.forward):
+        raise BpgenError(f"{fn.name} has a loop (bpgen.scan): bpgen graph does not draw scans yet; bpgen show "
+                         "shows the step's code")
     return build(fn.declaration, jit=False) if fn.jit else artifact
 
 
