@@ -46,3 +46,39 @@ def test_double_pendulum_conserves_energy_and_matches_lagranges_method(repo):
     reference = example["reference_accelerations"]()
     for state in np.random.default_rng(1).uniform(-3.0, 3.0, size=(10, 4)):
         np.testing.assert_allclose(example["accelerations"](state), reference(*state), rtol=1e-12, atol=1e-12)
+
+
+def test_rnn_digits_trains_with_the_generated_backpropagation_through_time(repo):
+    """The Elman RNN reads the digits row by row; its BPTT gradient is autograd's and the differences'."""
+    import autograd
+    import autograd.numpy as anp
+    import numpy as np
+
+    example = runpy.run_path(str(repo / "examples/rnn_digits.py"))
+    assert example["train"](epochs=5, quiet=True) >= 0.90
+    module = example["load_generated"]("rnn_digits")
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(8, 5, 8)), np.eye(10)[rng.integers(0, 10, 5)]
+    h0, params = rng.normal(size=(5, 64)) * 0.1, example["initial_parameters"](rng)
+
+    def loss(Wxh, Whh, bh, Why, by):
+        h = h0
+        for row in X:
+            h = anp.tanh(row @ Wxh + h @ Whh + bh)
+        z = h @ Why + by
+        top = anp.max(z, axis=1, keepdims=True)
+        return anp.mean(anp.sum(Y * (anp.log(anp.sum(anp.exp(z - top), axis=1, keepdims=True)) + top - z), axis=1))
+
+    value, grads = module.value_and_grad(X, Y, h0, *params)
+    assert abs(value - loss(*params)) < 1e-12
+    for i, g in enumerate(grads):
+        np.testing.assert_allclose(g, autograd.grad(loss, i)(*params), rtol=1e-9, atol=1e-12)
+    direction = [rng.normal(size=p.shape) for p in params]
+    h = 1e-6
+    numeric = (loss(*(p + h * d for p, d in zip(params, direction)))
+               - loss(*(p - h * d for p, d in zip(params, direction)))) / (2 * h)
+    assert abs(sum(float(np.sum(g * d)) for g, d in zip(grads, direction)) - numeric) < 1e-6 * max(1.0, abs(numeric))
+    source = (repo / "generated/rnn_digits.py").read_text()
+    for line in ("def elman(h, x, Wxh, Whh, bh):", "def elman_backward(h, x, Wxh, Whh, bh, dh_next):",
+                 "dWhh += dWhh_step", "dh = dmatmul1 @ Whh.T"):
+        assert line in source, line
