@@ -8,6 +8,8 @@ Workloads (all float64):
   c  a 784-128-10 ReLU MLP, mean softmax cross-entropy, gradients w.r.t. W1, b1, W2, b2 (several batches)
   d  logistic regression, X of 10000 x 100, mean log-loss (bpgen: nn.binary_cross_entropy_with_logits)
   e  a deep scalar composition: a, b, c = tanh(a*b + c), sin(b)*c/2 + a/2, a/(1 + b**2) + c/2, 100 times
+  f  the same composition written with bpgen.scan (JAX: lax.scan; PyTorch: the loop), 100 steps
+  g  the scan at depth 1,000
   second  hvp (forward over reverse) on (a), (d) and (c) at batch 64, against value_and_grad and against
           JAX jit(jvp(grad(f))) and torch.func.jvp(grad(f)); the cold setup of the MLP's hvp; (a)'s jvp and hessian
   codegen  time to build and emit (no Numba) random scalar DAGs of 1,000 to 100,000 nodes, and Numba's
@@ -85,12 +87,22 @@ WORKLOADS = {  # key: (title, wrt positions among the parameters)
     "c": ("(c) MLP 784-128-10 ReLU, mean softmax cross-entropy, d/dW1 db1 dW2 db2", (2, 3, 4, 5)),
     "d": ("(d) logistic regression, mean log-loss, d/dw db", (2, 3)),
     "e": ("(e) deep scalar composition, d/da db dc", (0, 1, 2)),
+    "f": ("(f) the deep composition (e) written as a bpgen.scan, d/da db dc", (0, 1, 2)),
+    "g": ("(g) the scan (f) at depth 1,000, d/da db dc", (0, 1, 2)),
 }
 REFERENCE_NAMES = {"a": ("seed_forward", "seed_value_and_grad"),
                    "b": ("seed_forward_points", "seed_value_and_grad_points"),
                    "c": ("mlp_forward", "mlp_value_and_grad"),
                    "d": ("logreg_forward", "logreg_value_and_grad"),
-                   "e": ("deep_forward", "deep_value_and_grad")}
+                   "e": ("deep_forward", "deep_value_and_grad"),
+                   "f": ("deep_forward", "deep_value_and_grad"),
+                   "g": ("deep_forward", "deep_value_and_grad")}
+SCAN_DEPTH = 1_000  # (g)
+
+
+def deep_reps(key: str, sizes: Sizes) -> int:
+    """The depth of the deep composition in (e), (f) and (g)."""
+    return SCAN_DEPTH if key == "g" else sizes.deep_reps
 
 
 # --- hand-written reference code -------------------------------------------------------------------
@@ -336,6 +348,19 @@ def build_bpgen(key: str, sizes: Sizes):
             return loss
 
         return logreg
+    if key in ("f", "g"):
+        reps = deep_reps(key, sizes)
+
+        @bpgen.function
+        def deep_scan(a, b, c):
+            def layer(carry, x):
+                a, b, c = carry
+                return (bpgen.tanh(a * b + c), sympy.sin(b) * c / 2 + a / 2, a / (1 + b**2) + c / 2), None
+
+            (a, b, c), _ = bpgen.scan(layer, (a, b, c), length=reps)
+            return a + b + c
+
+        return deep_scan
     if key == "e":
         reps = sizes.deep_reps
 
@@ -387,6 +412,17 @@ def jax_loss(key: str, reps: int):
 
         return logreg
 
+    if key in ("f", "g"):  # jax.lax.scan: a loop, not an unrolled program
+        def deep_scan(a, b, c):
+            def layer(carry, x):
+                a, b, c = carry
+                return (jnp.tanh(a * b + c), jnp.sin(b) * c / 2 + a / 2, a / (1 + b**2) + c / 2), None
+
+            (a, b, c), _ = jax.lax.scan(layer, (a, b, c), None, length=reps)
+            return a + b + c
+
+        return deep_scan
+
     def deep(a, b, c):
         for _ in range(reps):
             a, b, c = jnp.tanh(a * b + c), jnp.sin(b) * c / 2 + a / 2, a / (1 + b**2) + c / 2
@@ -404,7 +440,7 @@ def configs(key: str, sizes: Sizes) -> list[tuple[str, object]]:
         return [(f"batch {n}", n) for n in sizes.batches]
     if key == "d":
         return [(f"X {sizes.logreg[0]:,} x {sizes.logreg[1]}", sizes.logreg)]
-    return [(f"{sizes.deep_reps} repetitions", sizes.deep_reps)]
+    return [(f"{deep_reps(key, sizes):,} repetitions", deep_reps(key, sizes))]
 
 
 def setup_config(key: str, sizes: Sizes):
@@ -690,7 +726,7 @@ def child_setup(system: str, key: str, workdir: Path, sizes: Sizes, detail: bool
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         out["imports"] = time.perf_counter() - start
         start = time.perf_counter()
-        runner = torch_runner(key, inputs, sizes.deep_reps)
+        runner = torch_runner(key, inputs, deep_reps(key, sizes))
         out["build"] = time.perf_counter() - start
     elif system == "jax":
         import jax
@@ -701,7 +737,7 @@ def child_setup(system: str, key: str, workdir: Path, sizes: Sizes, detail: bool
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
         out["imports"] = time.perf_counter() - start
         start = time.perf_counter()
-        runner = jax_runner(key, inputs, sizes.deep_reps)
+        runner = jax_runner(key, inputs, deep_reps(key, sizes))
         out["build"] = time.perf_counter() - start
     else:
         raise ValueError(system)
@@ -1026,7 +1062,7 @@ def run_workload(key: str, systems: list[str], workdir: Path, opts, sizes: Sizes
     wdir = workdir / key
     for variant in ("numba", "numpy"):
         (wdir / variant).mkdir(parents=True, exist_ok=True)
-        (wdir / variant / f"bench_{variant}_{key}.py").write_text(reference_source(variant, sizes.deep_reps))
+        (wdir / variant / f"bench_{variant}_{key}.py").write_text(reference_source(variant, deep_reps(key, sizes)))
     setups = {}
     if not opts.no_setup:
         setup_systems = [s for s in systems if not opts.quick or s in ("numba", "bpgen")]
@@ -1057,9 +1093,9 @@ def run_workload(key: str, systems: list[str], workdir: Path, opts, sizes: Sizes
                 if getattr(g, "module", None) is not None and g.value_and_grad is not g.module.value_and_grad:
                     runners.append(bpgen_runner(key, g, True, inputs))
             elif system == "torch":
-                runners.append(torch_runner(key, inputs, sizes.deep_reps))
+                runners.append(torch_runner(key, inputs, deep_reps(key, sizes)))
             elif system == "jax":
-                runners.append(jax_runner(key, inputs, sizes.deep_reps))
+                runners.append(jax_runner(key, inputs, deep_reps(key, sizes)))
         reference = runners[0]
         want = canonical(reference.value_and_grad(*reference.args))
         result = Result(key, label, setup=setups)
@@ -1403,8 +1439,8 @@ def child_hvp_setup(key: str, workdir: Path, sizes: Sizes) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller sizes (~2 minutes)")
-    parser.add_argument("--only", default="a,b,c,d,e,second,codegen",
-                        help="comma-separated workloads: a b c d e second codegen (default: all)")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,second,codegen",
+                        help="comma-separated workloads: a b c d e f g second codegen (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
     parser.add_argument("--no-setup", action="store_true", help="skip the fresh-process setup measurements")
     parser.add_argument("--profile", action="store_true",
@@ -1437,7 +1473,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [w.strip() for w in opts.only.split(",") if w.strip()]
     unknown = [w for w in wanted if w not in (*WORKLOADS, "second", "codegen")]
     if unknown:
-        parser.error(f"unknown workload {unknown[0]!r} (choose from a, b, c, d, e, second, codegen)")
+        parser.error(f"unknown workload {unknown[0]!r} (choose from a, b, c, d, e, f, g, second, codegen)")
     systems = ["numba", "bpgen", "bpgen module", "numpy"]
     systems += [s for s in ("torch", "jax") if available(s)]
     began = STARTED[0] = time.perf_counter()
