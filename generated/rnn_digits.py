@@ -76,23 +76,18 @@ def grad(X, Y, h0, Wxh, Whh, bh, Why, by):
 
 @numba.njit(cache=True, error_model='numpy')
 def elman(h, x, Wxh, Whh, bh):
-    """One step: the new carries, then the ys."""
+    """One step: the new carries, the ys, and the values its backward reads."""
     matmul1 = h @ Whh
     matmul2 = x @ Wxh
     add1 = matmul2 + matmul1
     a = add1 + bh
     h_next = np.tanh(a)
-    return h_next,
+    return h_next, h_next
 
 
 @numba.njit(cache=True, error_model='numpy')
-def elman_backward(h, x, Wxh, Whh, bh, dh_next):
-    """One step again, then its backward lines: the gradients of the carries, of the slices and the weights."""
-    matmul1 = h @ Whh
-    matmul2 = x @ Wxh
-    add1 = matmul2 + matmul1
-    a = add1 + bh
-    h_next = np.tanh(a)
+def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):
+    """One step's backward lines: the gradients of the carries, of the slices and of the weights."""
     da = ((1.0 - h_next) * (h_next + 1.0)) * dh_next  # h_next = np.tanh(a)
     dadd1 = da                                        # a = add1 + bh
     dbh = sum_axis0(da)                               # a = add1 + bh
@@ -106,28 +101,29 @@ def elman_backward(h, x, Wxh, Whh, bh, dh_next):
 
 @numba.njit(cache=True, error_model='numpy')
 def elman_scan(h_init, xs, Wxh, Whh, bh):
-    """The forward loop: the final carries, the stacked ys, and the tape."""
+    """The forward loop: the final carries, the stacked ys, and the tape: the carries and the step's values its backward reads."""
     steps = xs.shape[0]
-    tape_h = np.empty((steps,) + h_init.shape)
+    tape_h = np.empty((steps, h_init.shape[0], 64))
+    saved_h_next = np.empty((steps, h_init.shape[0], 64))
     h = h_init.copy()
-    tape_h[0] = h
-    h, = elman(h, xs[0], Wxh, Whh, bh)
-    for t in range(1, steps):
+    for t in range(steps):
         tape_h[t] = h
-        h, = elman(h, xs[t], Wxh, Whh, bh)
-    return h, tape_h
+        h, h_next = elman(h, xs[t], Wxh, Whh, bh)
+        saved_h_next[t] = h_next
+    return h, (tape_h, saved_h_next)
 
 
 @numba.njit(cache=True, error_model='numpy')
-def elman_scan_backward(h_init, xs, Wxh, Whh, bh, tape_h, dh_final):
+def elman_scan_backward(h_init, xs, Wxh, Whh, bh, tape, dh_final):
     """The reversed loop: each step's backward from the tape; the weights' gradients add up."""
     steps = xs.shape[0]
+    tape_h, saved_h_next = tape
     dh = dh_final.copy()
     dWxh = np.zeros(Wxh.shape)
     dWhh = np.zeros(Whh.shape)
     dbh = np.zeros(bh.shape)
     for t in range(steps - 1, -1, -1):
-        dh, dWxh_step, dWhh_step, dbh_step = elman_backward(tape_h[t], xs[t], Wxh, Whh, bh, dh)
+        dh, dWxh_step, dWhh_step, dbh_step = elman_backward(tape_h[t], xs[t], Wxh, Whh, bh, saved_h_next[t], dh)
         dWxh += dWxh_step
         dWhh += dWhh_step
         dbh += dbh_step

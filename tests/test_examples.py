@@ -79,6 +79,6 @@ def test_rnn_digits_trains_with_the_generated_backpropagation_through_time(repo)
                - loss(*(p - h * d for p, d in zip(params, direction)))) / (2 * h)
     assert abs(sum(float(np.sum(g * d)) for g, d in zip(grads, direction)) - numeric) < 1e-6 * max(1.0, abs(numeric))
     source = (repo / "generated/rnn_digits.py").read_text()
-    for line in ("def elman(h, x, Wxh, Whh, bh):", "def elman_backward(h, x, Wxh, Whh, bh, dh_next):",
+    for line in ("def elman(h, x, Wxh, Whh, bh):", "def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):",
                  "dWhh += dWhh_step", "dh = dmatmul1 @ Whh.T"):
         assert line in source, line

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.algebra import Algebra
-from ..core.ir import Node
+from ..core.ir import READ_OPS, Node
 from ..core.ops import Op
 from ..core.reverse import backward
 from ..core.rules import RUNTIME_NAMES, syntax_of
@@ -49,8 +49,8 @@ class StepFunctions:
     params: list[str]  # the step's: carries, slices, weights
     dims: list[str]  # N = h.shape[0]: the sizes the step's lines use
     forward: list[str]
-    returned: list[str]  # the new carries, then the ys
-    backward_params: list[str]  # params, then the seeds of the carries and the ys
+    returned: list[str]  # the new carries, the ys, then the residuals (what the backward reads)
+    backward_params: list[str]  # params, the residuals, then the seeds of the carries and the ys
     backward_dims: list[str]
     backward: list[str]
     gradients: list[str]  # of the carries, then of the wanted slices and weights
@@ -59,7 +59,9 @@ class StepFunctions:
 
 
 def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer: dict[int, str]) -> StepFunctions:
-    """Print the step of `scan` and its backward for the arguments `mask` wants (None: no backward)."""
+    """Print the step of `scan` and its backward for the arguments `mask` wants (None: no backward). The step
+    also returns the values of its own lines that the backward reads (the residuals), which the forward loop
+    stores, so that the backward does not compute them again."""
     body: ScanBody = scan.attrs[0]
     forward = body_schedule(body)
     inputs = list(body.placeholders) + list(body.closed)
@@ -67,24 +69,35 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     input_names = list(body.param_names) + [outer[c.id] for c in outer_closed]
     dim_sources = _dim_sources(inputs)
     dim_nodes = [A.dim(d) for d in dim_sources]
-    names = assign_names(inputs, input_names, forward, dict(body.hints), [], dim_nodes)
+    grads, seeds, wrt = _step_gradient(A, body, mask, forward) if mask is not None else (None, [], [])
+    adjoints = [] if grads is None else \
+        seeds + sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
+    names = assign_names(inputs, input_names, forward, dict(body.hints), adjoints, dim_nodes)
     dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
     params = [names[n.id] for n in inputs]
-    program = print_program(params, forward, body.outputs[0], [], [], names, syntax_of, dims)
+    program = print_program(params, forward, body.outputs[0], [] if grads is None else grads.printed,
+                            [] if grads is None else grads.gradients, names, syntax_of, dims, wrt)
     expr = ExpressionPrinter(names, syntax_of, dims)
-    returned = [expr(o) for o in body.outputs]
+    residuals = [] if grads is None else _residuals(forward, [s.term for s in grads.printed])
+    returned = [expr(o) for o in body.outputs] + [names[r.id] for r in residuals]
     dim_lines = {d: f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()}
     forward_lines = [s.code for s in program.forward]
     functions = StepFunctions(body.function, params, _used(dim_lines, forward_lines + returned), forward_lines,
                               returned, [], [], [], [], {}, list(forward))
-    if mask is not None:
-        _step_backward(A, body, mask, forward, inputs, input_names, dim_sources, functions)
-    functions.loop = _loop_names(body, scan, mask, outer)
+    if grads is not None:
+        lines = backward_lines(program)
+        functions.backward_params = params + [names[r.id] for r in residuals] + [names[s.id] for s in seeds]
+        functions.backward = lines
+        functions.gradients = program.gradients
+        functions.backward_dims = _used(dim_lines, lines + program.gradients)
+        functions.nodes += [s.term for s in grads.printed]
+    functions.loop = _loop_names(body, scan, mask, outer, residuals, names)
     return functions
 
 
-def _step_backward(A: Algebra, body: ScanBody, mask, forward, inputs, input_names, dim_sources,
-                   functions: StepFunctions) -> None:
+def _step_gradient(A: Algebra, body: ScanBody, mask, forward: list[Node]):
+    """The step's reverse pass: seeds for its outputs (the new carries and the ys), gradients of every carry
+    and of the slices and weights `mask` wants."""
     outputs = list(body.outputs)
     seeds = [A.graph.node(Op.ADJ, (o,), ("seed", k), shape=o.shape) for k, o in enumerate(outputs)]
     by_output: dict[int, Node] = {}
@@ -93,24 +106,29 @@ def _step_backward(A: Algebra, body: ScanBody, mask, forward, inputs, input_name
     carries = len(body.carries)
     rest = list(body.xs) + list(body.closed)
     wrt = list(body.carries) + [node for node, wanted in zip(rest, mask[carries:]) if wanted]
-    grads = backward(forward, outputs[0], wrt, A, None, frozenset(body.hints), by_output)
-    adjoints = seeds + sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
-    dim_nodes = [A.dim(d) for d in dim_sources]
-    names = assign_names(inputs, input_names, forward, dict(body.hints), adjoints, dim_nodes)
-    dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
-    params = [names[n.id] for n in inputs]
-    program = print_program(params, forward, outputs[0], grads.printed, grads.gradients, names, syntax_of, dims,
-                            wrt)
-    dim_lines = {d: f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()}
-    lines = backward_lines(program)
-    functions.backward_params = params + [names[s.id] for s in seeds]
-    functions.backward = [s.code for s in program.forward] + lines
-    functions.gradients = program.gradients
-    functions.backward_dims = _used(dim_lines, functions.backward + program.gradients)
-    functions.nodes += [s.term for s in grads.printed]
+    return backward(forward, outputs[0], wrt, A, None, frozenset(body.hints), by_output), seeds, wrt
 
 
-def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str]) -> dict:
+def _residuals(forward: list[Node], terms: list[Node]) -> list[Node]:
+    """The step's own values its backward lines read, in order."""
+    computed = {n.id for n in forward if n.op not in READ_OPS}
+    found: dict[int, Node] = {}
+    seen: set[int] = set()
+    stack = list(terms)
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        if node.id in computed:
+            found[node.id] = node  # named in the step: the backward reads it by name
+        elif node.op not in READ_OPS and node.op not in (Op.ADJ, Op.TANGENT):  # an adjoint is not its node
+            stack.extend(node.args)
+    return [found[i] for i in sorted(found)]
+
+
+def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residuals: list[Node],
+                step_names: dict[int, str]) -> dict:
     """The loops' parameters and locals, clear of each other: the running carries take the step's names."""
     namespace = Namespace()
     carries = [namespace.claim(n) for n in body.param_names[:len(body.carries)]]
@@ -121,19 +139,34 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str]) -> dict
     tapes = [namespace.claim(f"tape_{c}") for c in carries]
     ys = [namespace.claim(f"y{k}") for k in range(len(body.ys))]
     stacks = [namespace.claim(f"ys{k}") for k in range(len(body.ys))]
+    values = [namespace.claim(step_names[r.id]) for r in residuals]
+    saved = [namespace.claim(f"saved_{v}") for v in values]
     local = {key: namespace.claim(key) for key in ("steps", "t", "s", "start", "stop")}
-    scalar = [not c.shape for c in body.carries]
-    y_scalar = [not y.shape for y in body.ys]
     k = body.checkpoint or 1
     steps = f"{seqs[0]}.shape[0]" if seqs else str(body.length)
+    # sizes in the loops' terms: each symbolic size read off a parameter that has it
+    sources: dict = {}
+    for node, name in [*zip(body.carries, inits), *zip(body.xs, seqs), *zip(body.closed, closed)]:
+        offset = 1 if node in body.xs else 0  # a sequence has the steps first
+        for axis, d in enumerate(node.shape):
+            sources.setdefault(d, f"{name}.shape[{axis + offset}]")
+
+    def shape_of(shape: tuple, first: str) -> str:
+        parts = [first] + [str(d) if isinstance(d, int) else sources[d] for d in shape]
+        return parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ")"
+
+    tape_length = local["steps"] if k == 1 else f"({local['steps']} - 1) // {k} + 1"
     loop = {"carries": carries, "inits": inits, "seqs": seqs, "closed": closed, "tapes": tapes, "ys": ys,
-            "stacks": stacks, "scalar": scalar, "y_scalar": y_scalar, "k": k, "steps_value": steps, **local,
-            "params": inits + seqs + closed, "slices": [f"{s}[{local['t']}]" for s in seqs],
-            "first_slices": [f"{s}[0]" for s in seqs],
-            "tape_length": local["steps"] if k == 1 else f"({local['steps']} - 1) // {k} + 1"}
+            "stacks": stacks, "residuals": values, "saved": saved, "scalar": [not c.shape for c in body.carries],
+            "k": k, "steps_value": steps, **local, "params": inits + seqs + closed,
+            "slices": [f"{s}[{local['t']}]" for s in seqs],
+            "tape_shapes": [shape_of(c.shape, tape_length) for c in body.carries],
+            "stack_shapes": [shape_of(y.shape, local["steps"]) for y in body.ys],
+            # residuals: stored at every step by the forward loop, or, checkpointed, for one segment at a time
+            "saved_shapes": [shape_of(r.shape, local["steps"] if k == 1 else str(k)) for r in residuals]}
+    loop["forward_call"] = ", ".join(carries + loop["slices"] + closed)
     if mask is not None:
         count = len(body.carries)
-        wanted_init = list(mask[:count])
         wanted_seqs = list(mask[count:count + len(seqs)])
         wanted_closed = list(mask[count + len(seqs):])
         grads = {"carries": [namespace.claim(f"d{c}") for c in carries],
@@ -143,21 +176,25 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str]) -> dict
                  "slices": [namespace.claim(f"d{s}") for s in slice_names],
                  "closed": [namespace.claim(f"d{c}") for c in closed],
                  "closed_step": [namespace.claim(f"d{c}_step") for c in closed],
-                 "segments": [namespace.claim(f"segment_{c}") for c in carries],
-                 "next": [namespace.claim(f"{c}_next") for c in carries],
-                 "unused": [namespace.claim(f"y{k}_unused") for k in range(len(body.ys))]}
-        loop["backward_params"] = loop["params"] + tapes + grads["finals"] + grads["stacks"]
-        loop["grads"] = grads
-        loop["wanted_init"] = wanted_init
-        loop["wanted_seqs"] = wanted_seqs
-        loop["wanted_closed"] = wanted_closed
-        loop["closed_scalar"] = [not c.shape for c in body.closed]
-        # what the step's backward returns, in order: every carry's gradient, then the wanted slices and weights
-        loop["step_results"] = grads["carries"] + [d for d, w in zip(grads["slices"], wanted_seqs) if w] \
-            + [d for d, w in zip(grads["closed_step"], wanted_closed) if w]
-        loop["returned"] = [d for d, w in zip(grads["carries"], wanted_init) if w] \
-            + [d for d, w in zip(grads["seqs"], wanted_seqs) if w] \
-            + [d for d, w in zip(grads["closed"], wanted_closed) if w]
+                 "segments": [namespace.claim(f"segment_{c}") for c in carries]}
+        loop.update(grads=grads, wanted_seqs=wanted_seqs, wanted_closed=wanted_closed,
+                    backward_params=loop["params"] + tapes + (saved if k == 1 else []) + grads["finals"]
+                    + grads["stacks"],
+                    closed_scalar=[not c.shape for c in body.closed],
+                    segment_shapes=[shape_of(c.shape, str(k)) for c in body.carries],
+                    # what the step's backward returns: every carry's gradient, the wanted slices' and weights'
+                    step_results=grads["carries"] + [d for d, w in zip(grads["slices"], wanted_seqs) if w]
+                    + [d for d, w in zip(grads["closed_step"], wanted_closed) if w],
+                    backward_call=", ".join([f"{tape}[{local['t']}]" for tape in tapes] + loop["slices"] + closed
+                                            + [f"{v}[{local['t']}]" for v in saved] + grads["carries"]
+                                            + [f"{d}[{local['t']}]" for d in grads["stacks"]]),
+                    segment_backward_call=", ".join(
+                        [f"{seg}[{local['t']} - {local['start']}]" for seg in grads["segments"]] + loop["slices"]
+                        + closed + [f"{v}[{local['t']} - {local['start']}]" for v in saved] + grads["carries"]
+                        + [f"{d}[{local['t']}]" for d in grads["stacks"]]),
+                    returned=[d for d, w in zip(grads["carries"], mask[:count]) if w]
+                    + [d for d, w in zip(grads["seqs"], wanted_seqs) if w]
+                    + [d for d, w in zip(grads["closed"], wanted_closed) if w])
     return loop
 
 

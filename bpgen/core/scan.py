@@ -2,8 +2,9 @@
 
 `scan(step, init, xs)` runs `carry, y = step(carry, x)` once per slice of xs. Its node's arguments are the
 initial carries, the sequences and the values of the enclosing function the step reads (weights: `closed`);
-its results, taken with "part" nodes, are the final carries, the stacked ys and the tapes, the carries the
-forward loop stored for the backward one (every one, or every k-th with checkpointing). The step's own
+its results, taken with "part" nodes, are the final carries, the stacked ys and the tape: the carries the
+forward loop stored for the backward one (every one, or every k-th with checkpointing) and the values of
+the step's lines its backward reads. The step's own
 program lives in a `ScanBody`: placeholders stand for its carry and x, and its nodes are printed as functions
 of their own, the step's forward and its staged backward, which the loops call.
 
@@ -45,13 +46,14 @@ class ScanBody:
         return self.carry_out + self.ys
 
     def result_shapes(self) -> list[tuple]:
-        """Shapes of the scan node's results: the final carries, the stacked ys, the tapes."""
+        """Shapes of the scan node's results: the final carries, the stacked ys, and the tape (a tuple of arrays
+        the backward loop takes whole: the stored carries and the step's values its backward reads)."""
         stacked = [(self.length, *y.shape) for y in self.ys]
-        tapes = [(self.length, *c.shape) for c in self.carries]
-        return [c.shape for c in self.carries] + stacked + tapes
+        return [c.shape for c in self.carries] + stacked + [()]
 
-    def tape_index(self, k: int) -> int:
-        return len(self.carries) + len(self.ys) + k
+    @property
+    def tape_index(self) -> int:
+        return len(self.carries) + len(self.ys)
 
 
 def body_schedule(body: ScanBody) -> list[Node]:
@@ -132,9 +134,9 @@ def scan_vjp(A, scan: Node, seeds: list[Node | None], wanted: list[int]) -> dict
     body: ScanBody = scan.attrs[0]
     zeros = [A.fill(A.const(0.0), shape) if shape else A.const(0.0) for shape in body.result_shapes()]
     upstream = [seed if seed is not None else zeros[k] for k, seed in enumerate(seeds)]
-    tapes = [A.make(Op.PART, (scan,), (body.tape_index(k),)) for k in range(len(body.carries))]
+    tape = A.make(Op.PART, (scan,), (body.tape_index,))
     mask = tuple(i in wanted for i in range(len(scan.args)))
-    grads = A.make(Op.SCAN_BACKWARD, (*scan.args, *tapes, *upstream), (body, mask))
+    grads = A.make(Op.SCAN_BACKWARD, (*scan.args, tape, *upstream), (body, mask))
     return {i: A.make(Op.PART, (grads,), (j,)) for j, i in enumerate(sorted(wanted))}
 
 
