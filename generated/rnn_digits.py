@@ -74,7 +74,7 @@ def grad(X, Y, h0, Wxh, Whh, bh, Why, by):
     return value_and_grad(X, Y, h0, Wxh, Whh, bh, Why, by)[1]
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', inline='always')
 def elman(h, x, Wxh, Whh, bh):
     """One step: the new carries, the ys, and the values its backward reads."""
     matmul1 = h @ Whh
@@ -85,7 +85,7 @@ def elman(h, x, Wxh, Whh, bh):
     return h_next, h_next
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', inline='always')
 def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):
     """One step's backward lines: the gradients of the carries, of the slices and of the weights."""
     da = ((1.0 - h_next) * (h_next + 1.0)) * dh_next  # h_next = np.tanh(a)
@@ -99,7 +99,7 @@ def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):
     return dh, dWxh, dWhh, dbh
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', inline='always')
 def elman_scan(h_init, xs, Wxh, Whh, bh):
     """The forward loop: the final carries, the stacked ys, and the tape: the carries and the step's values its backward reads."""
     steps = xs.shape[0]
@@ -113,7 +113,7 @@ def elman_scan(h_init, xs, Wxh, Whh, bh):
     return h, (tape_h, saved_h_next)
 
 
-@numba.njit(cache=True, error_model='numpy')
+@numba.njit(cache=True, error_model='numpy', inline='always')
 def elman_scan_backward(h_init, xs, Wxh, Whh, bh, tape, dh_final):
     """The reversed loop: each step's backward from the tape; the weights' gradients add up."""
     steps = xs.shape[0]

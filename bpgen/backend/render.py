@@ -148,6 +148,8 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         "check_decorator": _decorator(jit, batch),
         "derivatives": list(derivatives),  # (jvp, hvp or hessian, the function's context)
         "loops": list(loops),  # each scan's step, its backward and the two loops (bpgen.backend.loops)
+        # inlined into their callers: one compile for value_and_grad and its loops halves Numba's time for them
+        "loop_decorator": _decorator(jit, True),
     }
     return _render("module.py.j2", context, header.name)
 
