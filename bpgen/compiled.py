@@ -79,8 +79,15 @@ class CompiledFunction:
         if attr == "vjp":
             code = getattr(function, "py_func", function).__code__  # vjp's last parameter is the seed
             seed = Parameter(code.co_varnames[code.co_argcount - 1], output_shape(self), "real")
+        elsewhere = functools.partial(self._on_dask, attr) if attr in ("forward", "value_and_grad", "grad") else None
         return checked(function, f"{self.name}.{attr}", parameters(self), batch=attr == "value_and_grad_batch",
-                       seed=seed)
+                       seed=seed, elsewhere=elsewhere)
+
+    def _on_dask(self, attr: str, args: tuple):
+        """A call with Dask arrays: each chunk of rows where the data is (bpgen/cluster)."""
+        from .cluster.run import run_on_dask
+
+        return run_on_dask(self, attr, args)
 
     def _missing(self, attr: str) -> str:
         output = self.declaration.output

@@ -140,17 +140,25 @@ def converter(where: str, params: list[Parameter], batch: bool = False,
     return convert
 
 
+def _is_dask(value) -> bool:
+    """A Dask array (told apart without importing Dask)."""
+    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
+
+
 _calling = threading.local()  # set while a converted call runs: a second miss then is bpgen's own bug
 
 
 def checked(function: Callable, where: str, params: list[Parameter], batch: bool = False,
-            seed: Parameter | None = None) -> Callable:
+            seed: Parameter | None = None, elsewhere: Callable[[tuple], object] | None = None) -> Callable:
     """The method users call: a Numba dispatcher that converts what its float64 code does not take, or, for
-    plain Python code (jit=False), the function behind the same conversion."""
+    plain Python code (jit=False), the function behind the same conversion. `elsewhere(args)` answers a call
+    with a Dask array among its arguments (bpgen/cluster)."""
     convert = converter(where, params, batch, seed)
     if not hasattr(function, "py_func"):  # plain Python: convert every call
 
         def call(*args):
+            if elsewhere is not None and any(_is_dask(a) for a in args):
+                return elsewhere(args)
             return function(*convert(args))
 
         call.__name__ = function.__name__
@@ -169,6 +177,8 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
         if getattr(_calling, "active", False):
             raise TypeError(f"{where}: bpgen converted the arguments, but the float64 code does not take them "
                             f"({', '.join(_describe(a) for a in args)}): please report this")
+        if elsewhere is not None and any(_is_dask(a) for a in args):
+            return lambda *_: elsewhere(args)
         converted = convert(args)
         compile_cached(function, signature)
 

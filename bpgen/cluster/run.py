@@ -1,0 +1,95 @@
+"""Compiled functions on Dask arrays: each chunk of rows on a worker, the partial results summed on the driver.
+
+`g.value_and_grad(X, y, w, b)` with X and y Dask arrays chunked along their batch axis runs the chunk
+function (bpgen/cluster/split.py) on every chunk, on the active scheduler (a `distributed.Client` when one
+is active, Dask's default otherwise), and adds the partial values and gradients up in a tree. Parameters
+stay NumPy arrays, sent once. Dask is imported here only, when a Dask array is passed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+
+import numpy as np
+
+from ..errors import BpgenError
+from .split import chunk_declaration
+
+METHODS = ("forward", "value_and_grad", "grad")
+
+
+def is_dask_array(value) -> bool:
+    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
+
+
+def run_on_dask(g, method: str, args: tuple):
+    import cloudpickle
+    import dask
+
+    from . import worker
+
+    cloudpickle.register_pickle_by_value(worker)  # the workers need numpy and numba, not bpgen
+    declaration = g.declaration
+    if not declaration.is_tensor:
+        raise BpgenError(f"{g.name}: Dask arrays are for tensor functions (declared with shapes= or bpgen.Tensor)")
+    if method not in METHODS:
+        raise BpgenError(f"{g.name}.{method} does not take Dask arrays (forward, value_and_grad and grad do)")
+    if len(args) != len(declaration.inputs):
+        raise TypeError(f"{g.name}.{method} takes {len(declaration.inputs)} arguments, not {len(args)}")
+    batch = [i for i, a in enumerate(args) if is_dask_array(a)]
+    source, name, kinds = _chunk_module(g, tuple(batch))
+    arrays = _aligned(g.name, [args[i] for i in batch], [declaration.inputs[i].name for i in batch])
+    rows = arrays[0].shape[0]
+    params = {i: dask.delayed(_as_numbers(a), pure=True) for i, a in enumerate(args) if i not in batch}
+    blocks = [a.to_delayed().ravel() for a in arrays]
+    function = "forward" if method == "forward" else "value_and_grad"
+    run = dask.delayed(worker.run_chunk, pure=True)
+    partial = []
+    for k in range(len(blocks[0])):
+        chunk_args = [blocks[batch.index(i)][k] if i in batch else params[i] for i in range(len(args))]
+        partial.append(run(source, name, function, kinds, *chunk_args, float(rows), 1.0 if k == 0 else 0.0))
+    add = dask.delayed(worker.add, pure=True)
+    while len(partial) > 1:  # a tree: each level adds pairs
+        partial = [add(partial[j], partial[j + 1]) if j + 1 < len(partial) else partial[j]
+                   for j in range(0, len(partial), 2)]
+    (result,) = dask.compute(partial[0])
+    if function == "forward":
+        return float(result)
+    value, grads = float(result[0]), tuple(float(d) if np.ndim(d) == 0 else d for d in result[1])
+    return grads if method == "grad" else (value, grads)
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_module_cached(g, batch: tuple):
+    from ..pipeline import build
+    from ..tools.parameters import parameters
+
+    chunk, _ = chunk_declaration(g.declaration, list(batch))
+    artifact = build(chunk, g.jit)
+    digest = hashlib.sha1(artifact.source.encode()).hexdigest()[:16]
+    kinds = tuple("labels" if p.kind == "labels" else "array" if p.shape else "number" for p in parameters(artifact))
+    return artifact.source, f"_bpgen_{chunk.name}_{digest}", kinds
+
+
+def _chunk_module(g, batch: tuple):
+    return _chunk_module_cached(g, batch)
+
+
+def _aligned(name: str, arrays: list, names: list[str]) -> list:
+    """The batch arrays chunked alike along the batch axis (the first one's chunks), whole along the others."""
+    rows = arrays[0].shape[0]
+    if isinstance(rows, float) and math.isnan(rows):
+        raise BpgenError(f"{name}: {names[0]} has unknown chunk sizes: call its .compute_chunk_sizes() first")
+    for a, n in zip(arrays, names):
+        if a.shape[0] != rows:
+            raise BpgenError(f"{name}: {n} has {a.shape[0]} rows and {names[0]} {rows}")
+    chunks = arrays[0].chunks[0]
+    return [a.rechunk({0: chunks, **{axis: -1 for axis in range(1, a.ndim)}}) for a in arrays]
+
+
+def _as_numbers(value):
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value, dtype=np.int64 if value.dtype.kind in "iu" else np.float64)
+    return float(value)

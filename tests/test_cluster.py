@@ -1,0 +1,165 @@
+"""Compiled functions on Dask arrays: the exact split over chunks of rows, equal to the in-memory call; the
+losses it refuses, in one line; a real two-process LocalCluster on the loopback."""
+
+from __future__ import annotations
+
+import runpy
+
+import numpy as np
+import pytest
+
+import bpgen
+from bpgen import nn
+from bpgen.errors import BpgenError
+
+da = pytest.importorskip("dask.array")
+
+
+@pytest.fixture(scope="module")
+def logistic(repo_root):
+    return runpy.run_path(str(repo_root / "examples/logistic_regression.py"))["logistic_regression"]
+
+
+@pytest.fixture(scope="module")
+def repo_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
+
+
+def data(rows=1003, features=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(rows, features)), (rng.random(rows) < 0.5).astype(float),
+            rng.normal(size=features) * 0.1, 0.2)
+
+
+def assert_same(got, want, rtol=1e-12):
+    value, grads = got
+    assert value == pytest.approx(want[0], rel=rtol)
+    for a, b in zip(grads, want[1]):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-15)
+        assert type(a) is type(b) or (np.ndim(a) == np.ndim(b) == 1)
+
+
+@pytest.mark.parametrize("chunks", [1003, 500, 200, 97, (1, 2, 1000)])
+def test_logistic_regression_on_dask_equals_in_memory(logistic, chunks):
+    X, y, w, b = data()
+    want = logistic.value_and_grad(X, y, w, b)
+    row_chunks = chunks if isinstance(chunks, tuple) else chunks
+    Xd = da.from_array(X, chunks=(row_chunks, 30))
+    yd = da.from_array(y, chunks=(row_chunks,))
+    assert_same(logistic.value_and_grad(Xd, yd, w, b), want)
+    assert logistic.forward(Xd, yd, w, b) == pytest.approx(want[0], rel=1e-12)
+    np.testing.assert_allclose(logistic.grad(Xd, yd, w, b)[0], want[1][0], rtol=1e-12)
+
+
+def test_differently_chunked_batch_inputs_are_aligned(logistic):
+    X, y, w, b = data()
+    got = logistic.value_and_grad(da.from_array(X, chunks=(300, 10)), da.from_array(y, chunks=(77,)), w, b)
+    assert_same(got, logistic.value_and_grad(X, y, w, b))
+
+
+def test_the_digits_mlp_on_dask_equals_in_memory(repo_root):
+    mlp = runpy.run_path(str(repo_root / "examples/mlp_digits.py"))["mlp_digits"]
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(301, 64)), np.eye(10)[rng.integers(0, 10, 301)]
+    params = [rng.normal(size=(64, 64)) * 0.1, np.zeros(64), rng.normal(size=(64, 10)) * 0.1, np.zeros(10)]
+    want = mlp.value_and_grad(X, Y, *params)
+    got = mlp.value_and_grad(da.from_array(X, chunks=(64, 64)), da.from_array(Y, chunks=(64, 10)), *params)
+    assert_same(got, want)
+
+
+def test_labels_and_means_and_a_penalty_counted_once():
+    X, labels = bpgen.Tensor("cl_X", ("N", 4)), bpgen.Tensor("cl_labels", ("N",))
+    W = bpgen.Tensor("cl_W", (4, 3))
+    loss = nn.cross_entropy(X @ W, labels) + 0.5 * bpgen.mean(X @ W) + 0.01 * bpgen.sum(W * W) + 2.0
+    g = bpgen.compile(loss, inputs=[X, labels, W], wrt=[W], jit=False)
+    rng = np.random.default_rng(2)
+    x, lab, w = rng.normal(size=(50, 4)), rng.integers(0, 3, 50), rng.normal(size=(4, 3))
+    want = g.value_and_grad(x, lab, w)
+    got = g.value_and_grad(da.from_array(x, chunks=(7, 4)), da.from_array(lab, chunks=7), w)
+    assert_same(got, want)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda X, w: bpgen.log(bpgen.mean(X @ w)), r"a log \(log\) couples the rows"),
+    (lambda X, w: bpgen.max(X @ w), r"couples the rows"),
+    (lambda X, w: bpgen.sum((X @ w - bpgen.mean(X @ w)) ** 2), r"mixes its rows"),
+    (lambda X, w: bpgen.sum(X @ w) * bpgen.sum(X @ w), r"couples the rows"),
+])
+def test_losses_that_couple_rows_are_refused_in_one_line(make, words):
+    X, w = bpgen.Tensor("rf_X", ("N", 3)), bpgen.Tensor("rf_w", (3,))
+    g = bpgen.compile(make(X, w), inputs=[X, w], wrt=[w], jit=False)
+    x = np.abs(np.random.default_rng(3).normal(size=(20, 3))) + 0.1
+    with pytest.raises(BpgenError, match=words) as info:
+        g.value_and_grad(da.from_array(x, chunks=(5, 3)), np.ones(3))
+    assert "\n" not in str(info.value)
+
+
+def test_what_cannot_run_on_dask_is_said_in_one_line(logistic):
+    X, y, w, b = data()
+    with pytest.raises(BpgenError, match="gradients are taken with respect to parameters, not the batch input X"):
+        g = bpgen.compile(logistic, wrt=[logistic.inputs[0], logistic.inputs[2]])
+        g.value_and_grad(da.from_array(X, chunks=(100, 30)), da.from_array(y, chunks=100), w, b)
+    with pytest.raises(BpgenError, match=r"y has the batch size N in its shape \(N,\): pass it as a Dask array"):
+        logistic.value_and_grad(da.from_array(X, chunks=(100, 30)), y, w, b)
+
+
+def test_a_worker_without_bpgen_runs_a_chunk(logistic, tmp_path):
+    """The worker's function travels by value and needs numpy (and numba for a jitted module), not bpgen."""
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    from bpgen.cluster import worker
+    from bpgen.cluster.run import _chunk_module
+
+    cloudpickle.register_pickle_by_value(worker)
+    plain = bpgen.compile(logistic, jit=False)
+    source, name, kinds = _chunk_module(plain, (0, 1))
+    X, y, w, b = data(rows=40)
+    (tmp_path / "task.pkl").write_bytes(cloudpickle.dumps((worker.run_chunk, source, name, kinds,
+                                                            (X, y, w, b, 40.0, 1.0))))
+    script = (
+        "import pickle, sys\n"
+        "class NoBpgen:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'bpgen' or name.startswith('bpgen.'):\n"
+        "            raise ImportError('bpgen is not installed on this worker')\n"
+        "sys.meta_path.insert(0, NoBpgen())\n"
+        "run, source, name, kinds, args = pickle.load(open(sys.argv[1], 'rb'))\n"
+        "value, grads = run(source, name, 'value_and_grad', kinds, *args)\n"
+        "print(repr(float(value)))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "task.pkl")], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(logistic.forward(X, y, w, b), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_a_two_process_local_cluster_fits_as_in_memory(logistic):
+    """LocalCluster on the loopback, two worker processes: L-BFGS on the cluster's gradients gives the
+    in-memory fit of the breast-cancer data; each worker writes its module in a directory of its own."""
+    from distributed import Client, LocalCluster
+    from scipy.optimize import minimize
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    X = (data.data - data.data.mean(axis=0)) / data.data.std(axis=0)
+    y = data.target.astype(float)
+
+    def fit(X_, y_):
+        def fun(p):
+            loss, (dw, db) = logistic.value_and_grad(X_, y_, p[:30], float(p[30]))
+            return loss, np.append(dw, db)
+        return minimize(fun, np.zeros(31), jac=True, method="L-BFGS-B")
+
+    want = fit(X, y)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster, timeout="60s") as client:
+        got = fit(da.from_array(X, chunks=(150, 30)), da.from_array(y, chunks=150))
+        directories = client.run(lambda: __import__("os").getpid())
+    assert got.nit == want.nit
+    np.testing.assert_allclose(got.x, want.x, rtol=1e-8, atol=1e-10)
+    assert len(set(directories.values())) == 2
