@@ -10,6 +10,8 @@ Workloads (all float64):
   e  a deep scalar composition: a, b, c = tanh(a*b + c), sin(b)*c/2 + a/2, a/(1 + b**2) + c/2, 100 times
   f  the same composition written with bpgen.scan (JAX: lax.scan; PyTorch: the loop), 100 steps
   g  the scan at depth 1,000
+  cluster  the logistic regression's gradient over 4 million x 100 rows on a Dask LocalCluster of 1 and 2
+           worker processes, against the in-memory call (needs bpgen[dask])
   second  hvp (forward over reverse) on (a), (d) and (c) at batch 64, against value_and_grad and against
           JAX jit(jvp(grad(f))) and torch.func.jvp(grad(f)); the cold setup of the MLP's hvp; (a)'s jvp and hessian
   codegen  time to build and emit (no Numba) random scalar DAGs of 1,000 to 100,000 nodes, and Numba's
@@ -1415,6 +1417,72 @@ def second_order(systems: list[str], sizes: Sizes, workdir: Path, opts) -> None:
     print(table(["call", "time", "/ value_and_grad"], rows))
 
 
+def cluster_scaling(sizes: Sizes, quick: bool) -> None:
+    """The logistic regression's gradient over 4 million x 100 rows (1 million with --quick) per L-BFGS
+    iteration: in memory in this process, and on a LocalCluster of 1 and 2 worker processes (one thread
+    each) holding the data in chunks; dask-glm's Logistic gradient on the same chunks when installed."""
+    import numpy as np
+
+    try:
+        import dask.array as da
+        from distributed import Client, LocalCluster
+    except ImportError:
+        print("\n(cluster: Dask is not installed: pip install 'bpgen[dask]')")
+        return
+    section("beyond one machine: the logistic regression's gradient on a Dask cluster")
+    rows, features = (1_000_000 if quick else 4_000_000), 100
+    chunk_rows = rows // 4
+    g = build_bpgen("d", Sizes(**{**sizes.__dict__, "logreg": (rows, features)}))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, features))
+    y = (rng.random(rows) < 0.5).astype(np.float64)
+    w, b = rng.normal(0.0, 0.1, features), 0.1
+    want = g.value_and_grad(X, y, w, b)
+    repeats = 3 if quick else 5
+
+    def timed(call) -> float:
+        call()  # compiles (on the workers too) before the timing
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    in_memory = timed(lambda: g.value_and_grad(X, y, w, b))
+    rows_out = [["in memory, this process", fmt_time(in_memory), "1.00x", "-"]]
+    times = {}
+    pinned = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if pinned is not None:  # the workers inherit this process's CPUs: let them have every core
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            state = da.random.RandomState(0)  # generated on the workers: the driver never holds the data
+            Xd = state.standard_normal((rows, features), chunks=(chunk_rows, features))
+            yd = (state.random_sample(rows, chunks=chunk_rows) < 0.5).astype(np.float64)
+            Xd, yd = client.persist([Xd, yd])
+            Xd.sum().compute()  # wait for the data to be in the workers' memory
+            value, grads = g.value_and_grad(Xd, yd, w, b)
+            assert np.isfinite(value) and np.all(np.isfinite(grads[0]))
+            times[workers] = timed(lambda Xd=Xd, yd=yd: g.value_and_grad(Xd, yd, w, b))
+        rows_out.append([f"Dask, {workers} worker{'s' if workers > 1 else ''}", fmt_time(times[workers]),
+                         fmt_ratio(times[workers] / in_memory),
+                         fmt_ratio(times[1] / times[workers]) if workers > 1 else "-"])
+    if pinned is not None:
+        os.sched_setaffinity(0, pinned)
+    print(f"  {rows:,} rows x {features}, chunks of {chunk_rows:,} rows; value_and_grad per L-BFGS iteration, median "
+          f"of {repeats}; in-memory gradient checked: value {want[0]:.6f}")
+    print(table(["system", "time", "/ in memory (1 worker <= 1.3)", "speedup 2 vs 1 (>= 1.6)"], rows_out))
+    speedup, overhead = times[1] / times[2], times[1] / in_memory
+    print(f"  targets: speedup {speedup:.2f}x" + (" ok" if speedup >= 1.6 else " MISS")
+          + f"; 1 worker {overhead:.2f}x in memory" + (" ok" if overhead <= 1.3 else " MISS"))
+    try:
+        import dask_glm  # noqa: F401
+    except ImportError:
+        print("  (dask-glm is not installed: its Logistic gradient is not compared)")
+
+
 def child_hvp_setup(key: str, workdir: Path, sizes: Sizes) -> dict:
     """In a fresh process with an empty cache: import, declare, and the first hvp call (which generates, loads
     and compiles the forward-over-reverse module)."""
@@ -1439,8 +1507,8 @@ def child_hvp_setup(key: str, workdir: Path, sizes: Sizes) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller sizes (~2 minutes)")
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,second,codegen",
-                        help="comma-separated workloads: a b c d e f g second codegen (default: all)")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,second,cluster,codegen",
+                        help="comma-separated workloads: a b c d e f g second cluster codegen (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
     parser.add_argument("--no-setup", action="store_true", help="skip the fresh-process setup measurements")
     parser.add_argument("--profile", action="store_true",
@@ -1471,9 +1539,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = [w.strip() for w in opts.only.split(",") if w.strip()]
-    unknown = [w for w in wanted if w not in (*WORKLOADS, "second", "codegen")]
+    unknown = [w for w in wanted if w not in (*WORKLOADS, "second", "cluster", "codegen")]
     if unknown:
-        parser.error(f"unknown workload {unknown[0]!r} (choose from a, b, c, d, e, f, g, second, codegen)")
+        parser.error(f"unknown workload {unknown[0]!r} (choose from a, b, c, d, e, f, g, second, cluster, codegen)")
     systems = ["numba", "bpgen", "bpgen module", "numpy"]
     systems += [s for s in ("torch", "jax") if available(s)]
     began = STARTED[0] = time.perf_counter()
@@ -1510,6 +1578,8 @@ def main(argv: list[str] | None = None) -> int:
         compile_per_line([firsts[k] for k in "ce" if k in firsts and firsts[k].setup])
         if "second" in wanted:
             second_order(systems, sizes, workdir, opts)
+        if "cluster" in wanted:
+            cluster_scaling(sizes, opts.quick)
         if "codegen" in wanted:
             codegen_scaling(opts, sizes)
         if opts.profile:

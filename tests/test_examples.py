@@ -82,3 +82,15 @@ def test_rnn_digits_trains_with_the_generated_backpropagation_through_time(repo)
     for line in ("def elman(h, x, Wxh, Whh, bh):", "def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):",
                  "dWhh += dWhh_step", "dh = dmatmul1 @ Whh.T"):
         assert line in source, line
+
+
+def test_logistic_dask_fits_on_the_cluster_as_in_memory(repo):
+    """The example's breast-cancer fit with the gradients computed chunk by chunk (Dask's default scheduler
+    here; the LocalCluster run is tests/test_cluster.py), and a small lazily generated data set."""
+    import numpy as np
+
+    example = runpy.run_path(str(repo / "examples/logistic_dask.py"))
+    assert example["breast_cancer"](quiet=True) < 1e-9
+    X, y, w_true = example["synthetic"](40_000, 10_000)
+    result = example["fit"](X, y, 50, quiet=True)
+    assert result.success and np.max(np.abs(result.x[:50] - w_true)) < 0.15

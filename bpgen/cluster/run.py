@@ -45,12 +45,12 @@ def run_on_dask(g, method: str, args: tuple):
     params = {i: dask.delayed(_as_numbers(a), pure=True) for i, a in enumerate(args) if i not in batch}
     blocks = [a.to_delayed().ravel() for a in arrays]
     function = "forward" if method == "forward" else "value_and_grad"
-    run = dask.delayed(worker.run_chunk, pure=True)
+    run = dask.delayed(worker.run_chunk, pure=False)  # a new computation each call, never a stale result
     partial = []
     for k in range(len(blocks[0])):
         chunk_args = [blocks[batch.index(i)][k] if i in batch else params[i] for i in range(len(args))]
         partial.append(run(source, name, function, kinds, *chunk_args, float(rows), 1.0 if k == 0 else 0.0))
-    add = dask.delayed(worker.add, pure=True)
+    add = dask.delayed(worker.add, pure=False)
     while len(partial) > 1:  # a tree: each level adds pairs
         partial = [add(partial[j], partial[j + 1]) if j + 1 < len(partial) else partial[j]
                    for j in range(0, len(partial), 2)]
