@@ -1,6 +1,7 @@
 """bpgen: readable, staged forward and reverse-mode code from symbolic declarations, compiled by Numba."""
 
 from . import nn
+from .backend.load import load
 from .compiled import CompiledFunction, compile
 from .errors import BpgenError
 from .frontend.decorator import function
@@ -10,5 +11,5 @@ from .frontend.tensor import Tensor, abs, cos, exp, log, max, mean, sin, sqrt, s
 
 __version__ = "0.1.0"
 
-__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "cos", "exp", "function", "log", "max", "mean",
-           "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "sum", "tanh"]
+__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "cos", "exp", "function", "load", "log", "max",
+           "mean", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "sum", "tanh"]

@@ -11,7 +11,6 @@ same derivative one chain-rule factor at a time. Run:  python examples/custom_ac
 """
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ import sympy
 
 import bpgen
 from bpgen import nn
+
+GENERATED = Path(__file__).resolve().parent.parent / "generated"  # bpgen generate writes here
 
 HIDDEN = 32
 
@@ -43,16 +44,6 @@ def custom_activation(X, T, W1, b1, W2, b2, W3, b3):
     pred = h2 @ W3 + b3
     loss = nn.mse(pred, T)
     return loss
-
-
-def load_generated(name: str):
-    """Import generated/<name>.py by path (it does not need bpgen)."""
-    path = Path(__file__).resolve().parent.parent / "generated" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Numba's on-disk cache finds the module again by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def activation_backward(module) -> list[str]:
@@ -84,7 +75,7 @@ def train(steps: int = 500, lr: float = 0.01, seed: int = 0, quiet: bool = False
     params = [rng.normal(0.0, np.sqrt(2.0 / 1), (1, HIDDEN)), np.zeros(HIDDEN),
               rng.normal(0.0, np.sqrt(2.0 / HIDDEN), (HIDDEN, HIDDEN)), np.zeros(HIDDEN),
               rng.normal(0.0, 0.1 / np.sqrt(HIDDEN), (HIDDEN, 1)), np.zeros(1)]
-    module = load_generated("custom_activation")
+    module = bpgen.load(GENERATED / "custom_activation.py", "generated_custom_activation")
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
@@ -109,7 +100,7 @@ if __name__ == "__main__":
     print(f"mish(u)  = {MISH}")
     print(f"mish'(u) = {sympy.diff(MISH, u)}    (sympy.diff)")
     print("the generated backward pass through the first Mish layer, one chain-rule factor a line:")
-    for line in activation_backward(load_generated("custom_activation")):
+    for line in activation_backward(bpgen.load(GENERATED / "custom_activation.py", "generated_custom_activation")):
         print(f"    {line}")
     start = time.perf_counter()
     mse = train(args.steps)

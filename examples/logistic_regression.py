@@ -8,7 +8,6 @@ Run:  python examples/logistic_regression.py [--seed 0]
 """
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ import numpy as np
 
 import bpgen
 from bpgen import nn
+
+GENERATED = Path(__file__).resolve().parent.parent / "generated"  # bpgen generate writes here
 
 FEATURES = 30
 L2 = 1e-3
@@ -35,16 +36,6 @@ def logistic_regression(X, y, w, b):
     return loss
 
 
-def load_generated(name: str):
-    """Import generated/<name>.py by path (it does not need bpgen)."""
-    path = Path(__file__).resolve().parent.parent / "generated" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Numba's on-disk cache finds the module again by name
-    spec.loader.exec_module(module)
-    return module
-
-
 def fit(seed: int = 0, quiet: bool = False) -> dict:
     """L-BFGS-B (gradients) and Newton-CG (gradients and Hessian-vector products) on the generated loss; returns
     each method's iterations and held-out accuracy (on a quarter of the data)."""
@@ -58,7 +49,7 @@ def fit(seed: int = 0, quiet: bool = False) -> dict:
     mean, std = X_train.mean(axis=0), X_train.std(axis=0) + 1e-8
     X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
 
-    module = load_generated("logistic_regression")
+    module = bpgen.load(GENERATED / "logistic_regression.py", "generated_logistic_regression")
 
     def fun(params):
         w, b = params[:FEATURES], float(params[-1])

@@ -6,7 +6,6 @@ only numpy and numba). Run:  python examples/mlp_digits.py [--epochs 40]
 """
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,8 @@ import numpy as np
 
 import bpgen
 from bpgen import nn
+
+GENERATED = Path(__file__).resolve().parent.parent / "generated"  # bpgen generate writes here
 
 HIDDEN = 64
 
@@ -29,16 +30,6 @@ def mlp_digits(X, Y, W1, b1, W2, b2):
     logits = h1 @ W2 + b2
     loss = nn.softmax_cross_entropy(logits, Y)
     return loss
-
-
-def load_generated(name: str):
-    """Import generated/<name>.py by path (it does not need bpgen)."""
-    path = Path(__file__).resolve().parent.parent / "generated" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Numba's on-disk cache finds the module again by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def progress(epoch: int, epochs: int, step: int, steps: int, loss: float) -> None:
@@ -70,7 +61,7 @@ def train(epochs: int = 40, batch: int = 32, lr: float = 0.1, seed: int = 0, qui
     b1 = np.zeros(HIDDEN)
     W2 = rng.normal(0.0, np.sqrt(2.0 / HIDDEN), (HIDDEN, 10))
     b2 = np.zeros(10)
-    module = load_generated("mlp_digits")
+    module = bpgen.load(GENERATED / "mlp_digits.py", "generated_mlp_digits")
     steps = int(np.ceil(len(X_train) / batch))
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(X_train))

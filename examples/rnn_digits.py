@@ -9,7 +9,6 @@ Run:  python examples/rnn_digits.py [--epochs 30]
 """
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ import numpy as np
 
 import bpgen
 from bpgen import nn
+
+GENERATED = Path(__file__).resolve().parent.parent / "generated"  # bpgen generate writes here
 
 ROWS, PIXELS, HIDDEN, CLASSES = 8, 8, 64, 10
 
@@ -36,16 +37,6 @@ def rnn_digits(X, Y, h0, Wxh, Whh, bh, Why, by):
     logits = h @ Why + by
     loss = nn.softmax_cross_entropy(logits, Y)
     return loss
-
-
-def load_generated(name: str):
-    """Import generated/<name>.py by path (it does not need bpgen)."""
-    path = Path(__file__).resolve().parent.parent / "generated" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Numba's on-disk cache finds the module again by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def as_rows(images: np.ndarray) -> np.ndarray:
@@ -81,7 +72,7 @@ def train(epochs: int = 30, batch: int = 64, lr: float = 0.005, seed: int = 0, q
     params = initial_parameters(rng)
     moments = [np.zeros_like(p) for p in params]
     squares = [np.zeros_like(p) for p in params]
-    module = load_generated("rnn_digits")
+    module = bpgen.load(GENERATED / "rnn_digits.py", "generated_rnn_digits")
     n = X_train.shape[1]
     steps, t = int(np.ceil(n / batch)), 0
     for epoch in range(1, epochs + 1):

@@ -292,3 +292,19 @@ def test_user_errors_are_one_clear_line(call, message):
         call()
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_load_imports_a_generated_module_once_under_its_name(tmp_path):
+    import sympy
+
+    x = sympy.Symbol("x", real=True)
+    path = bpgen.compile(sympy.exp(x) * x, jit=False).save(tmp_path / "loaded_model.py")
+    module = bpgen.load(path)
+    assert module.__name__ == "loaded_model" and module.value_and_grad(1.0)[0] == pytest.approx(2.718281828459045)
+    assert bpgen.load(path) is module
+    other = bpgen.compile(sympy.sin(x), jit=False).save(tmp_path / "other" / "loaded_model.py")
+    with pytest.raises(bpgen.BpgenError, match="a module named 'loaded_model' is already imported from"):
+        bpgen.load(other)
+    assert bpgen.load(other, "loaded_model_2").forward(0.0) == 0.0
+    with pytest.raises(bpgen.BpgenError, match="no such generated module"):
+        bpgen.load(tmp_path / "missing.py")

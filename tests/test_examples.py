@@ -4,6 +4,8 @@ import runpy
 import subprocess
 import sys
 
+import bpgen
+
 
 def test_cs231n_example_prints_the_seed_gradient(repo):
     result = subprocess.run([sys.executable, "examples/cs231n.py"], capture_output=True, text=True, cwd=repo)
@@ -32,7 +34,8 @@ def test_custom_activation_trains_with_the_generated_module(repo):
     example = runpy.run_path(str(repo / "examples/custom_activation.py"))
     mse = example["train"](steps=100, quiet=True)
     assert mse < 0.01  # about 6e-4 after 100 steps, from about 0.6 at the start
-    backward = example["activation_backward"](example["load_generated"]("custom_activation"))
+    module = bpgen.load(repo / "generated/custom_activation.py", "generated_custom_activation")
+    backward = example["activation_backward"](module)
     assert backward[-1].startswith("dz1 = dz1 + exp_array(z1 - softplus1) * dsoftplus1")
 
 
@@ -56,7 +59,7 @@ def test_rnn_digits_trains_with_the_generated_backpropagation_through_time(repo)
 
     example = runpy.run_path(str(repo / "examples/rnn_digits.py"))
     assert example["train"](epochs=5, quiet=True) >= 0.90
-    module = example["load_generated"]("rnn_digits")
+    module = bpgen.load(repo / "generated/rnn_digits.py", "generated_rnn_digits")
     rng = np.random.default_rng(4)
     X, Y = rng.normal(size=(8, 5, 8)), np.eye(10)[rng.integers(0, 10, 5)]
     h0, params = rng.normal(size=(5, 64)) * 0.1, example["initial_parameters"](rng)

@@ -155,6 +155,27 @@ def import_path(path: str | os.PathLike, module_name: str) -> ModuleType:
     raise AssertionError("unreachable")
 
 
+def load(path: str | os.PathLike, module_name: str | None = None) -> ModuleType:
+    """Import a generated module from its file, under the name Numba's on-disk cache knows it by: the file's
+    stem unless `module_name` says otherwise (`bpgen generate --precompile --module` compiles it under that
+    name). The same file loaded again is the same module; another module of that name is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise BpgenError(f"{path}: no such generated module (run bpgen generate first)")
+    name = module_name or path.stem
+    if not all(part.isidentifier() for part in name.split(".")):
+        raise BpgenError(f"{path}: {name!r} is not a module name: pass module_name=")
+    with _loading:
+        existing = sys.modules.get(name)
+        if existing is not None:
+            where = getattr(existing, "__file__", None)
+            if where is not None and Path(where).resolve() == path.resolve():
+                return existing
+            raise BpgenError(f"{path}: a module named {name!r} is already imported from {where or 'elsewhere'}: "
+                             "pass module_name=")
+        return import_path(path, name)
+
+
 def compile_cached(dispatcher, signature: tuple) -> None:
     """dispatcher.compile(signature), taking the machine code from Numba's on-disk cache when it is there. A
     damaged cache (a truncated index or data file: UnpicklingError, EOFError, LLVM's "Invalid record") is
