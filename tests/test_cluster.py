@@ -163,3 +163,17 @@ def test_a_two_process_local_cluster_fits_as_in_memory(logistic):
     assert got.nit == want.nit
     np.testing.assert_allclose(got.x, want.x, rtol=1e-8, atol=1e-10)
     assert len(set(directories.values())) == 2
+
+
+def test_bpgen_does_not_import_dask_until_a_dask_array_is_passed():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, bpgen\n"
+            "X = bpgen.Tensor('X', ('N', 2))\n"
+            "g = bpgen.compile(bpgen.sum(X * X), inputs=[X], jit=False)\n"
+            "g.value_and_grad(np.ones((3, 2)))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
