@@ -268,6 +268,15 @@ class CompiledFunction:
     def _jvp_function(self):
         return self._load_checked(self._jvp_artifact, "jvp")
 
+    def flat(self, **fixed):
+        """A flat view for optimizers and samplers: the inputs not in `wrt` bound by name (data, labels), the
+        `wrt` inputs as one float64 vector: .value_and_grad(v), .grad(v), .hvp(v, p), .hessian(v), .pack(*wrt),
+        .unpack(v), .size. `scipy.optimize.minimize(obj.value_and_grad, obj.pack(*init), jac=True,
+        hessp=obj.hvp, method="trust-krylov")` works as written."""
+        from .tools.flat import Flat
+
+        return Flat(self, fixed)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the generated module to `path` (atomically)."""
         return write_atomic(path, self.source)
