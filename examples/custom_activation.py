@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import sympy
+from tqdm import tqdm
 
 import bpgen
 from bpgen import nn
@@ -79,8 +80,8 @@ def train(steps: int = 500, lr: float = 0.01, seed: int = 0, quiet: bool = False
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
-    report = max(1, steps // 5)
-    for step in range(1, steps + 1):
+    bar = tqdm(range(1, steps + 1), unit="step", disable=quiet)
+    for step in bar:
         loss, grads = module.value_and_grad(X, T, *params)
         for p, g, mp, vp in zip(params, grads, m, v):
             mp *= beta1
@@ -88,8 +89,8 @@ def train(steps: int = 500, lr: float = 0.01, seed: int = 0, quiet: bool = False
             vp *= beta2
             vp += (1.0 - beta2) * g * g
             p -= lr * (mp / (1.0 - beta1**step)) / (np.sqrt(vp / (1.0 - beta2**step)) + eps)
-        if not quiet and (step == 1 or step % report == 0):
-            print(f"step {step:5d}/{steps}  mse {loss:.6f}")
+        if step == 1 or step % 50 == 0:
+            bar.set_postfix(mse=f"{loss:.6f}")
     return float(module.forward(X, T, *params))
 
 

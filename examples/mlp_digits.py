@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 import bpgen
 from bpgen import nn
@@ -30,17 +31,6 @@ def mlp_digits(X, Y, W1, b1, W2, b2):
     logits = h1 @ W2 + b2
     loss = nn.softmax_cross_entropy(logits, Y)
     return loss
-
-
-def progress(epoch: int, epochs: int, step: int, steps: int, loss: float) -> None:
-    """A bar per epoch, redrawn in place on a terminal and printed once per epoch otherwise."""
-    if step != steps and not sys.stdout.isatty():
-        return
-    width = 30
-    done = int(width * step / steps)
-    bar = "#" * done + "-" * (width - done)
-    end = "\n" if step == steps else ""
-    print(f"\repoch {epoch:3d}/{epochs} [{bar}] {step:3d}/{steps} mean loss {loss:.4f}", end=end, flush=True)
 
 
 def train(epochs: int = 40, batch: int = 32, lr: float = 0.1, seed: int = 0, quiet: bool = False) -> float:
@@ -63,6 +53,7 @@ def train(epochs: int = 40, batch: int = 32, lr: float = 0.1, seed: int = 0, qui
     b2 = np.zeros(10)
     module = bpgen.load(GENERATED / "mlp_digits.py", "generated_mlp_digits")
     steps = int(np.ceil(len(X_train) / batch))
+    bar = tqdm(total=epochs * steps, unit="step", disable=quiet)
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(X_train))
         total = 0.0
@@ -75,8 +66,9 @@ def train(epochs: int = 40, batch: int = 32, lr: float = 0.1, seed: int = 0, qui
             W2 -= lr * dW2
             b2 -= lr * db2
             total += loss
-            if not quiet:
-                progress(epoch, epochs, step + 1, steps, total / (step + 1))
+            bar.update()
+        bar.set_postfix(epoch=epoch, loss=f"{total / steps:.4f}")
+    bar.close()
     logits = np.maximum(X_test @ W1 + b1, 0.0) @ W2 + b2
     return float(np.mean(logits.argmax(axis=1) == Y_test.argmax(axis=1)))
 

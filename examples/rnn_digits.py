@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 import bpgen
 from bpgen import nn
@@ -75,7 +76,8 @@ def train(epochs: int = 30, batch: int = 64, lr: float = 0.005, seed: int = 0, q
     module = bpgen.load(GENERATED / "rnn_digits.py", "generated_rnn_digits")
     n = X_train.shape[1]
     steps, t = int(np.ceil(n / batch)), 0
-    for epoch in range(1, epochs + 1):
+    epochs_bar = tqdm(range(1, epochs + 1), unit="epoch", disable=quiet)
+    for _ in epochs_bar:
         order = rng.permutation(n)
         total = 0.0
         for step in range(steps):
@@ -92,7 +94,7 @@ def train(epochs: int = 30, batch: int = 64, lr: float = 0.005, seed: int = 0, q
             total += loss
         if not quiet:
             accuracy = float(np.mean(predict(params, X_test) == y_test))
-            print(f"epoch {epoch:3d}/{epochs}  mean loss {total / steps:.4f}  held-out accuracy {accuracy:.4f}")
+            epochs_bar.set_postfix(loss=f"{total / steps:.4f}", accuracy=f"{accuracy:.4f}")
     return float(np.mean(predict(params, X_test) == y_test))
 
 

@@ -143,12 +143,30 @@ def test_a_failing_spec_leaves_the_existing_module_untouched(tmp_path):
     assert [p.name for p in (tmp_path / "generated").iterdir()] == ["f.py"]  # no temporary file left behind
 
 
+def test_precompile_on_a_terminal_counts_the_seconds_on_a_live_line(tmp_path):
+    """On a terminal (script(1) gives one), the line being compiled is redrawn with its elapsed time."""
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("script(1), which gives the command a terminal, is not installed")
+    write(tmp_path / "one.py", ONE)
+    command = f"{sys.executable} -m bpgen generate one.py -o live.py --precompile"
+    done = subprocess.run(["script", "-q", "-e", "-c", command, "/dev/null"], capture_output=True, cwd=tmp_path,
+                          timeout=300)  # bytes: text mode would turn the carriage returns into newlines
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert b"\r  compiling value_and_grad(float64, float64)" in done.stdout
+    assert b"compiled value_and_grad(float64, float64) in " in done.stdout
+
+
 def test_generate_precompile_fills_numbas_cache_for_an_import_without_bpgen(tmp_path):
     write(tmp_path / "one.py", ONE)
     result = bpgen_cli("generate", "one.py", "-o", "ship/fmod.py", "--precompile", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for function in ("forward", "value_and_grad", "grad", "value_and_grad_batch"):
         assert f"compiled {function}(" in result.stdout, result.stdout
+    lines = [line.split("(")[0].strip() for line in result.stdout.splitlines() if "compil" in line and "(" in line]
+    assert lines[:4] == ["compiling forward", "compiled forward", "compiling value_and_grad",
+                         "compiled value_and_grad"]  # piped: a plain line as each compile starts and ends
     assert "for `import fmod`" in result.stdout
     script = textwrap.dedent("""
         import sys

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import textwrap
+import time
 import traceback
 from pathlib import Path
 
@@ -48,11 +49,56 @@ def _generate(args) -> int:
 def _precompile(fn, path: Path, module_name: str) -> None:
     from .precompile import precompile
 
+    live = _LiveLine() if sys.stdout.isatty() else None
     total = 0.0
-    for item in precompile(fn, path, module_name):
-        total += item.seconds
-        print(f"  compiled {item.function}({item.signature}) in {item.seconds:.2f} s")
+
+    def starting(function: str, signature: str) -> None:
+        if live is not None:
+            live.start(f"  compiling {function}({signature})")
+        else:
+            print(f"  compiling {function}({signature}) ...", flush=True)
+
+    try:
+        for item in precompile(fn, path, module_name, starting):
+            total += item.seconds
+            if live is not None:
+                live.stop()
+            print(f"  compiled {item.function}({item.signature}) in {item.seconds:.2f} s", flush=True)
+    finally:
+        if live is not None:
+            live.stop()
     print(f"  {total:.2f} s of compiling, cached in {path.parent / '__pycache__'} for `import {module_name}`")
+
+
+class _LiveLine:
+    """A line on the terminal that counts the seconds of the work in progress, redrawn in place."""
+
+    def __init__(self):
+        import threading
+
+        self._threading = threading
+        self._done: threading.Event | None = None
+        self._thread = None
+
+    def start(self, text: str) -> None:
+        self.stop()
+        done = self._done = self._threading.Event()
+        began = time.perf_counter()
+
+        def tick() -> None:
+            while not done.wait(0.1):
+                sys.stdout.write(f"\r{text} {time.perf_counter() - began:5.1f} s")
+                sys.stdout.flush()
+
+        self._thread = self._threading.Thread(target=tick, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._done is not None:
+            self._done.set()
+            self._thread.join()
+            sys.stdout.write("\r\033[K")  # the line cleared for the finished one
+            self._done = self._thread = None
 
 
 def _is_stdout(path: Path) -> bool:

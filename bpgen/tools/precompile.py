@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,8 +52,9 @@ def signatures(fn: CompiledFunction) -> dict[str, tuple]:
     return result
 
 
-def precompile(fn: CompiledFunction, path: Path, module_name: str) -> list[Compiled]:
-    """Import the module written at `path` as `module_name` and compile its functions into Numba's cache."""
+def precompile(fn: CompiledFunction, path: Path, module_name: str, starting=None) -> Iterator[Compiled]:
+    """Import the module written at `path` as `module_name` and compile its functions into Numba's cache;
+    `starting(function, signature)` is told each one as its compile begins, and each is yielded as it ends."""
     if not fn.jit:
         raise BpgenError(f"{path}: --precompile needs a Numba module (this one was generated with jit=False)")
     if not all(part.isidentifier() for part in module_name.split(".")):
@@ -61,10 +63,11 @@ def precompile(fn: CompiledFunction, path: Path, module_name: str) -> list[Compi
         raise BpgenError(f"--module {module_name!r} is already the name of a module bpgen itself uses; "
                          "choose another")
     module = import_path(path, module_name)
-    report = []
     for name, argtypes in signatures(fn).items():
         dispatcher = getattr(module, name)
+        signature = ", ".join(str(t) for t in argtypes)
+        if starting is not None:
+            starting(name, signature)
         start = time.perf_counter()
         dispatcher.compile(argtypes)
-        report.append(Compiled(name, ", ".join(str(t) for t in argtypes), time.perf_counter() - start))
-    return report
+        yield Compiled(name, signature, time.perf_counter() - start)
