@@ -34,12 +34,9 @@ def fit(X, y, features: int, g=logistic_dask, quiet: bool = False):
     """L-BFGS-B on g's value and gradient, X and y in memory or on the cluster."""
     from scipy.optimize import minimize
 
-    def fun(params):
-        loss, (dw, db) = g.value_and_grad(X, y, params[:features], float(params[-1]))
-        return loss, np.append(dw, db)
-
+    objective = g.flat(X=X, y=y)  # (w, b) as one flat vector; X and y stay where they are
     start = time.perf_counter()
-    result = minimize(fun, np.zeros(features + 1), jac=True, method="L-BFGS-B")
+    result = minimize(objective.value_and_grad, np.zeros(objective.size), jac=True, method="L-BFGS-B")
     if not quiet:
         print(f"  {result.nit} iterations, {result.nfev} evaluations, loss {result.fun:.10f}, "
               f"{time.perf_counter() - start:.1f} s")
