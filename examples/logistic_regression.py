@@ -17,7 +17,6 @@ import numpy as np
 import bpgen
 from bpgen import nn
 
-
 FEATURES = 30
 L2 = 1e-3
 
