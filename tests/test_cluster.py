@@ -103,6 +103,10 @@ def test_what_cannot_run_on_dask_is_said_in_one_line(logistic):
         g.value_and_grad(da.from_array(X, chunks=(100, 30)), da.from_array(y, chunks=100), w, b)
     with pytest.raises(BpgenError, match=r"y has the batch size N in its shape \(N,\): pass it as a Dask array"):
         logistic.value_and_grad(da.from_array(X, chunks=(100, 30)), y, w, b)
+    T = bpgen.Tensor("layer_X", ("N", 3))
+    layer = bpgen.compile(bpgen.tanh(T), inputs=[T], jit=False)
+    with pytest.raises(BpgenError, match="on Dask, a function's output is a scalar loss"):
+        layer.forward(da.from_array(np.ones((4, 3)), chunks=(2, 3)))
 
 
 def test_a_worker_without_bpgen_runs_a_chunk(logistic, tmp_path):

@@ -34,6 +34,9 @@ def run_on_dask(g, method: str, args: tuple):
     declaration = g.declaration
     if not declaration.is_tensor:
         raise BpgenError(f"{g.name}: Dask arrays are for tensor functions (declared with shapes= or bpgen.Tensor)")
+    if declaration.output.shape != ():
+        raise BpgenError(f"{g.name}: on Dask, a function's output is a scalar loss summed over the rows, not an "
+                         f"array of shape {tuple(declaration.output.shape)}")
     if method not in METHODS:
         raise BpgenError(f"{g.name}.{method} does not take Dask arrays (forward, value_and_grad and grad do)")
     if len(args) != len(declaration.inputs):
