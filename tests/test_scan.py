@@ -136,7 +136,7 @@ def concrete(shape, steps=T):
     return tuple(steps if d == "T" else N if d == "N" else d for d in shape)
 
 
-def declare(case: str, jit: bool = False, checkpoint: int | None = None, steps_symbol: bool = True):
+def declare(case: str, jit: bool = False, checkpoint: int | None = None):
     body, shapes = CASES[case]
 
     def scan(*args, **kwargs):

@@ -1,10 +1,11 @@
 """The functions of a module's loops: each scan's step (its forward and its staged backward, named after the
 user's step and written with its local names) and the two loops that call them (bpgen/core/scan.py).
 
-`rnn_step(h, x, W, U)` returns the new carries and the ys; `rnn_step_backward(h, x, W, U, dh_new, dy)` runs
-the step again and its backward lines, returning the gradients of the carries, of the slices and of the
-weights the reverse pass wants; `rnn_step_scan` is the forward loop, which stores the carries on the tape,
-and `rnn_step_scan_backward` the reversed loop, which adds up the weights' gradients with `+=`.
+`rnn_step(h, x, W, U)` returns the new carries, the ys and the values of its lines its backward reads (the
+residuals); `rnn_step_backward(h, x, W, U, h_new, dh_new, dy)` holds the backward lines alone, returning the
+gradients of the carries, of the slices and of the weights the reverse pass wants; `rnn_step_scan` is the
+forward loop, which stores the carries and the residuals on the tape, and `rnn_step_scan_backward` the
+reversed loop, which adds up the weights' gradients with `+=`. All four are inlined into their callers.
 """
 
 from __future__ import annotations
