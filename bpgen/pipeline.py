@@ -139,6 +139,9 @@ def _build_vector(declaration: Declaration, jit: bool) -> Artifact:
     for k, o in enumerate(outputs):
         hints.setdefault(o.id, f"{declaration.name}{k}")
     forward = schedule(outputs)
+    if any(n.op == Op.SCAN for n in forward):  # its module holds jvp, and forward mode has no loops yet
+        raise BpgenError(f"{declaration.name}: a vector of outputs through bpgen.scan is not available yet: "
+                         "return one output (value_and_grad), or declare the outputs as one tensor (vjp)")
     # one seed per output (attrs: its position, so that one node returned twice gets two), summed where shared
     seeds = [A.graph.node(Op.ADJ, (o,), (k,), shape=()) for k, o in enumerate(outputs)]
     by_output: dict[int, Node] = {}

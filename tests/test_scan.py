@@ -390,3 +390,19 @@ def test_cli_check_and_show_work_on_a_scanned_function(tmp_path, monkeypatch, ca
     assert "def cell_backward(h, x, W, U, h_next, dh_next, dh_next_1):" in shown and "dU += dU_step" in shown
     assert cli.main(["graph", "rnn_spec.py", "-o", str(tmp_path / "g.svg")]) == 2
     assert "does not draw scans" in capsys.readouterr().err
+
+
+def test_a_vector_of_outputs_through_a_scan_is_a_one_line_error():
+    import sympy
+
+    a = sympy.Symbol("vs_a", real=True)
+
+    def vector_scan(a):
+        def twice(c, x):
+            return c * 1.5 + sympy.sin(c), None
+
+        c, _ = bpgen.scan(twice, a, length=3)
+        return (c, c * a)
+
+    with pytest.raises(BpgenError, match="a vector of outputs through bpgen.scan is not available yet"):
+        bpgen.function(vector_scan, jit=False)

@@ -158,7 +158,8 @@ def _tangent_expression(A: Algebra, node: Node, tangent: dict[int, Node], memo: 
     else:
         tangents = [_tangent_expression(A, arg, tangent, memo) for arg in node.args]
         tangents = [None if t.is_const and t.value == 0.0 else t for t in tangents]
-        terms = [term for _, _, term in tangent_terms(A, node, tangents)] if any(tangents) else []
+        has_tangent = any(t is not None for t in tangents)
+        terms = [term for _, _, term in tangent_terms(A, node, tangents)] if has_tangent else []
         result = A.broadcast_to(A.add(*terms), node.shape) if terms else A.const(0.0)
     memo[node.id] = result
     return result

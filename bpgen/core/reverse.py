@@ -82,10 +82,10 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
         if node.op == Op.SCAN:  # a loop: differentiated as a whole, from the adjoints of its results
             results = parts.get(node.id, {})
             body = node.attrs[0]
-            seeds = [adjoint.get(results[k].id) if k in results else None
-                     for k in range(len(body.carries) + len(body.ys))]
-            if wanted and any(s is not None for s in seeds):
-                grads = scan_vjp(A, node, seeds, wanted)
+            upstreams = [adjoint.get(results[k].id) if k in results else None
+                         for k in range(len(body.carries) + len(body.ys))]
+            if wanted and any(u is not None for u in upstreams):
+                grads = scan_vjp(A, node, upstreams, wanted)
                 for i in wanted:
                     _add(steps, received, A, node.args[i], grads[i], None, grads[i].args[0], node)
             continue
