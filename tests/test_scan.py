@@ -395,8 +395,6 @@ def test_cli_check_and_show_work_on_a_scanned_function(tmp_path, monkeypatch, ca
 def test_a_vector_of_outputs_through_a_scan_is_a_one_line_error():
     import sympy
 
-    a = sympy.Symbol("vs_a", real=True)
-
     def vector_scan(a):
         def twice(c, x):
             return c * 1.5 + sympy.sin(c), None
