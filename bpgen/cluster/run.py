@@ -15,13 +15,10 @@ import math
 import numpy as np
 
 from ..errors import BpgenError
+from ..tools.arguments import is_dask_array
 from .split import chunk_declaration
 
 METHODS = ("forward", "value_and_grad", "grad")
-
-
-def is_dask_array(value) -> bool:
-    return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
 
 
 def run_on_dask(g, method: str, args: tuple):
@@ -65,19 +62,17 @@ def run_on_dask(g, method: str, args: tuple):
 
 
 @functools.lru_cache(maxsize=64)
-def _chunk_module_cached(g, batch: tuple):
+def _chunk_module(g, batch: tuple):
+    """The chunk function's module for `g` with the batch inputs at `batch`: (source, module name, the kinds of
+    its parameters), built once per compiled function and batch inputs."""
     from ..pipeline import build
     from ..tools.parameters import parameters
 
-    chunk, _ = chunk_declaration(g.declaration, list(batch))
+    chunk = chunk_declaration(g.declaration, list(batch))
     artifact = build(chunk, g.jit)
     digest = hashlib.sha1(artifact.source.encode()).hexdigest()[:16]
     kinds = tuple("labels" if p.kind == "labels" else "array" if p.shape else "number" for p in parameters(artifact))
     return artifact.source, f"_bpgen_{chunk.name}_{digest}", kinds
-
-
-def _chunk_module(g, batch: tuple):
-    return _chunk_module_cached(g, batch)
 
 
 def _aligned(name: str, arrays: list, names: list[str]) -> list:

@@ -29,10 +29,9 @@ WHAT = {Op.LOG: "a log", Op.EXP: "an exp", Op.MAX_ALL: "a max over the batch", O
         Op.MAX_LAST: "a max", Op.SQRT: "a square root", Op.POW: "a power", Op.SOFTMAX: "a softmax"}
 
 
-def chunk_declaration(declaration: Declaration, batch: list[int]) -> tuple[Declaration, dict]:
+def chunk_declaration(declaration: Declaration, batch: list[int]) -> Declaration:
     """The per-chunk declaration of a tensor function whose inputs at positions `batch` carry the batch axis
-    (their leading one); returns it with what the caller needs: the batch size's symbol and the extra
-    parameters' positions."""
+    (their leading one): its inputs are the function's, then `N_total` and `once`."""
     name = declaration.name
     inputs = list(declaration.inputs)
     leading = {inputs[i].shape[0] if inputs[i].shape else None for i in batch}
@@ -62,10 +61,8 @@ def chunk_declaration(declaration: Declaration, batch: list[int]) -> tuple[Decla
     batch_part, free_part = splitter.split(rebuilt)
     parts = [p for p in (batch_part, None if free_part is None else A.mul(once.node, free_part)) if p is not None]
     output = A.add(*parts) if len(parts) > 1 else parts[0]
-    chunk = declare_tensor(Tensor._wrap(output), [*new_inputs, total, once], [new_inputs[inputs.index(w)]
-                                                                             for w in declaration.wrt],
-                           f"{name}_chunk", declaration.origin)
-    return chunk, {"batch_symbol": B, "count": len(inputs)}
+    return declare_tensor(Tensor._wrap(output), [*new_inputs, total, once],
+                          [new_inputs[inputs.index(w)] for w in declaration.wrt], f"{name}_chunk", declaration.origin)
 
 
 def _fresh(name: str, taken: set[str]) -> str:

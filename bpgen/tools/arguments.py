@@ -140,7 +140,7 @@ def converter(where: str, params: list[Parameter], batch: bool = False,
     return convert
 
 
-def _is_dask(value) -> bool:
+def is_dask_array(value) -> bool:
     """A Dask array (told apart without importing Dask)."""
     return type(value).__module__.startswith("dask.") and hasattr(value, "chunks")
 
@@ -157,7 +157,7 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
     if not hasattr(function, "py_func"):  # plain Python: convert every call
 
         def call(*args):
-            if elsewhere is not None and any(_is_dask(a) for a in args):
+            if elsewhere is not None and any(is_dask_array(a) for a in args):
                 return elsewhere(args)
             return function(*convert(args))
 
@@ -177,7 +177,7 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
         if getattr(_calling, "active", False):
             raise TypeError(f"{where}: bpgen converted the arguments, but the float64 code does not take them "
                             f"({', '.join(_describe(a) for a in args)}): please report this")
-        if elsewhere is not None and any(_is_dask(a) for a in args):
+        if elsewhere is not None and any(is_dask_array(a) for a in args):
             return lambda *_: elsewhere(args)
         converted = convert(args)
         compile_cached(function, signature)
