@@ -37,14 +37,15 @@ from .backend.render import (
     render_function_module,
     render_module,
     render_vector_module,
+    size_lines,
 )
 from .core.algebra import Algebra
 from .core.forward import forward_mode, forward_over_reverse
 from .core.ir import NO_RULE_OPS, READ_OPS, Graph, Node, format_program, schedule
 from .core.ops import Op
-from .core.reverse import Backward, backward
+from .core.reverse import Backward, backward, output_seeds
 from .core.rules import rule_of, syntax_of, with_needed_helpers
-from .core.shapes import format_shape
+from .core.shapes import format_shape, size_sources
 from .errors import BpgenError
 from .frontend.declaration import Declaration
 from .frontend.lower import Lowerer
@@ -142,11 +143,7 @@ def _build_vector(declaration: Declaration, jit: bool) -> Artifact:
     if any(n.op == Op.SCAN for n in forward):  # its module holds jvp, and forward mode has no loops yet
         raise BpgenError(f"{declaration.name}: a vector of outputs through bpgen.scan is not available yet: "
                          "return one output (value_and_grad), or declare the outputs as one tensor (vjp)")
-    # one seed per output (attrs: its position, so that one node returned twice gets two), summed where shared
-    seeds = [A.graph.node(Op.ADJ, (o,), (k,), shape=()) for k, o in enumerate(outputs)]
-    by_output: dict[int, Node] = {}
-    for o, s in zip(outputs, seeds):
-        by_output[o.id] = A.add(by_output[o.id], s) if o.id in by_output else s
+    seeds, by_output = output_seeds(A, outputs)
     grads = backward(forward, outputs[0], wrt_nodes, A, None, frozenset(hints), by_output)
     tangents = forward_mode(forward, outputs, wrt_nodes, A)
     adjoints = seeds + sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
@@ -225,14 +222,9 @@ def _lower(declaration: Declaration) -> _Lowered:
         A, inputs, output, wrt, hints = _lower_scalar(declaration)
         return _Lowered(A, inputs, [s.name for s in declaration.inputs], output, wrt, hints, {})
     inputs = [t.node for t in declaration.inputs]
-    dim_sources: dict = {}  # symbolic sizes are read off the first input that has them: N = X.shape[0]
-    for node in inputs:
-        for axis, d in enumerate(node.shape):
-            if not isinstance(d, int) and d not in dim_sources:
-                dim_sources[d] = (node, axis)
     return _Lowered(TENSOR_ALGEBRA, inputs, [t.name for t in declaration.inputs], declaration.output,
                     [t.node for t in declaration.wrt], dict(reversed(declaration.hints)),  # the first name wins
-                    dim_sources)
+                    size_sources(inputs))
 
 
 @dataclass(frozen=True)
@@ -258,16 +250,23 @@ def _name_tangents(declaration: Declaration, low: _Lowered, forward: list[Node],
     dims = {d: names[n.id] for d, n in zip(low.dim_sources, dim_nodes)}
     program = print_program(params, forward, low.output, grads.printed if grads else [],
                             grads.gradients if grads else [], names, syntax_of, dims, low.wrt)
+    checks = _input_checks(declaration, low.inputs, names, dims, low.dim_sources)
     if not declaration.is_tensor:
-        return _Tangents(names, params, program, ExpressionPrinter(names, syntax_of), dims, [],
-                         assumption_guards(declaration.name, declaration.inputs, params), [])
+        return _Tangents(names, params, program, ExpressionPrinter(names, syntax_of), dims, [], checks, [])
     sources = {d: (names[node.id], axis) for d, (node, axis) in low.dim_sources.items()}
-    checks = shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
     tangent_checks = guard_lines(shape_guards(declaration.name, [(names[s.id], w.shape) for s, w in
                                                                  zip(seeds, low.wrt)], dims, sources))
-    dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in low.dim_sources.items()]
-    return _Tangents(names, params, program, ExpressionPrinter(names, syntax_of, dims), dims, dim_lines, checks,
-                     tangent_checks)
+    return _Tangents(names, params, program, ExpressionPrinter(names, syntax_of, dims), dims,
+                     size_lines(low.dim_sources, names, dims), checks, tangent_checks)
+
+
+def _input_checks(declaration: Declaration, inputs: list[Node], names: dict[int, str], dims: dict,
+                  dim_sources: dict) -> list:
+    """What check_arguments verifies: a tensor function's sizes, a scalar function's SymPy assumptions."""
+    if not declaration.is_tensor:
+        return assumption_guards(declaration.name, declaration.inputs, [names[n.id] for n in inputs])
+    sources = {d: (names[node.id], axis) for d, (node, axis) in dim_sources.items()}
+    return shape_guards(declaration.name, [(names[n.id], n.shape) for n in inputs], dims, sources)
 
 
 def _returned(node: Node, shape: tuple, fresh: FreshReturns, expr: ExpressionPrinter) -> str:
@@ -413,15 +412,11 @@ def _emit(declaration, A: Algebra, input_nodes: list[Node], input_names: list[st
     masks = {n.attrs[0]: n.attrs[1] for n in gradient_loops}
     loops = [step_functions(A, scan, masks.get(scan.attrs[0]), names) for scan in scans]
     printed += [node for loop in loops for node in loop.nodes]
-    dim_lines = [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()]
     header = Header(declaration.name, declaration.origin, program.value, [names[n.id] for n in wrt_nodes])
     helpers = _helpers_used(printed, also=() if seed is None else ("same_shape",))  # vjp checks its seed
-    if not declaration.is_tensor:
-        checks = assumption_guards(declaration.name, declaration.inputs, params)
-    else:
-        sources = {d: (names[node.id], axis) for d, (node, axis) in dim_sources.items()}
-        checks = shape_guards(declaration.name, [(names[n.id], n.shape) for n in input_nodes], dims, sources)
-    rendering = functools.partial(render_module, program, helpers=helpers, jit=jit, dims=dim_lines,
+    checks = _input_checks(declaration, input_nodes, names, dims, dim_sources)
+    rendering = functools.partial(render_module, program, helpers=helpers, jit=jit,
+                                  dims=size_lines(dim_sources, names, dims),
                                   batch=not declaration.is_tensor,  # a batch loop over points: scalar functions
                                   seed=None if seed is None else names[seed.id], checks=checks,
                                   output_shape=format_shape(output.shape), loops=loops)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from ..core.algebra import Algebra
 from ..core.ir import READ_OPS, Node
 from ..core.ops import Op
-from ..core.reverse import backward
+from ..core.reverse import backward, output_seeds
 from ..core.rules import RUNTIME_NAMES, syntax_of
 from ..core.scan import ScanBody, body_schedule
+from ..core.shapes import size_sources
 from .naming import Namespace, assign_names
 from .printer import ExpressionPrinter, print_program
-from .render import backward_lines
+from .render import backward_lines, size_lines, used_size_lines
 
 MODULE_FUNCTIONS = frozenset({"forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp", "jvp", "hvp",
                               "hessian", "check_arguments"})
@@ -68,7 +69,7 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     inputs = list(body.placeholders) + list(body.closed)
     outer_closed = scan.args[len(body.placeholders):]  # the values the closed placeholders stand for
     input_names = list(body.param_names) + [outer[c.id] for c in outer_closed]
-    dim_sources = _dim_sources(inputs)
+    dim_sources = size_sources(inputs)
     dim_nodes = [A.dim(d) for d in dim_sources]
     grads, seeds, wrt = _step_gradient(A, body, mask, forward) if mask is not None else (None, [], [])
     adjoints = [] if grads is None else \
@@ -81,16 +82,17 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     expr = ExpressionPrinter(names, syntax_of, dims)
     residuals = [] if grads is None else _residuals(forward, [s.term for s in grads.printed])
     returned = [expr(o) for o in body.outputs] + [names[r.id] for r in residuals]
-    dim_lines = {d: f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in dim_sources.items()}
+    dim_lines = size_lines(dim_sources, names, dims)
     forward_lines = [s.code for s in program.forward]
-    functions = StepFunctions(body.function, params, _used(dim_lines, forward_lines + returned), forward_lines,
+    functions = StepFunctions(body.function, params, used_size_lines(dim_lines, forward_lines + returned),
+                              forward_lines,
                               returned, [], [], [], [], {}, list(forward))
     if grads is not None:
         lines = backward_lines(program)
         functions.backward_params = params + [names[r.id] for r in residuals] + [names[s.id] for s in seeds]
         functions.backward = lines
         functions.gradients = program.gradients
-        functions.backward_dims = _used(dim_lines, lines + program.gradients)
+        functions.backward_dims = used_size_lines(dim_lines, lines + program.gradients)
         functions.nodes += [s.term for s in grads.printed]
     functions.loop = _loop_names(body, scan, mask, outer, residuals, names)
     return functions
@@ -100,10 +102,7 @@ def _step_gradient(A: Algebra, body: ScanBody, mask, forward: list[Node]):
     """The step's reverse pass: seeds for its outputs (the new carries and the ys), gradients of every carry
     and of the slices and weights `mask` wants."""
     outputs = list(body.outputs)
-    seeds = [A.graph.node(Op.ADJ, (o,), ("seed", k), shape=o.shape) for k, o in enumerate(outputs)]
-    by_output: dict[int, Node] = {}
-    for o, s in zip(outputs, seeds):
-        by_output[o.id] = A.add(by_output[o.id], s) if o.id in by_output else s
+    seeds, by_output = output_seeds(A, outputs, ("seed",))
     carries = len(body.carries)
     rest = list(body.xs) + list(body.closed)
     wrt = list(body.carries) + [node for node, wanted in zip(rest, mask[carries:]) if wanted]
@@ -197,19 +196,3 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
                     + [d for d, w in zip(grads["seqs"], wanted_seqs) if w]
                     + [d for d, w in zip(grads["closed"], wanted_closed) if w])
     return loop
-
-
-def _dim_sources(inputs: list[Node]) -> dict:
-    sources: dict = {}
-    for node in inputs:
-        for axis, d in enumerate(node.shape):
-            if not isinstance(d, int) and d not in sources:
-                sources[d] = (node, axis)
-    return sources
-
-
-def _used(dim_lines: dict, code: list[str]) -> list[str]:
-    import re
-
-    text = "\n".join(code)
-    return [line for line in dim_lines.values() if re.search(rf"\b{re.escape(line.split(' = ')[0])}\b", text)]

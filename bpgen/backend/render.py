@@ -138,10 +138,10 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         "gradients": program.gradients,
         "batch": _batch_names(program.params, header.wrt) if batch else None,
         "seed": seed,
-        "check_dims": _used(dims, [guard.condition for guard in checks]),
-        "forward_dims": _used(dims, [s.rhs for s in program.forward] + [program.returned_value]),
-        "point_dims": _used(dims, [s.rhs for s in program.forward + program.backward] + program.gradients
-                            + [program.returned_value]),
+        "check_dims": used_size_lines(dims, [guard.condition for guard in checks]),
+        "forward_dims": used_size_lines(dims, [s.rhs for s in program.forward] + [program.returned_value]),
+        "point_dims": used_size_lines(dims, [s.rhs for s in program.forward + program.backward] + program.gradients
+                                      + [program.returned_value]),
         "checks": guard_lines(list(checks)),
         "checked": " (their sizes)" if seed is not None or not batch else " (what their symbols assume)",
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
@@ -252,10 +252,10 @@ def _tangent_context(program: PrintedProgram, tangents: list, header: Header, he
         "checked": " (their sizes)" if dims or tangent_checks else " (what their symbols assume)",
         "check_decorator": _decorator(jit, False),
         # every size the function reads: the tangent checks use those the code does not
-        "dims": _used(list(dims), codes + [s.code for s in program.forward + program.backward] + list(tangent_checks)
-                      + [program.returned_value, *returned]),
+        "dims": used_size_lines(list(dims), codes + [s.code for s in program.forward + program.backward]
+                                + list(tangent_checks) + [program.returned_value, *returned]),
         "tangent_checks": list(tangent_checks),
-        "check_dims": _used(list(dims), [guard.condition for guard in checks]),
+        "check_dims": used_size_lines(list(dims), [guard.condition for guard in checks]),
     }
 
 
@@ -291,7 +291,12 @@ IMPORTS = (("math", "math", "import math"), ("numba", "numba", "import numba"), 
 IMPORT_GROUPS = ({"math"}, {"numba", "numpy"})
 
 
-def _used(lines: list[str], code: list[str]) -> list[str]:
+def size_lines(sources: dict, names: dict, dims: dict) -> list[str]:
+    """`N = X.shape[0]` for each symbolic size, read off the value and axis `sources` gives."""
+    return [f"{dims[d]} = {names[node.id]}.shape[{axis}]" for d, (node, axis) in sources.items()]
+
+
+def used_size_lines(lines: list[str], code: list[str]) -> list[str]:
     """The lines `N = X.shape[0]` whose size the code uses (a function that does not use N does not read it)."""
     text = "\n".join(code)
     return [line for line in lines if re.search(rf"\b{re.escape(line.split(' = ')[0])}\b", text)]

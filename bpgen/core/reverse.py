@@ -54,6 +54,16 @@ def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
     return reach
 
 
+def output_seeds(A: Algebra, outputs: list[Node], tag: tuple = ()) -> tuple[list[Node], dict[int, Node]]:
+    """One seed per output (an adjoint variable whose attrs are `tag` and its position, so that one node returned
+    twice gets two), and by output node id their sum: what `backward` takes as `seeds`."""
+    seeds = [A.graph.node(Op.ADJ, (o,), (*tag, k), shape=o.shape) for k, o in enumerate(outputs)]
+    by_output: dict[int, Node] = {}
+    for o, s in zip(outputs, seeds):
+        by_output[o.id] = A.add(by_output[o.id], s) if o.id in by_output else s
+    return seeds, by_output
+
+
 def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, seed: Node | None = None,
              named: frozenset[int] = frozenset(), seeds: dict[int, Node] | None = None) -> Backward:
     """seed: the output's adjoint when it is a tensor (a parameter of `vjp`); a scalar output's is 1.

@@ -86,3 +86,13 @@ def same_size(a: tuple, b: tuple) -> bool:
     with sympy.evaluate(True):
         return sympy.expand(sympy.sympify(size(a)) - sympy.sympify(size(b))) == 0
 
+
+def size_sources(values) -> dict:
+    """Each symbolic size of the values' shapes -> (the first value that has it, the axis): where code reads
+    it (`N = X.shape[0]`)."""
+    sources: dict = {}
+    for value in values:
+        for axis, d in enumerate(value.shape):
+            if not isinstance(d, int) and d not in sources:
+                sources[d] = (value, axis)
+    return sources
