@@ -55,9 +55,7 @@ def scan(step: Callable, init, xs=None, length: int | None = None, *, checkpoint
     carry_arg = tuple(carries) if carry_is_tuple else carries[0]
     x_arg = None if xs is None else (tuple(slices) if xs_is_tuple else slices[0])
     result, hints = _trace_step(step, carry_arg, x_arg)
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise BpgenError(f"scan {name}: the step must return (new_carry, y), not {type(result).__name__}")
-    new_carry, y = result
+    new_carry, y = _carry_and_y(name, result)
     out_tensors, out_is_tuple = _tensors(new_carry, f"scan {name}: the new carry")
     if out_is_tuple != carry_is_tuple or len(out_tensors) != len(init_tensors):
         raise BpgenError(f"scan {name}: the new carry must have the structure of init ({len(init_tensors)} "
@@ -114,15 +112,9 @@ class ScanCarry(sympy.Function):
 def _sympy_scan(step: Callable, name: str, init: list, carry_is_tuple: bool, length, checkpoint):
     """scan in a SymPy function: the carries are SymPy scalars and there are no sequences (use length=)."""
     uid = next(_SCANS)
-    code = getattr(step, "__code__", None)
-    if code is None or code.co_argcount != 2:
-        raise BpgenError(f"scan {name}: the step takes (carry, x), x being None without xs")
-    names = code.co_varnames[:1]
-    symbols = [sympy.Symbol(f"_{names[0]}{k}_scan{uid}", real=True) for k in range(len(init))]
-    result, hints = trace(step, [tuple(symbols) if carry_is_tuple else symbols[0], None], frozenset(symbols))
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise BpgenError(f"scan {name}: the step must return (new_carry, y), not {type(result).__name__}")
-    new_carry, y = result
+    symbols = [sympy.Symbol(f"_carry{k}_scan{uid}", real=True) for k in range(len(init))]
+    result, hints = _trace_step(step, tuple(symbols) if carry_is_tuple else symbols[0], None, frozenset(symbols))
+    new_carry, y = _carry_and_y(name, result)
     if y is not None:
         raise BpgenError(f"scan {name}: in a SymPy function the step returns y=None (stacked ys are arrays: "
                          "declare the function with shapes= to have them)")
@@ -200,7 +192,7 @@ def _placeholder(uid: int, role: str, k: int, shape: tuple) -> Tensor:
     return Tensor._wrap(GRAPH.input(-1, ("scan", uid, role, k), tuple(shape)))
 
 
-def _trace_step(step: Callable, carry, x) -> tuple:
+def _trace_step(step: Callable, carry, x, named_atoms=frozenset()) -> tuple:
     """Run the step once on the placeholders (x is None without xs), recording its local names."""
     code = getattr(step, "__code__", None)
     if code is None:
@@ -208,7 +200,13 @@ def _trace_step(step: Callable, carry, x) -> tuple:
     if code.co_argcount != 2:
         raise BpgenError(f"scan {step.__name__}: the step takes (carry, x), x being None without xs; it has "
                          f"{code.co_argcount} parameters")
-    return trace(step, [carry, x])
+    return trace(step, [carry, x], named_atoms)
+
+
+def _carry_and_y(name: str, result) -> tuple:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise BpgenError(f"scan {name}: the step must return (new_carry, y), not {type(result).__name__}")
+    return tuple(result)
 
 
 def _param_names(step: Callable, carries: int, slices: int, carry_is_tuple: bool, xs_is_tuple: bool) -> tuple:

@@ -56,12 +56,10 @@ class Flat:
         if len(values) != len(self.shapes):
             raise TypeError(f"{self.name}.flat.pack takes {len(self.shapes)} values ({', '.join(self.names)}), "
                             f"not {len(values)}")
-        out = np.empty(self.size)
-        for value, shape, start, stop in zip(values, self.shapes, self._bounds, self._bounds[1:]):
+        for value, shape in zip(values, self.shapes):
             if np.shape(value) != shape:
                 raise ValueError(f"{self.name}.flat.pack: a value of shape {np.shape(value)} where {shape} belongs")
-            out[start:stop] = np.ravel(value)
-        return out
+        return self._flatten([np.asarray(v, dtype=np.float64) if s else v for v, s in zip(values, self.shapes)])
 
     def unpack(self, v) -> tuple:
         """The flat vector as the `wrt` values in their shapes (views of it; numbers as floats)."""
@@ -78,7 +76,7 @@ class Flat:
         out = np.empty(self.size)
         for value, (start, stop, reshape, array) in zip(values, self._slots):
             if array:
-                out[start:stop] = value if reshape is None else value.reshape(-1)
+                out[start:stop] = value if reshape is None else np.ravel(value)
             else:
                 out[start] = value
         return out
