@@ -41,7 +41,7 @@ from .backend.render import (
 )
 from .core.algebra import Algebra
 from .core.forward import forward_mode, forward_over_reverse
-from .core.ir import NO_RULE_OPS, READ_OPS, Graph, Node, format_program, schedule
+from .core.ir import NO_RULE_OPS, Graph, Node, depends_on, format_program, schedule
 from .core.ops import Op
 from .core.reverse import Backward, backward, output_seeds
 from .core.rules import rule_of, syntax_of, with_needed_helpers
@@ -342,13 +342,9 @@ def _shared_by_lines(forward: list[Node], terms: list[Node]) -> list[Node]:
     `exp_array(z - softplus1)`, a softmax), so that a forward line computes each once and the lines read its
     name. Views are left inline: they cost nothing."""
     scheduled = {n.id for n in forward}
-    by_forward_values: dict[int, bool] = {}
-
-    def of_forward_values(node: Node) -> bool:
-        if node.id not in by_forward_values:
-            by_forward_values[node.id] = node.id in scheduled or node.op in READ_OPS or (
-                node.op not in (Op.ADJ, Op.TANGENT) and all(of_forward_values(a) for a in node.args))
-        return by_forward_values[node.id]
+    everything = schedule(terms)
+    # what an adjoint or a tangent flows into is not a forward value
+    tainted = depends_on(everything, [n for n in everything if n.op in (Op.ADJ, Op.TANGENT)])
 
     lines_using: dict[int, int] = {}
     nodes: dict[int, Node] = {}
@@ -360,7 +356,7 @@ def _shared_by_lines(forward: list[Node], terms: list[Node]) -> list[Node]:
             if node.id in seen or node.id in scheduled or node.op in NO_RULE_OPS:
                 continue
             seen.add(node.id)
-            if node.is_tensor and node.op not in VIEW_OPS and of_forward_values(node):
+            if node.is_tensor and node.op not in VIEW_OPS and node.id not in tainted:
                 lines_using[node.id] = lines_using.get(node.id, 0) + 1
                 nodes[node.id] = node
             stack.extend(node.args)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy
 
-from ..core.ir import Node
+from ..core.ir import Node, depends_on, rebuild, schedule
 from ..core.ops import Op
 from ..errors import BpgenError
 from ..frontend.declaration import Declaration, declare_tensor
@@ -56,8 +56,7 @@ def chunk_declaration(declaration: Declaration, batch: list[int]) -> Declaration
                   for k, t in enumerate(inputs)]
     mapping = {t.node.id: n.node for t, n in zip(inputs, new_inputs)}
     rebuilt = _rebuild(declaration.output, mapping, B, C, total.node)
-    batch_nodes = {new_inputs[i].node.id for i in batch}
-    splitter = _Splitter(name, batch_nodes, C, total.node)
+    splitter = _Splitter(name, rebuilt, [new_inputs[i].node for i in batch], C, total.node)
     batch_part, free_part = splitter.split(rebuilt)
     parts = [p for p in (batch_part, None if free_part is None else A.mul(once.node, free_part)) if p is not None]
     output = A.add(*parts) if len(parts) > 1 else parts[0]
@@ -73,51 +72,26 @@ def _fresh(name: str, taken: set[str]) -> str:
 
 def _rebuild(output: Node, mapping: dict[int, Node], B, C, total: Node) -> Node:
     """The output with the batch inputs replaced by their chunks and the batch size by the total row count."""
-    memo: dict[int, Node] = dict(mapping)
-    stack = [(output, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node.id in memo:
-            continue
+    def on_chunks(node: Node, args: tuple) -> Node:
         if node.op == Op.DIM:
-            memo[node.id] = total if node.attrs[0] == B else node
-        elif node.op == Op.SCAN:
+            return total if node.attrs[0] == B else node
+        if node.op == Op.SCAN:
             raise BpgenError("bpgen.scan on Dask is not available yet")
-        elif not node.args:
-            memo[node.id] = node
-        elif ready:
-            attrs = tuple(tuple(C if d == B else d for d in a) if isinstance(a, tuple) else a for a in node.attrs)
-            memo[node.id] = A.make(node.op, [memo[a.id] for a in node.args], attrs)
-        else:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a.id not in memo)
-    return memo[output.id]
+        if not args:
+            return node
+        attrs = tuple(tuple(C if d == B else d for d in a) if isinstance(a, tuple) else a for a in node.attrs)
+        return A.make(node.op, args, attrs)  # shapes inferred again: the batch axis is the chunk's
+
+    return rebuild([output], mapping, on_chunks)[output.id]
 
 
 class _Splitter:
-    def __init__(self, name: str, batch: set[int], C, total: Node):
-        self.name, self.batch, self.C, self.total = name, batch, C, total
-        self.memo: dict[int, bool] = {}
+    def __init__(self, name: str, output: Node, batch: list[Node], C, total: Node):
+        self.name, self.C, self.total = name, C, total
+        self.varying = depends_on(schedule([output]), batch)  # what depends on the batch's rows
 
     def depends(self, node: Node) -> bool:
-        """Whether the node's value depends on the batch's rows (iteratively: deep graphs)."""
-        stack = [node]
-        while stack:
-            n = stack[-1]
-            if n.id in self.memo:
-                stack.pop()
-                continue
-            if n.id in self.batch:
-                self.memo[n.id] = True
-                stack.pop()
-                continue
-            pending = [a for a in n.args if a.id not in self.memo]
-            if pending:
-                stack.extend(pending)
-                continue
-            self.memo[n.id] = any(self.memo[a.id] for a in n.args)
-            stack.pop()
-        return self.memo[node.id]
+        return node.id in self.varying
 
     def rowwise(self, node: Node) -> bool:
         return bool(node.shape) and node.shape[0] == self.C

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .algebra import Algebra
-from .ir import Node
+from .ir import Node, depends_on
 from .ops import Op
-from .reverse import depends_on
 from .rules import rule_of
 
 

@@ -99,6 +99,34 @@ def schedule(outputs: Iterable[Node]) -> list[Node]:
     return [seen[i] for i in sorted(seen)]
 
 
+def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
+    """Ids of the scheduled nodes (`forward`, arguments first) through which some of `wrt` reaches, `wrt`'s
+    own included."""
+    reach = {w.id for w in wrt}
+    for node in forward:
+        if any(a.id in reach for a in node.args):
+            reach.add(node.id)
+    return reach
+
+
+def rebuild(outputs: Iterable[Node], mapping: dict[int, Node], make) -> dict[int, Node]:
+    """The nodes `outputs` depend on, made again bottom-up: `mapping` (node id -> node) replaces some, and every
+    other node becomes `make(node, args)`, args its arguments made again (a leaf gets none). Returns old id ->
+    new node for every node visited; iterative, so deep graphs do not reach Python's recursion limit."""
+    memo: dict[int, Node] = dict(mapping)
+    stack = [(node, False) for node in outputs]
+    while stack:
+        node, ready = stack.pop()
+        if node.id in memo:
+            continue
+        if ready or not node.args:
+            memo[node.id] = make(node, tuple(memo[a.id] for a in node.args))
+        else:
+            stack.append((node, True))
+            stack.extend((a, False) for a in node.args if a.id not in memo)
+    return memo
+
+
 def format_program(nodes: Iterable[Node]) -> str:
     """A debugging dump, one node per line."""
     return "\n".join(repr(n) for n in nodes)

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, replace
 
 from .algebra import Algebra
-from .ir import Node
+from .ir import Node, depends_on
 from .ops import Op
 from .rules import rule_of
 from .scan import scan_parts, scan_vjp
@@ -43,15 +43,6 @@ class Backward:
     def printed(self) -> list[Contribution]:
         """The contributions a backward line computes: all but the folded ones."""
         return [s for s in self.steps if not s.folded]
-
-
-def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
-    """Ids of the scheduled nodes through which some `wrt` input reaches the output."""
-    reach = {w.id for w in wrt}
-    for node in forward:
-        if any(a.id in reach for a in node.args):
-            reach.add(node.id)
-    return reach
 
 
 def output_seeds(A: Algebra, outputs: list[Node], tag: tuple = ()) -> tuple[list[Node], dict[int, Node]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import BpgenError
-from .ir import READ_OPS, Node
+from .ir import READ_OPS, Node, depends_on, rebuild, schedule
 from .ops import Op
 
 
@@ -74,13 +74,7 @@ def body_schedule(body: ScanBody) -> list[Node]:
 def closed_values(outputs: list[Node], placeholders: list[Node]) -> list[Node]:
     """What the step reads from the enclosing program: the largest expressions that do not depend on the
     placeholders (a weight, or `W.T` computed once outside the loop), in order of creation."""
-    inside = {p.id for p in placeholders}
-    varies: dict[int, bool] = {}
-
-    def depends(node: Node) -> bool:
-        if node.id not in varies:
-            varies[node.id] = node.id in inside or any(depends(a) for a in node.args)
-        return varies[node.id]
+    varies = depends_on(schedule(outputs), placeholders)
 
     closed: dict[int, Node] = {}
     seen: set[int] = set()
@@ -90,7 +84,7 @@ def closed_values(outputs: list[Node], placeholders: list[Node]) -> list[Node]:
         if node.id in seen:
             continue
         seen.add(node.id)
-        if not depends(node):
+        if node.id not in varies:
             if node.op not in READ_OPS or node.op == Op.INPUT:
                 closed[node.id] = node
             continue
@@ -99,24 +93,14 @@ def closed_values(outputs: list[Node], placeholders: list[Node]) -> list[Node]:
 
 
 def substitute(graph, outputs: list[Node], mapping: dict[int, Node]) -> dict[int, Node]:
-    """The nodes `outputs` depend on, rebuilt with `mapping` (node id -> node) in place of some of their
-    arguments, structure kept exactly: old id -> new node, for every node visited."""
-    memo: dict[int, Node] = dict(mapping)
-    stack = [(node, False) for node in outputs]
-    while stack:
-        node, ready = stack.pop()
-        if node.id in memo:
-            continue
-        if not node.args:
-            memo[node.id] = node
-        elif ready:
-            args = tuple(memo[a.id] for a in node.args)
-            changed = any(new is not old for new, old in zip(args, node.args))
-            memo[node.id] = graph.node(node.op, args, node.attrs, node.shape) if changed else node
-        else:
-            stack.append((node, True))
-            stack.extend((a, False) for a in node.args if a.id not in memo)
-    return memo
+    """The nodes `outputs` depend on, with `mapping` (node id -> node) in place of some of their arguments,
+    structure kept exactly: old id -> new node, for every node visited."""
+    def same_op(node: Node, args: tuple) -> Node:
+        if all(new is old for new, old in zip(args, node.args)):
+            return node
+        return graph.node(node.op, args, node.attrs, node.shape)
+
+    return rebuild(outputs, mapping, same_op)
 
 
 def scan_parts(forward: list[Node]) -> dict[int, dict[int, Node]]:

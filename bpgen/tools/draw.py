@@ -34,9 +34,8 @@ import numpy as np
 
 from ..backend.load import write_atomic
 from ..backend.printer import ExpressionPrinter
-from ..core.ir import READ_OPS, Node
+from ..core.ir import READ_OPS, Node, depends_on
 from ..core.ops import Op
-from ..core.reverse import depends_on
 from ..core.rules import rule_of
 from ..core.shapes import format_shape
 from ..errors import BpgenError
