@@ -1451,7 +1451,12 @@ def cluster_scaling(sizes: Sizes, quick: bool) -> None:
 
     in_memory = timed(lambda: g.value_and_grad(X, y, w, b))
     rows_out = [["in memory, this process", fmt_time(in_memory), "1.00x", "-"]]
-    times = {}
+    times, glm_times = {}, {}
+    try:
+        import dask
+        from dask_glm.families import Logistic as glm
+    except ImportError:
+        glm = None
     pinned = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if pinned is not None:  # the workers inherit this process's CPUs: let them have every core
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
@@ -1466,9 +1471,17 @@ def cluster_scaling(sizes: Sizes, quick: bool) -> None:
             value, grads = g.value_and_grad(Xd, yd, w, b)
             assert np.isfinite(value) and np.all(np.isfinite(grads[0]))
             times[workers] = timed(lambda Xd=Xd, yd=yd: g.value_and_grad(Xd, yd, w, b))
+            if glm is not None:  # X.T @ (sigmoid(X @ beta) - y) on the same chunks: a gradient without the loss
+                beta = np.append(w, b)
+                Xb = da.concatenate([Xd, da.ones((rows, 1), chunks=(chunk_rows, 1))], axis=1)
+                glm_times[workers] = timed(
+                    lambda Xb=Xb, yd=yd, beta=beta: dask.compute(glm.gradient(Xb.dot(beta), Xb, yd)))
         rows_out.append([f"Dask, {workers} worker{'s' if workers > 1 else ''}", fmt_time(times[workers]),
                          fmt_ratio(times[workers] / in_memory),
                          fmt_ratio(times[1] / times[workers]) if workers > 1 else "-"])
+        if glm is not None:
+            rows_out.append([f"dask-glm Logistic.gradient, {workers} worker{'s' if workers > 1 else ''}",
+                             fmt_time(glm_times[workers]), fmt_ratio(glm_times[workers] / in_memory), "-"])
     if pinned is not None:
         os.sched_setaffinity(0, pinned)
     print(f"  {rows:,} rows x {features}, chunks of {chunk_rows:,} rows; value_and_grad per L-BFGS iteration, median "
@@ -1477,10 +1490,12 @@ def cluster_scaling(sizes: Sizes, quick: bool) -> None:
     speedup, overhead = times[1] / times[2], times[1] / in_memory
     print(f"  targets: speedup {speedup:.2f}x" + (" ok" if speedup >= 1.6 else " MISS")
           + f"; 1 worker {overhead:.2f}x in memory" + (" ok" if overhead <= 1.3 else " MISS"))
-    try:
-        import dask_glm  # noqa: F401
-    except ImportError:
+    if glm is None:
         print("  (dask-glm is not installed: its Logistic gradient is not compared)")
+    else:
+        for workers, t in glm_times.items():
+            print(f"  bpgen's value and gradient / dask-glm's gradient alone, {workers} worker(s): "
+                  f"{times[workers] / t:.2f}x" + (" ok" if times[workers] <= t else " MISS"))
 
 
 def child_hvp_setup(key: str, workdir: Path, sizes: Sizes) -> dict:
