@@ -373,9 +373,12 @@ def _sum_helper(node: Node) -> str | None:
     return "sum_axis0" if axis == 0 else "sum_last" if axis == len(a.shape) - 1 else None
 
 
-def _matmul_jvp(A, args, out, t):
-    a, b = args
-    return [None if t[0] is None else A.matmul(t[0], b), None if t[1] is None else A.matmul(a, t[1])]
+def _bilinear_jvp(make):
+    """The JVP of an op linear in each argument (a matrix product, an outer product): per argument, the op with
+    that argument's tangent in its place."""
+    return lambda A, args, out, t: [
+        None if t[i] is None else make(A, *(t[i] if j == i else a for j, a in enumerate(args)))
+        for i in range(len(args))]
 
 
 def _linear_jvp(apply):
@@ -441,7 +444,6 @@ def _log_softmax_jvp(A, args, out, t):
     return [A.sub(t[0], A.keep_sum_rows(A.mul(_softmax_rows(A, args[0]), t[0])))]
 
 
-
 def _logsumexp_jvp(A, args, out, t):
     return [A.keep_sum_rows(A.mul(_softmax_rows(A, args[0]), t[0]))]
 
@@ -460,15 +462,13 @@ STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.BROADCAST_TO})
 _TENSOR_RULES = [
     Rule(Op.MATMUL, MatrixProduct(_matmul_helper), None,
          shape=lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape), vjp=_matmul_vjp,
-         helper=_matmul_helper, jvp=_matmul_jvp),
+         helper=_matmul_helper, jvp=_bilinear_jvp(lambda A, a, b: A.matmul(a, b))),
     Rule(Op.TRANSPOSE_MATMUL, Call("transpose_matmul"), None,
          shape=lambda args, attrs: (args[0].shape[1], args[1].shape[1]), helper="transpose_matmul",
-         jvp=lambda A, args, out, t: [None if t[0] is None else A.make(Op.TRANSPOSE_MATMUL, (t[0], args[1])),
-                                      None if t[1] is None else A.make(Op.TRANSPOSE_MATMUL, (args[0], t[1]))]),
+         jvp=_bilinear_jvp(lambda A, a, g: A.make(Op.TRANSPOSE_MATMUL, (a, g)))),
     Rule(Op.OUTER, Call("np.outer"), None, shape=lambda args, attrs: args[0].shape + args[1].shape,
          vjp=lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)],
-         jvp=lambda A, args, out, t: [None if t[0] is None else A.outer(t[0], args[1]),
-                                      None if t[1] is None else A.outer(args[0], t[1])]),
+         jvp=_bilinear_jvp(lambda A, a, b: A.outer(a, b))),
     Rule(Op.TRANSPOSE, Method(".T"), None, shape=lambda args, attrs: args[0].shape[::-1],
          vjp=lambda A, args, out, g: [A.transpose(g)], jvp=_linear_jvp(lambda A, t, out: A.transpose(t))),
     Rule(Op.RESHAPE, Reshape(STRIDED_OPS), None, shape=lambda args, attrs: attrs[0],
