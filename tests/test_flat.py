@@ -92,3 +92,13 @@ def test_flat_errors_are_one_line(logistic, cancer):
         obj.value_and_grad(np.zeros(30))
     with pytest.raises(TypeError, match="takes 2 values"):
         obj.pack(np.zeros(30))
+
+
+def test_bound_inputs_are_converted_once_and_refused_in_one_line(logistic, cancer):
+    X, y = cancer
+    obj = logistic.flat(X=X.astype(np.float32), y=y.astype(np.int64))  # converted once, as the methods would
+    assert obj._template[0].dtype == np.float64 and obj._template[1].dtype == np.float64
+    np.testing.assert_allclose(obj.value_and_grad(np.zeros(31))[1], logistic.flat(X=X, y=y).grad(np.zeros(31)),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match=r"logistic_regression.flat: X must have shape \(N, 30\)"):
+        logistic.flat(X=X[:, :5], y=y)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BpgenError
+from .arguments import as_array, as_float, is_dask_array
+from .parameters import parameters
 
 
 class Flat:
@@ -35,10 +37,16 @@ class Flat:
         self._positions = [names.index(n) for n in wrt]
         self._template = [None] * len(names)
         sizes: dict = {}
-        for k, (name, declared) in enumerate(zip(names, declaration.inputs)):
+        dims: dict = {}
+        where = f"{g.name}.flat"
+        for k, (name, declared, p) in enumerate(zip(names, declaration.inputs, parameters(g))):
             if name in fixed:
                 value = fixed[name]
-                self._template[k] = np.ascontiguousarray(value) if isinstance(value, np.ndarray) else value
+                # converted once, as the methods would convert it at every call (Dask arrays stay where they are)
+                if not is_dask_array(value):
+                    value = as_array(where, p, value, dims) if p.shape or p.kind == "labels" else \
+                        as_float(where, p.name, value)
+                self._template[k] = value
                 for axis, d in enumerate(getattr(declared, "shape", ())):
                     if not isinstance(d, int) and axis < np.ndim(value):
                         sizes.setdefault(d, np.shape(value)[axis])
