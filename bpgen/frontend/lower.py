@@ -117,7 +117,7 @@ class Lowerer:
             return A.apply(Op.OR, *(memo[a] for a in e.args))
         if isinstance(e, sympy.Not):
             return A.apply(Op.NOT, memo[e.args[0]])
-        if getattr(type(e), "spec", None) is not None and type(e).__name__.startswith("scan_"):
+        if getattr(type(e), "is_scan_result", False):
             from .scan import lower_sympy_scan  # a loop's result (bpgen.scan in a SymPy function)
 
             return lower_sympy_scan(self, e)

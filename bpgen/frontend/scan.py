@@ -104,6 +104,7 @@ class ScanCarry(sympy.Function):
     traced step (`spec`), which the lowering turns into a scan node (`lower_sympy_scan`)."""
 
     spec: dict = {}
+    is_scan_result = True  # what the lowering looks for (it cannot import this module: a cycle)
 
     def _eval_derivative(self, s):
         raise BpgenError("a scan's result is differentiated by bpgen, not by sympy.diff")
