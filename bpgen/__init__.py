@@ -1,12 +1,12 @@
 """bpgen: readable, staged forward and reverse-mode code from symbolic declarations, compiled by Numba."""
 
 from . import nn
-from .backend.load import load
-from .compiled import CompiledFunction, compile
+from .targets.load import load
+from .api.compiled import CompiledFunction, compile
 from .errors import BpgenError
-from .frontend.decorator import function
+from .api.decorator import function
 from .frontend.scan import scan
-from .frontend.sympy_functions import relu, sigmoid, softplus
+from .rules.sympy_functions import relu, sigmoid, softplus
 from .frontend.tensor import Tensor, abs, cos, exp, log, max, mean, sin, sqrt, sum, tanh
 
 __version__ = "0.1.0"

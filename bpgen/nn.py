@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sympy
 
-from .core.ops import Op
-from .core.shapes import ShapeError, format_shape, normalize_axis
+from .ir.ops import Op
+from .ir.shapes import ShapeError, format_shape, normalize_axis
 from .errors import BpgenError
 from .frontend.lower import Lowerer
-from .frontend.sympy_functions import relu, sigmoid, softplus
+from .rules.sympy_functions import relu, sigmoid, softplus
 from .frontend.tensor import ALGEBRA, Tensor, as_node, mean, tanh
 
 __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "maxout", "softmax", "log_softmax",

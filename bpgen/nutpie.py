@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import BpgenError
-from .tools.flat import Flat
+from .api.flat import Flat
 
 
 def model(obj: Flat, *, initial=None, jitter: float = 0.1):

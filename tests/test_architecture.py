@@ -80,9 +80,9 @@ def test_no_import_cycles():
 
 def test_every_op_is_named_once():
     """The rule table's ops and the leaf ops are the members of Op, no more and no fewer."""
-    from bpgen.core.ir import NO_RULE_OPS
-    from bpgen.core.ops import Op
-    from bpgen.core.rules import RULES
+    from bpgen.ir.graph import NO_RULE_OPS
+    from bpgen.ir.ops import Op
+    from bpgen.rules.table import RULES
 
     assert all(type(op) is Op for op in RULES)
     assert set(RULES) | NO_RULE_OPS | {Op.CALL} == set(Op)

@@ -99,11 +99,11 @@ from hypothesis import strategies as st
 from spellings import A, B
 
 import bpgen
-from bpgen.core.algebra import Algebra
-from bpgen.core.ir import Graph, schedule
-from bpgen.core.rules import RULES, _helper_function, sympy_builder
+from bpgen.ir.algebra import Algebra
+from bpgen.ir.graph import Graph, schedule
+from bpgen.rules.table import RULES, _helper_function, sympy_builder
 from bpgen.frontend.lower import Lowerer
-from bpgen.frontend.sympy_functions import relu, sigmoid, softplus
+from bpgen.rules.sympy_functions import relu, sigmoid, softplus
 
 SCALAR_EXAMPLES = int(os.environ.get("BPGEN_FUZZ_EXAMPLES", "1000"))
 TENSOR_EXAMPLES = max(1, SCALAR_EXAMPLES // 2)

@@ -20,8 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bpgen
-from bpgen.backend.load import write_atomic
-from bpgen.backend.naming import Namespace, sanitize
+from bpgen.targets.load import write_atomic
+from bpgen.targets.python.naming import Namespace, sanitize
 from bpgen.errors import BpgenError
 from bpgen.tools import cli
 

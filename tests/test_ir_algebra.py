@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bpgen.core.algebra import Algebra
-from bpgen.core.ir import Graph, format_program, schedule
-from bpgen.core.ops import Op
+from bpgen.ir.algebra import Algebra
+from bpgen.ir.graph import Graph, format_program, schedule
+from bpgen.ir.ops import Op
 
 
 def _setup():

@@ -16,7 +16,7 @@ import sympy
 
 import bpgen
 from bpgen import nn
-from bpgen.backend.load import write_atomic
+from bpgen.targets.load import write_atomic
 from bpgen.errors import BpgenError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -332,7 +332,7 @@ def test_an_interrupt_during_the_rename_leaves_the_old_file(tmp_path, monkeypatc
 
 
 def test_generate_that_fails_while_rendering_keeps_the_previous_module(tmp_path, monkeypatch):
-    from bpgen import pipeline
+    from bpgen.program import build as pipeline
     from bpgen.tools import cli
 
     spec = tmp_path / "spec.py"

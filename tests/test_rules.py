@@ -22,9 +22,9 @@ import sympy
 from sympy.codegen.cfunctions import expm1, hypot, log1p, log10
 
 import bpgen
-from bpgen.core.algebra import Algebra
-from bpgen.core.ir import Graph, schedule
-from bpgen.core.rules import RULES, sympy_builder
+from bpgen.ir.algebra import Algebra
+from bpgen.ir.graph import Graph, schedule
+from bpgen.rules.table import RULES, sympy_builder
 from bpgen.frontend.lower import Lowerer
 
 N_POINTS = 5

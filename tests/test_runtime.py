@@ -1,4 +1,4 @@
-"""The runtime helpers (bpgen/backend/runtime.py) as plain Python, against NumPy: what each computes."""
+"""The runtime helpers (bpgen/runtime.py) as plain Python, against NumPy: what each computes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scipy.special import erf, gammaln, logsumexp
 from scipy.special import softmax as scipy_softmax
 
-from bpgen.backend import runtime as rt
+from bpgen import runtime as rt
 
 rng = np.random.default_rng(7)
 A = rng.normal(size=(5, 4)) * 3

@@ -16,7 +16,7 @@ import pytest
 import sympy as sp
 
 import bpgen
-from bpgen.core.rules import _helper_function
+from bpgen.rules.table import _helper_function
 
 x, y, a, b, nu, lam, k = sp.symbols("x y a b nu lam k", real=True)
 

@@ -594,7 +594,7 @@ def test_mlp_source_names_follow_locals():
 
 @pytest.fixture
 def no_codegen(monkeypatch):
-    import bpgen.pipeline as pipeline
+    import bpgen.program.build as pipeline
 
     def fail(*args, **kwargs):
         raise AssertionError("code generation was reached")

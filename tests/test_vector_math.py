@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import pytest
 
-from bpgen.core.rules import INLINED_HELPERS, helper_source
+from bpgen.rules.table import INLINED_HELPERS, helper_source
 
 NAMES = ("exp_array", "softplus_array", "sigmoid_array")
 SCALAR = {"exp_array": "exp_scalar", "softplus_array": "softplus", "sigmoid_array": "sigmoid"}

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ..errors import BpgenError
-from ..tools.arguments import is_dask_array
+from ..api.arguments import is_dask_array
 from .split import chunk_declaration
 
 METHODS = ("forward", "value_and_grad", "grad")
@@ -65,8 +65,8 @@ def run_on_dask(g, method: str, args: tuple):
 def _chunk_module(g, batch: tuple):
     """The chunk function's module for `g` with the batch inputs at `batch`: (source, module name, the kinds of
     its parameters), built once per compiled function and batch inputs."""
-    from ..pipeline import build
-    from ..tools.parameters import parameters
+    from ..program.build import build
+    from ..api.parameters import parameters
 
     chunk = chunk_declaration(g.declaration, list(batch))
     artifact = build(chunk, g.jit)

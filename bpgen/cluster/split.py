@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import sympy
 
-from ..core.ir import Node, depends_on, rebuild, schedule
-from ..core.ops import Op
+from ..ir.graph import Node, depends_on, rebuild, schedule
+from ..ir.ops import Op
 from ..errors import BpgenError
 from ..frontend.declaration import Declaration, declare_tensor
 from ..frontend.tensor import ALGEBRA as A

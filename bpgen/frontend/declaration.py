@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import sympy
 
-from ..backend.naming import sanitize
-from ..core.ir import Node, schedule
-from ..core.ops import Op
+from ..targets.python.naming import sanitize
+from ..ir.graph import Node, schedule
+from ..ir.ops import Op
 from ..errors import BpgenError
 from .lower import symbols_in
 from .tensor import Tensor, as_node

@@ -18,12 +18,12 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..backend.printer import CallTemplate
-from ..core.algebra import Algebra
-from ..core.idioms import recognize
-from ..core.ir import Node
-from ..core.ops import Op
-from ..core.rules import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
+from ..targets.python.printer import CallTemplate
+from ..ir.algebra import Algebra
+from ..ir.idioms import recognize
+from ..ir.graph import Node
+from ..ir.ops import Op
+from ..rules.table import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
 from ..errors import BpgenError
 
 _RELATIONS = {

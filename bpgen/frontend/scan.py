@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import sympy
 
-from ..core.ir import Node
-from ..core.ops import Op
-from ..core.scan import ScanBody, closed_values, substitute
-from ..core.shapes import format_shape
+from ..ir.graph import Node
+from ..ir.ops import Op
+from ..ir.loops import ScanBody, closed_values, substitute
+from ..ir.shapes import format_shape
 from ..errors import BpgenError
 from .tensor import ALGEBRA, GRAPH, Tensor, as_node
 from .trace import trace

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import sympy
 
-from ..core.algebra import Algebra
-from ..core.idioms import recognize
-from ..core.ir import Graph, Node
-from ..core.ops import Op
-from ..core.shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
-from ..core.shapes import broadcast as broadcast_shape
-from ..core.shapes import size as shape_size
+from ..ir.algebra import Algebra
+from ..ir.idioms import recognize
+from ..ir.graph import Graph, Node
+from ..ir.ops import Op
+from ..ir.shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
+from ..ir.shapes import broadcast as broadcast_shape
+from ..ir.shapes import size as shape_size
 from ..errors import BpgenError
-from . import sympy_functions
+from ..rules import sympy_functions
 
 GRAPH = Graph()
 ALGEBRA = Algebra(GRAPH)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import BpgenError
-from .parameters import Parameter, concrete_dim, output_shape, parameters
+from ..api.parameters import Parameter, concrete_dim, output_shape, parameters
 
 if TYPE_CHECKING:
-    from ..compiled import CompiledFunction
+    from ..api.compiled import CompiledFunction
 
 STEP = 1e-6  # step of the central differences, relative to the size of the input
 TRIES = 20  # random points tried before giving up on finding one where the function is finite

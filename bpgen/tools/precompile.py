@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..backend.load import import_path
+from ..targets.load import import_path
 from ..errors import BpgenError
-from .arguments import numba_types
-from .parameters import output_shape, parameters
+from ..api.arguments import numba_types
+from ..api.parameters import output_shape, parameters
 
 if TYPE_CHECKING:
-    from ..compiled import CompiledFunction
+    from ..api.compiled import CompiledFunction
 
 
 @dataclass(frozen=True)

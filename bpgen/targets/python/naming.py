@@ -15,9 +15,9 @@ import keyword
 import re
 import unicodedata
 
-from ..core.ir import READ_OPS, Node
-from ..core.ops import Op
-from ..core.rules import RUNTIME_NAMES
+from ...ir.graph import READ_OPS, Node
+from ...ir.ops import Op
+from ...rules.table import RUNTIME_NAMES
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
 TANGENT_PREFIX = "t"  # tx is the tangent (forward-mode derivative) of x

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import sympy
 
-from ..backend.printer import (
+from ..targets.python.printer import (
     ADD,
     AND,
     MUL,
@@ -47,10 +47,11 @@ from ..backend.printer import (
     ShapedCall,
     Syntax,
 )
-from ..frontend import sympy_functions
-from . import scan, shapes
-from .ir import Node
-from .ops import Op
+from . import sympy_functions
+from ..ir import loops as scan
+from ..ir import shapes
+from ..ir.graph import Node
+from ..ir.ops import Op
 
 Partials = Callable[..., Sequence[Node | None]]
 
@@ -82,10 +83,10 @@ class Rule:
         return isinstance(self.syntax, (Infix, Prefix, Power, Compare)) and self.syntax.prec not in (AND, OR, NOT)
 
 
-# Runtime helpers: the functions of bpgen/backend/runtime.py that generated code calls, emitted into each module that
+# Runtime helpers: the functions of bpgen/runtime.py that generated code calls, emitted into each module that
 # uses them, with the helpers they call in turn. Their names are read off the file; the module itself (and
 # NumPy with it) is imported on first use, a fold or an emitted module, not with bpgen.
-RUNTIME_PATH = Path(__file__).resolve().parent.parent / "backend" / "runtime.py"
+RUNTIME_PATH = Path(__file__).resolve().parent.parent / "runtime.py"
 RUNTIME_NAMES = frozenset(node.name for node in ast.parse(RUNTIME_PATH.read_text(encoding="utf-8")).body
                           if isinstance(node, ast.FunctionDef))
 
@@ -97,7 +98,7 @@ INLINED_HELPERS = frozenset({"exp_scalar", "sigmoid", "softplus"})
 
 @functools.cache
 def runtime_function(name: str) -> Callable:
-    from ..backend import runtime
+    from .. import runtime
 
     return getattr(runtime, name)
 
@@ -520,7 +521,7 @@ _TENSOR_RULES = [
     Rule(Op.LOGSUMEXP, Call("logsumexp_rows"), None, shape=lambda args, attrs: args[0].shape[:-1] + (1,),
          helper="logsumexp_rows",
          vjp=lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))], jvp=_logsumexp_jvp),
-    # loops: the reverse pass differentiates a scan as a whole (bpgen/core/scan.py), from its parts' adjoints
+    # loops: the reverse pass differentiates a scan as a whole (bpgen/ir/loops.py), from its parts' adjoints
     Rule(Op.SCAN, LoopCall("_scan"), None, shape=lambda args, attrs: (), jvp=scan.no_forward_mode),
     Rule(Op.SCAN_BACKWARD, LoopCall("_scan_backward"), None, shape=lambda args, attrs: (),
          jvp=scan.no_forward_mode),

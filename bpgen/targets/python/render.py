@@ -14,8 +14,8 @@ from pathlib import Path
 
 import jinja2
 
-from ..core.rules import INLINED_HELPERS, helper_source
-from ..errors import BpgenError
+from ...rules.table import INLINED_HELPERS, helper_source
+from ...errors import BpgenError
 from .guards import Guard, guard_lines
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
@@ -37,11 +37,11 @@ COMMENT_COLUMN_MAX = 56  # backward comments line up, up to this column
 
 def template_dir() -> Path:
     """Templates ship inside the package (wheel) or sit at the top of the source tree."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "templates", here.parent.parent / "templates"):
+    package = Path(__file__).resolve().parents[2]  # bpgen/
+    for candidate in (package / "templates", package.parent / "templates"):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"bpgen templates not found next to {here}")
+    raise FileNotFoundError(f"bpgen templates not found next to {package}")
 
 
 @cache
@@ -147,7 +147,7 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
         "check_decorator": _decorator(jit, batch),
         "derivatives": list(derivatives),  # (jvp, hvp or hessian, the function's context)
-        "loops": list(loops),  # each scan's step, its backward and the two loops (bpgen.backend.loops)
+        "loops": list(loops),  # each scan's step, its backward and the two loops (bpgen.targets.python.loops)
         # inlined into their callers: one compile for value_and_grad and its loops halves Numba's time for them
         "loop_decorator": _decorator(jit, True),
     }

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.ir import READ_OPS, Node
-from ..core.ops import Op
+from ...ir.graph import READ_OPS, Node
+from ...ir.ops import Op
 
 # Python's precedence levels, lowest first.
 COND, OR, AND, NOT, CMP, ADD, MUL, UNARY, POW, ATOM = range(10)

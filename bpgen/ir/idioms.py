@@ -15,7 +15,7 @@ one keeps its own line, as written.
 from __future__ import annotations
 
 from .algebra import Algebra
-from .ir import Node
+from .graph import Node
 from .ops import Op
 
 

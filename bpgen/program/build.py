@@ -3,7 +3,7 @@
 lower -> graph -> reverse -> name -> print -> render
 
 `build` returns a frozen Artifact (the source, the parameters, and what was derived on the way, which
-`bpgen.tools.draw` draws); the compiled object users hold is made from it one floor up (`compiled.py`).
+`bpgen.api.draw` draws); the compiled object users hold is made from it one floor up (`compiled.py`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .backend.guards import assumption_guards, guard_lines, shape_guards
-from .backend.loops import name_loops, step_functions
-from .backend.naming import assign_names
-from .backend.printer import (
+from ..targets.python.guards import assumption_guards, guard_lines, shape_guards
+from ..targets.python.loops import name_loops, step_functions
+from ..targets.python.naming import assign_names
+from ..targets.python.printer import (
     ADD,
     COND,
     VIEW_OPS,
@@ -30,7 +30,7 @@ from .backend.printer import (
     print_program,
     print_tangents,
 )
-from .backend.render import (
+from ..targets.python.render import (
     Header,
     hvp_context,
     jvp_context,
@@ -39,22 +39,22 @@ from .backend.render import (
     render_vector_module,
     size_lines,
 )
-from .core.algebra import Algebra
-from .core.forward import forward_mode, forward_over_reverse
-from .core.ir import NO_RULE_OPS, Graph, Node, depends_on, format_program, schedule
-from .core.ops import Op
-from .core.reverse import Backward, backward, output_seeds
-from .core.rules import rule_of, syntax_of, with_needed_helpers
-from .core.shapes import format_shape, size_sources
-from .errors import BpgenError
-from .frontend.declaration import Declaration
-from .frontend.lower import Lowerer
-from .frontend.tensor import ALGEBRA as TENSOR_ALGEBRA
+from ..ir.algebra import Algebra
+from ..transforms.forward import forward_mode, forward_over_reverse
+from ..ir.graph import NO_RULE_OPS, Graph, Node, depends_on, format_program, schedule
+from ..ir.ops import Op
+from ..transforms.reverse import Backward, backward, output_seeds
+from ..rules.table import rule_of, syntax_of, with_needed_helpers
+from ..ir.shapes import format_shape, size_sources
+from ..errors import BpgenError
+from ..frontend.declaration import Declaration
+from ..frontend.lower import Lowerer
+from ..frontend.tensor import ALGEBRA as TENSOR_ALGEBRA
 
 
 @dataclass(frozen=True)
 class Emitted:
-    """What `_emit` derived on the way to the source, kept for the pictures (`bpgen.tools.draw`)."""
+    """What `_emit` derived on the way to the source, kept for the pictures (`bpgen.api.draw`)."""
 
     algebra: Algebra
     inputs: list[Node]

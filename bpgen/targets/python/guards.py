@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from ..core.shapes import format_shape
+from ...ir.shapes import format_shape
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from types import ModuleType
 
 import sympy
 
-from .backend.load import load_source, write_atomic
-from .core.shapes import format_shape
-from .errors import BpgenError
-from .frontend.declaration import declare, declare_tensor, derivative_kinds, retarget
-from .frontend.tensor import Tensor
-from .pipeline import Artifact, build, build_hvp, build_jvp, with_origin
+from ..targets.load import load_source, write_atomic
+from ..ir.shapes import format_shape
+from ..errors import BpgenError
+from ..frontend.declaration import declare, declare_tensor, derivative_kinds, retarget
+from ..frontend.tensor import Tensor
+from ..program.build import Artifact, build, build_hvp, build_jvp, with_origin
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 
@@ -35,7 +35,7 @@ class CompiledFunction:
         self.declaration = artifact.declaration
         self.source = artifact.source
         self.params = artifact.params
-        self.emitted = artifact.emitted  # what the pipeline derived, which bpgen.tools.draw draws
+        self.emitted = artifact.emitted  # what the pipeline derived, which bpgen.api.draw draws
         self.jit = jit
         self._module: ModuleType | None = None
 
@@ -72,8 +72,8 @@ class CompiledFunction:
 
     def _checked(self, attr: str, function):
         """The generated function, taking float64 at full speed and converting (or refusing) anything else."""
-        from .tools.arguments import checked
-        from .tools.parameters import Parameter, output_shape, parameters
+        from .arguments import checked
+        from .parameters import Parameter, output_shape, parameters
 
         seed = None
         if attr == "vjp":
@@ -85,7 +85,7 @@ class CompiledFunction:
 
     def _on_dask(self, attr: str, args: tuple):
         """A call with Dask arrays: each chunk of rows where the data is (bpgen/cluster)."""
-        from .cluster.run import run_on_dask
+        from ..cluster.run import run_on_dask
 
         return run_on_dask(self, attr, args)
 
@@ -244,8 +244,8 @@ class CompiledFunction:
     def _taking_numbers(self, function, function_name: str):
         """`function` behind the conversion of its parameters: the inputs, then the tangents, vectors or seeds,
         one per `wrt` input and of its shape (numbers, for scalar functions)."""
-        from .tools.arguments import checked
-        from .tools.parameters import Parameter, parameters
+        from .arguments import checked
+        from .parameters import Parameter, parameters
 
         code = getattr(function, "py_func", function).__code__
         names = code.co_varnames[:code.co_argcount]
@@ -273,7 +273,7 @@ class CompiledFunction:
         `wrt` inputs as one float64 vector: .value_and_grad(v), .grad(v), .hvp(v, p), .hessian(v), .pack(*wrt),
         .unpack(v), .size. `scipy.optimize.minimize(obj.value_and_grad, obj.pack(*init), jac=True,
         hessp=obj.hvp, method="trust-krylov")` works as written."""
-        from .tools.flat import Flat
+        from .flat import Flat
 
         return Flat(self, fixed)
 
@@ -283,8 +283,8 @@ class CompiledFunction:
 
     def graph(self, **point):
         """The computation graph at `point` (inputs by name, the rest random) with its values and gradients:
-        a graphviz.Digraph, shown inline in Jupyter. Options (sizes, --max-nodes) via bpgen.tools.draw.graph."""
-        from .tools.draw import graph
+        a graphviz.Digraph, shown inline in Jupyter. Options (sizes, --max-nodes) via bpgen.api.draw.graph."""
+        from .draw import graph
 
         return graph(self, point)
 

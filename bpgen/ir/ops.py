@@ -15,7 +15,7 @@ class Op(StrEnum):
     ADJ = "adj"
     CALL = "call"
     TANGENT = "tangent"  # a tangent variable of forward mode
-    # the rule table's ops (bpgen/core/rules.py), in its order
+    # the rule table's ops (bpgen/rules/table.py), in its order
     ADD = "add"
     SUB = "sub"
     NEG = "neg"
@@ -81,7 +81,7 @@ class Op(StrEnum):
     SOFTMAX_JVP = "softmax_jvp"  # a softmax's tangent, s * (t - rowsum(s * t)), in one pass over the rows
     LOG_SOFTMAX = "log_softmax"
     LOGSUMEXP = "logsumexp"
-    # loops (bpgen/core/scan.py): a scan and its gradient are tuple-valued; a part is one of their results
+    # loops (bpgen/ir/loops.py): a scan and its gradient are tuple-valued; a part is one of their results
     SCAN = "scan"
     SCAN_BACKWARD = "scan_backward"
     PART = "part"

@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 import sympy
 
-from ..compiled import CompiledFunction
+from .compiled import CompiledFunction
 from ..errors import BpgenError
-from ..pipeline import build
-from .declaration import declare, declare_tensor, derivative_kinds
-from .trace import trace
+from ..program.build import build
+from ..frontend.declaration import declare, declare_tensor, derivative_kinds
+from ..frontend.trace import trace
 
 
 def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,
@@ -105,7 +105,7 @@ def _origin(fn: Callable) -> str:
 
 
 def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=()):
-    from .tensor import Tensor
+    from ..frontend.tensor import Tensor
 
     missing = [p for p in params if p not in shapes]
     if missing:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .algebra import Algebra
-from .ir import Node, depends_on
-from .ops import Op
-from .rules import rule_of
+from ..ir.algebra import Algebra
+from ..ir.graph import Node, depends_on
+from ..ir.ops import Op
+from ..rules.table import rule_of
 
 
 @dataclass(frozen=True)

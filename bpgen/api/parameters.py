@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..core.ir import schedule
-from ..core.ops import Op
-from ..core.shapes import format_shape
+from ..ir.graph import schedule
+from ..ir.ops import Op
+from ..ir.shapes import format_shape
 from ..errors import BpgenError
 
 if TYPE_CHECKING:  # a compiled function or the pipeline's artifact: both have .declaration and .params
-    from ..pipeline import Artifact
+    from ..program.build import Artifact
 
 DEFAULT_DIM = 5  # a symbolic size the user did not set
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .algebra import Algebra
-from .ir import Node, depends_on
-from .ops import Op
-from .rules import rule_of
-from .scan import scan_parts, scan_vjp
+from ..ir.algebra import Algebra
+from ..ir.graph import Node, depends_on
+from ..ir.ops import Op
+from ..rules.table import rule_of
+from ..ir.loops import scan_parts, scan_vjp
 
 
 @dataclass(frozen=True)

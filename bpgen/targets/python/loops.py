@@ -1,5 +1,5 @@
 """The functions of a module's loops: each scan's step (its forward and its staged backward, named after the
-user's step and written with its local names) and the two loops that call them (bpgen/core/scan.py).
+user's step and written with its local names) and the two loops that call them (bpgen/ir/loops.py).
 
 `rnn_step(h, x, W, U)` returns the new carries, the ys and the values of its lines its backward reads (the
 residuals); `rnn_step_backward(h, x, W, U, h_new, dh_new, dy)` holds the backward lines alone, returning the
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.algebra import Algebra
-from ..core.ir import READ_OPS, Node
-from ..core.ops import Op
-from ..core.reverse import backward, output_seeds
-from ..core.rules import RUNTIME_NAMES, syntax_of
-from ..core.scan import ScanBody, body_schedule
-from ..core.shapes import size_sources
+from ...ir.algebra import Algebra
+from ...ir.graph import READ_OPS, Node
+from ...ir.ops import Op
+from ...transforms.reverse import backward, output_seeds
+from ...rules.table import RUNTIME_NAMES, syntax_of
+from ...ir.loops import ScanBody, body_schedule
+from ...ir.shapes import size_sources
 from .naming import Namespace, assign_names
 from .printer import ExpressionPrinter, print_program
 from .render import backward_lines, size_lines, used_size_lines

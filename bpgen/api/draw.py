@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend.load import write_atomic
-from ..backend.printer import ExpressionPrinter
-from ..core.ir import READ_OPS, Node, depends_on
-from ..core.ops import Op
-from ..core.rules import rule_of
-from ..core.shapes import format_shape
+from ..targets.load import write_atomic
+from ..targets.python.printer import ExpressionPrinter
+from ..ir.graph import READ_OPS, Node, depends_on
+from ..ir.ops import Op
+from ..rules.table import rule_of
+from ..ir.shapes import format_shape
 from ..errors import BpgenError
-from ..pipeline import Artifact, build
+from ..program.build import Artifact, build
 
 DEFAULT_MAX_NODES = 50
 VALUE_COLOR = "#1a7f37"  # forward values
@@ -118,7 +118,7 @@ def _run_traced(function, args) -> tuple[object, dict[str, object]]:
 
 def _arguments(fn, point: dict, dims: dict[str, int], rng: np.random.Generator, positive: bool) -> dict:
     """Arguments by parameter name: the given ones (numbers, arrays), the others random as `bpgen check` draws."""
-    from .gradcheck import random_argument
+    from ..tools.gradcheck import random_argument
     from .parameters import concrete_dim, parameters
 
     args = {}
@@ -348,7 +348,7 @@ def _groups(e, visible: list[Node], users: dict[int, list[Node]]) -> dict[int, i
 
 def _statement_label(e, head: Node, members: set[int]) -> str:
     """`z1 = X @ W1 + b1`: the head's statement with the other members inlined, as the user wrote it."""
-    from ..core.rules import syntax_of as _syntax_of
+    from ..rules.table import syntax_of as _syntax_of
 
     names = {k: v for k, v in e.names.items() if k not in members}
     dims = {n.attrs[0]: e.names[n.id] for n in e.forward if n.op == Op.DIM and n.id in e.names}

@@ -11,9 +11,9 @@ import math
 
 from ..errors import BpgenError
 from . import shapes
-from .ir import Graph, Node
+from .graph import Graph, Node
 from .ops import Op
-from .rules import rule_for
+from ..rules.table import rule_for
 
 
 def _is(node: Node, value: float) -> bool:

@@ -11,7 +11,7 @@ import runpy
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..compiled import CompiledFunction, compile
+from .compiled import CompiledFunction, compile
 from ..errors import BpgenError
 
 

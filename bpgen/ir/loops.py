@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import BpgenError
-from .ir import READ_OPS, Node, depends_on, rebuild, schedule
+from .graph import READ_OPS, Node, depends_on, rebuild, schedule
 from .ops import Op
 
 

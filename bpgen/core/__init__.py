@@ -1,1 +1,0 @@
-"""The IR, its algebra, shapes, the rule table, idioms, and the transformations (reverse mode)."""

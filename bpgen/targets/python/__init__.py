@@ -1,0 +1,1 @@
+"""What every Python target shares: precedence-aware printing, naming, guards and the Jinja rendering."""
