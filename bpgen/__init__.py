@@ -1,13 +1,13 @@
 """bpgen: readable, staged forward and reverse-mode code from symbolic declarations, compiled by Numba."""
 
 from . import nn
-from .targets.load import load
 from .api.compiled import CompiledFunction, compile
-from .errors import BpgenError
 from .api.decorator import function
+from .errors import BpgenError
 from .frontend.scan import scan
-from .rules.sympy_functions import relu, sigmoid, softplus
 from .frontend.tensor import Tensor, abs, cos, exp, log, max, mean, sin, sqrt, sum, tanh
+from .rules.sympy_functions import relu, sigmoid, softplus
+from .targets.load import load
 
 __version__ = "0.1.0"
 

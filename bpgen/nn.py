@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sympy
 
-from .ir.ops import Op
-from .ir.shapes import ShapeError, format_shape, normalize_axis
 from .errors import BpgenError
 from .frontend.lower import Lowerer
-from .rules.sympy_functions import relu, sigmoid, softplus
 from .frontend.tensor import ALGEBRA, Tensor, as_node, mean, tanh
+from .ir.ops import Op
+from .ir.shapes import ShapeError, format_shape, normalize_axis
+from .rules.sympy_functions import relu, sigmoid, softplus
 
 __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "maxout", "softmax", "log_softmax",
            "logsumexp", "softmax_cross_entropy", "cross_entropy", "mse", "binary_cross_entropy_with_logits",

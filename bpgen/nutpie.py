@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BpgenError
 from .api.flat import Flat
+from .errors import BpgenError
 
 
 def model(obj: Flat, *, initial=None, jitter: float = 0.1):

@@ -13,8 +13,8 @@ from test_corpus import CASES, compiled
 from test_rules import DIFFERENTIABLE, rule_symbols, sympy_value
 
 import bpgen
-from bpgen.rules.table import sympy_builder
 from bpgen.api.spec import SpecRef, load
+from bpgen.rules.table import sympy_builder
 
 x, y = sympy.symbols("x y", real=True)
 

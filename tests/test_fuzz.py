@@ -99,11 +99,11 @@ from hypothesis import strategies as st
 from spellings import A, B
 
 import bpgen
+from bpgen.frontend.lower import Lowerer
 from bpgen.ir.algebra import Algebra
 from bpgen.ir.graph import Graph, schedule
-from bpgen.rules.table import RULES, _helper_function, sympy_builder
-from bpgen.frontend.lower import Lowerer
 from bpgen.rules.sympy_functions import relu, sigmoid, softplus
+from bpgen.rules.table import RULES, _helper_function, sympy_builder
 
 SCALAR_EXAMPLES = int(os.environ.get("BPGEN_FUZZ_EXAMPLES", "1000"))
 TENSOR_EXAMPLES = max(1, SCALAR_EXAMPLES // 2)

@@ -19,10 +19,10 @@ import sympy
 
 import bpgen
 from bpgen import nn
-from bpgen.errors import BpgenError
-from bpgen.api.spec import SpecRef, load_one
-from bpgen.tools import cli
 from bpgen.api.draw import DotNotFound, _wrt_nodes, evaluate, graph, write
+from bpgen.api.spec import SpecRef, load_one
+from bpgen.errors import BpgenError
+from bpgen.tools import cli
 
 REPO = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"

@@ -20,9 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bpgen
+from bpgen.errors import BpgenError
 from bpgen.targets.load import write_atomic
 from bpgen.targets.python.naming import Namespace, sanitize
-from bpgen.errors import BpgenError
 from bpgen.tools import cli
 
 REPO = Path(__file__).resolve().parent.parent

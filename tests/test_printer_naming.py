@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import sympy
 
-from bpgen.targets.python.naming import Namespace, assign_names, sanitize
-from bpgen.targets.python.printer import ExpressionPrinter, Statement, format_float
 from bpgen.ir.algebra import Algebra
 from bpgen.ir.graph import Graph
 from bpgen.rules.table import syntax_of
+from bpgen.targets.python.naming import Namespace, assign_names, sanitize
+from bpgen.targets.python.printer import ExpressionPrinter, Statement, format_float
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import sympy
 
 import bpgen
 from bpgen import nn
-from bpgen.targets.load import write_atomic
 from bpgen.errors import BpgenError
+from bpgen.targets.load import write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 

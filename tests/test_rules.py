@@ -22,10 +22,10 @@ import sympy
 from sympy.codegen.cfunctions import expm1, hypot, log1p, log10
 
 import bpgen
+from bpgen.frontend.lower import Lowerer
 from bpgen.ir.algebra import Algebra
 from bpgen.ir.graph import Graph, schedule
 from bpgen.rules.table import RULES, sympy_builder
-from bpgen.frontend.lower import Lowerer
 
 N_POINTS = 5
 RTOL = 1e-10

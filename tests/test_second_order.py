@@ -14,8 +14,8 @@ from test_rules import DIFFERENTIABLE, rule_symbols, sympy_value
 
 import bpgen
 from bpgen import nn
-from bpgen.rules.table import sympy_builder
 from bpgen.api.spec import SpecRef, load
+from bpgen.rules.table import sympy_builder
 
 x, y, z = sympy.symbols("x y z", real=True)
 

@@ -26,8 +26,8 @@ from collections.abc import Callable
 import numpy as np
 import sympy
 
-from ..targets.load import compile_cached
 from ..ir.shapes import format_shape
+from ..targets.load import compile_cached
 from .parameters import Parameter
 
 POINTS = sympy.Symbol("n")  # the length of the 1-d arrays of a batch call

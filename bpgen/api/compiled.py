@@ -10,12 +10,12 @@ from types import ModuleType
 
 import sympy
 
-from ..targets.load import load_source, write_atomic
-from ..ir.shapes import format_shape
 from ..errors import BpgenError
 from ..frontend.declaration import declare, declare_tensor, derivative_kinds, retarget
 from ..frontend.tensor import Tensor
+from ..ir.shapes import format_shape
 from ..program.build import Artifact, build, build_hvp, build_jvp, with_origin
+from ..targets.load import load_source, write_atomic
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 

@@ -17,11 +17,11 @@ from collections.abc import Callable
 
 import sympy
 
-from .compiled import CompiledFunction
 from ..errors import BpgenError
-from ..program.build import build
 from ..frontend.declaration import declare, declare_tensor, derivative_kinds
 from ..frontend.trace import trace
+from ..program.build import build
+from .compiled import CompiledFunction
 
 
 def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,

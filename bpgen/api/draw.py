@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..targets.load import write_atomic
-from ..targets.python.printer import ExpressionPrinter
+from ..errors import BpgenError
 from ..ir.graph import READ_OPS, Node, depends_on
 from ..ir.ops import Op
-from ..rules.table import rule_of
 from ..ir.shapes import format_shape
-from ..errors import BpgenError
 from ..program.build import Artifact, build
+from ..rules.table import rule_of
+from ..targets.load import write_atomic
+from ..targets.python.printer import ExpressionPrinter
 
 DEFAULT_MAX_NODES = 50
 VALUE_COLOR = "#1a7f37"  # forward values

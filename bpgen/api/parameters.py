@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import BpgenError
 from ..ir.graph import schedule
 from ..ir.ops import Op
 from ..ir.shapes import format_shape
-from ..errors import BpgenError
 
 if TYPE_CHECKING:  # a compiled function or the pipeline's artifact: both have .declaration and .params
     from ..program.build import Artifact

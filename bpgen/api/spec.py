@@ -11,8 +11,8 @@ import runpy
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compiled import CompiledFunction, compile
 from ..errors import BpgenError
+from .compiled import CompiledFunction, compile
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from ..errors import BpgenError
 from ..api.arguments import is_dask_array
+from ..errors import BpgenError
 from .split import chunk_declaration
 
 METHODS = ("forward", "value_and_grad", "grad")
@@ -65,8 +65,8 @@ def run_on_dask(g, method: str, args: tuple):
 def _chunk_module(g, batch: tuple):
     """The chunk function's module for `g` with the batch inputs at `batch`: (source, module name, the kinds of
     its parameters), built once per compiled function and batch inputs."""
-    from ..program.build import build
     from ..api.parameters import parameters
+    from ..program.build import build
 
     chunk = chunk_declaration(g.declaration, list(batch))
     artifact = build(chunk, g.jit)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import sympy
 
-from ..ir.graph import Node, depends_on, rebuild, schedule
-from ..ir.ops import Op
 from ..errors import BpgenError
 from ..frontend.declaration import Declaration, declare_tensor
 from ..frontend.tensor import ALGEBRA as A
 from ..frontend.tensor import Tensor
+from ..ir.graph import Node, depends_on, rebuild, schedule
+from ..ir.ops import Op
 
 # ops linear in each argument when the others do not touch the batch: applied to a chunk's partial sums
 LINEAR = frozenset({Op.MUL, Op.MATMUL, Op.OUTER, Op.TRANSPOSE, Op.RESHAPE, Op.SUM, Op.FILL, Op.BROADCAST_TO,

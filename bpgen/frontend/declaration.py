@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 
 import sympy
 
-from ..targets.python.naming import sanitize
+from ..errors import BpgenError
 from ..ir.graph import Node, schedule
 from ..ir.ops import Op
-from ..errors import BpgenError
+from ..targets.python.naming import sanitize
 from .lower import symbols_in
 from .tensor import Tensor, as_node
 

@@ -18,13 +18,13 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..targets.python.printer import CallTemplate
+from ..errors import BpgenError
 from ..ir.algebra import Algebra
-from ..ir.idioms import recognize
 from ..ir.graph import Node
+from ..ir.idioms import recognize
 from ..ir.ops import Op
 from ..rules.table import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
-from ..errors import BpgenError
+from ..targets.python.printer import CallTemplate
 
 _RELATIONS = {
     sympy.StrictLessThan: "lt",

@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import sympy
 
-from ..ir.graph import Node
-from ..ir.ops import Op
-from ..ir.loops import ScanBody, closed_values, substitute
-from ..ir.shapes import format_shape
 from ..errors import BpgenError
+from ..ir.graph import Node
+from ..ir.loops import ScanBody, closed_values, substitute
+from ..ir.ops import Op
+from ..ir.shapes import format_shape
 from .tensor import ALGEBRA, GRAPH, Tensor, as_node
 from .trace import trace
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 from ..errors import BpgenError
+from ..rules.table import rule_for
 from . import shapes
 from .graph import Graph, Node
 from .ops import Op
-from ..rules.table import rule_for
 
 
 def _is(node: Node, value: float) -> bool:

@@ -16,6 +16,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import BpgenError
+from ..frontend.declaration import Declaration
+from ..frontend.lower import Lowerer
+from ..frontend.tensor import ALGEBRA as TENSOR_ALGEBRA
+from ..ir.algebra import Algebra
+from ..ir.graph import NO_RULE_OPS, Graph, Node, depends_on, format_program, schedule
+from ..ir.ops import Op
+from ..ir.shapes import format_shape, size_sources
+from ..rules.table import rule_of, syntax_of, with_needed_helpers
 from ..targets.python.guards import assumption_guards, guard_lines, shape_guards
 from ..targets.python.loops import name_loops, step_functions
 from ..targets.python.naming import assign_names
@@ -39,17 +48,8 @@ from ..targets.python.render import (
     render_vector_module,
     size_lines,
 )
-from ..ir.algebra import Algebra
 from ..transforms.forward import forward_mode, forward_over_reverse
-from ..ir.graph import NO_RULE_OPS, Graph, Node, depends_on, format_program, schedule
-from ..ir.ops import Op
 from ..transforms.reverse import Backward, backward, output_seeds
-from ..rules.table import rule_of, syntax_of, with_needed_helpers
-from ..ir.shapes import format_shape, size_sources
-from ..errors import BpgenError
-from ..frontend.declaration import Declaration
-from ..frontend.lower import Lowerer
-from ..frontend.tensor import ALGEBRA as TENSOR_ALGEBRA
 
 
 @dataclass(frozen=True)

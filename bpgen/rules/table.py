@@ -22,6 +22,10 @@ from pathlib import Path
 
 import sympy
 
+from ..ir import loops as scan
+from ..ir import shapes
+from ..ir.graph import Node
+from ..ir.ops import Op
 from ..targets.python.printer import (
     ADD,
     AND,
@@ -48,10 +52,6 @@ from ..targets.python.printer import (
     Syntax,
 )
 from . import sympy_functions
-from ..ir import loops as scan
-from ..ir import shapes
-from ..ir.graph import Node
-from ..ir.ops import Op
 
 Partials = Callable[..., Sequence[Node | None]]
 

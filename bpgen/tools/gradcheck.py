@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import BpgenError
 from ..api.parameters import Parameter, concrete_dim, output_shape, parameters
+from ..errors import BpgenError
 
 if TYPE_CHECKING:
     from ..api.compiled import CompiledFunction

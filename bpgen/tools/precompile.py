@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..targets.load import import_path
-from ..errors import BpgenError
 from ..api.arguments import numba_types
 from ..api.parameters import output_shape, parameters
+from ..errors import BpgenError
+from ..targets.load import import_path
 
 if TYPE_CHECKING:
     from ..api.compiled import CompiledFunction

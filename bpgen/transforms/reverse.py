@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 
 from ..ir.algebra import Algebra
 from ..ir.graph import Node, depends_on
+from ..ir.loops import scan_parts, scan_vjp
 from ..ir.ops import Op
 from ..rules.table import rule_of
-from ..ir.loops import scan_parts, scan_vjp
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from ...ir.algebra import Algebra
 from ...ir.graph import READ_OPS, Node
-from ...ir.ops import Op
-from ...transforms.reverse import backward, output_seeds
-from ...rules.table import RUNTIME_NAMES, syntax_of
 from ...ir.loops import ScanBody, body_schedule
+from ...ir.ops import Op
 from ...ir.shapes import size_sources
+from ...rules.table import RUNTIME_NAMES, syntax_of
+from ...transforms.reverse import backward, output_seeds
 from .naming import Namespace, assign_names
 from .printer import ExpressionPrinter, print_program
 from .render import backward_lines, size_lines, used_size_lines

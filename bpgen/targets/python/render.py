@@ -14,8 +14,8 @@ from pathlib import Path
 
 import jinja2
 
-from ...rules.table import INLINED_HELPERS, helper_source
 from ...errors import BpgenError
+from ...rules.table import INLINED_HELPERS, helper_source
 from .guards import Guard, guard_lines
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
