@@ -73,7 +73,7 @@ def value_and_grad_batch(x, y):
     return values, (dx, dy)
 
 
-# runtime helpers the functions above call (bpgen/backend/runtime.py)
+# runtime helpers the functions above call (bpgen/runtime.py)
 
 
 @numba.njit(cache=True, error_model='numpy', inline='always')

@@ -109,7 +109,7 @@ def grad(X, T, W1, b1, W2, b2, W3, b3):
     return value_and_grad(X, T, W1, b1, W2, b2, W3, b3)[1]
 
 
-# runtime helpers the functions above call (bpgen/backend/runtime.py)
+# runtime helpers the functions above call (bpgen/runtime.py)
 
 
 @numba.njit(cache=True, error_model='numpy', inline='always')

@@ -81,7 +81,7 @@ def grad(X, y, w, b):
     return value_and_grad(X, y, w, b)[1]
 
 
-# runtime helpers the functions above call (bpgen/backend/runtime.py)
+# runtime helpers the functions above call (bpgen/runtime.py)
 
 
 @numba.njit(cache=True, error_model='numpy', inline='always')

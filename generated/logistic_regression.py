@@ -133,7 +133,7 @@ def hvp(X, y, w, b, tw, tb):
     return loss, (dw, db), (tdw, tdb)
 
 
-# runtime helpers the functions above call (bpgen/backend/runtime.py)
+# runtime helpers the functions above call (bpgen/runtime.py)
 
 
 @numba.njit(cache=True, error_model='numpy', inline='always')

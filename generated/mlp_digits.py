@@ -72,7 +72,7 @@ def grad(X, Y, W1, b1, W2, b2):
     return value_and_grad(X, Y, W1, b1, W2, b2)[1]
 
 
-# runtime helpers the functions above call (bpgen/backend/runtime.py)
+# runtime helpers the functions above call (bpgen/runtime.py)
 
 
 @numba.njit(cache=True, error_model='numpy')

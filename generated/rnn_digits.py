@@ -131,7 +131,7 @@ def elman_scan_backward(h_init, xs, Wxh, Whh, bh, tape, dh_final):
 
 
 
-# runtime helpers the functions above call (bpgen/backend/runtime.py)
+# runtime helpers the functions above call (bpgen/runtime.py)
 
 
 @numba.njit(cache=True, error_model='numpy')

@@ -11,7 +11,7 @@ import sympy
 
 import bpgen
 from bpgen import BpgenError
-from bpgen.rules.table import INLINED_HELPERS
+from bpgen.targets.numba.target import INLINED_HELPERS
 
 x, y, z = sympy.symbols("x y z", real=True)
 

@@ -100,10 +100,10 @@ from spellings import A, B
 
 import bpgen
 from bpgen.frontend.lower import Lowerer
-from bpgen.ir.algebra import Algebra
 from bpgen.ir.graph import Graph, schedule
+from bpgen.rules.algebra import Algebra
 from bpgen.rules.sympy_functions import relu, sigmoid, softplus
-from bpgen.rules.table import RULES, _helper_function, sympy_builder
+from bpgen.rules.table import RULES, sympy_builder
 
 SCALAR_EXAMPLES = int(os.environ.get("BPGEN_FUZZ_EXAMPLES", "1000"))
 TENSOR_EXAMPLES = max(1, SCALAR_EXAMPLES // 2)
@@ -578,12 +578,12 @@ OPS: dict[str, OpSpec] = {s.op: s for s in [
     # trigamma falls, beta falls in each argument
     _op("lgamma", (1,), s_fn(sympy.loggamma), _through(math.lgamma, GAMMA_MINIMUM), (GAMMA_DOMAIN,)),
     _op("gamma", (1,), s_fn(sympy.gamma), _through(math.gamma, GAMMA_MINIMUM), (GAMMA_DOMAIN,)),
-    _op("digamma", (1,), s_fn(sympy.digamma), _monotone(_helper_function("digamma")), (GAMMA_DOMAIN,)),
+    _op("digamma", (1,), s_fn(sympy.digamma), _monotone(RULES["digamma"].numeric), (GAMMA_DOMAIN,)),
     _op("polygamma", (1,), lambda a, ev: sympy.polygamma(1, a, evaluate=ev),
-        lambda a: _pad(_helper_function("polygamma")(1, a[1]), _helper_function("polygamma")(1, a[0])),
+        lambda a: _pad(RULES["polygamma"].numeric(1, a[1]), RULES["polygamma"].numeric(1, a[0])),
         (GAMMA_DOMAIN,)),
     _op("beta", (2,), s_fn(sympy.beta),
-        lambda a, b: _pad(_helper_function("beta_function")(a[1], b[1]), _helper_function("beta_function")(a[0], b[0])),
+        lambda a, b: _pad(RULES["beta"].numeric(a[1], b[1]), RULES["beta"].numeric(a[0], b[0])),
         (GAMMA_DOMAIN, GAMMA_DOMAIN)),
     # select (Piecewise) is drawn by Builder.select: its condition is not a node
 ]}
@@ -898,6 +898,7 @@ def _scalar_property(case):
     LOWERED.update(lowered_ops(expr, symbols))
 
 
+@pytest.mark.slow
 def test_scalar_dags_against_sympy_diff():
     STATS.clear()
     LOWERED.clear()
@@ -992,6 +993,7 @@ def _hessian_property(case):
     STATS["hessian"] += 1
 
 
+@pytest.mark.slow
 def test_scalar_dag_hessians_against_sympy_diff_twice():
     STATS.clear()
     _hessian_property()
@@ -1018,6 +1020,7 @@ def _numba_scalar_property(case):
     STATS["numba scalar"] += 1
 
 
+@pytest.mark.slow
 def test_numba_scalar_agrees_with_python():
     STATS.clear()
     _numba_scalar_property()
@@ -1440,6 +1443,7 @@ def _tensor_property(net):
     STATS.update(net.ops)
 
 
+@pytest.mark.slow
 def test_tensor_networks_against_autograd():
     STATS.clear()
     _tensor_property()
@@ -1463,6 +1467,7 @@ def _numba_tensor_property(net):
     STATS["numba tensor"] += 1
 
 
+@pytest.mark.slow
 def test_numba_tensor_networks_agree_with_python():
     STATS.clear()
     _numba_tensor_property()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sympy
 
-from bpgen.ir.algebra import Algebra
 from bpgen.ir.graph import Graph
-from bpgen.rules.table import syntax_of
+from bpgen.rules.algebra import Algebra
+from bpgen.targets.numba.target import numba_target
 from bpgen.targets.python.naming import Namespace, assign_names, sanitize
 from bpgen.targets.python.printer import ExpressionPrinter, Statement, format_float
 
@@ -19,7 +19,7 @@ def built():
     A = Algebra(graph)
     a, b, c = (graph.input(i, name) for i, name in enumerate("abc"))
     names = {a.id: "a", b.id: "b", c.id: "c"}
-    return A, (a, b, c), ExpressionPrinter(names, syntax_of)
+    return A, (a, b, c), ExpressionPrinter(names, numba_target().syntax_of)
 
 
 @pytest.mark.parametrize("make, text", [

@@ -16,7 +16,7 @@ import pytest
 import sympy as sp
 
 import bpgen
-from bpgen.rules.table import _helper_function
+from bpgen.rules.table import RULES
 
 x, y, a, b, nu, lam, k = sp.symbols("x y a b nu lam k", real=True)
 
@@ -39,7 +39,7 @@ def jitted():
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4])
 def test_polygamma_is_within_a_few_ulp_of_mpmath(order):
-    helper = _helper_function("polygamma")
+    helper = RULES["polygamma"].numeric
     with mpmath.workdps(40):
         worst_positive = max(_ulps(helper(order, v), mpmath.polygamma(order, mpmath.mpf(v))) for v in POSITIVE)
         worst_negative = max(abs(helper(order, v) - float(mpmath.polygamma(order, mpmath.mpf(v))))
@@ -52,7 +52,7 @@ def test_numba_computes_what_plain_python_computes(jitted):
     """The helpers as the generated module compiles them give the plain-Python values (to an ulp or two: Numba
     raises to an integer power by repeated products), and the function using
     them its sum."""
-    digamma, polygamma = _helper_function("digamma"), _helper_function("polygamma")
+    digamma, polygamma = RULES["digamma"].numeric, RULES["polygamma"].numeric
     for v in POSITIVE[::7] + NEGATIVE[::11]:
         assert jitted.module.digamma(v) == pytest.approx(digamma(v), rel=1e-15, abs=1e-300), v
         for n in range(1, 5):
@@ -62,7 +62,7 @@ def test_numba_computes_what_plain_python_computes(jitted):
 
 
 def test_poles_and_edges():
-    digamma, polygamma = _helper_function("digamma"), _helper_function("polygamma")
+    digamma, polygamma = RULES["digamma"].numeric, RULES["polygamma"].numeric
     for pole in (0.0, -1.0, -7.0):
         assert math.isnan(digamma(pole)) and math.isnan(polygamma(2, pole))
     assert digamma(math.inf) == math.inf and polygamma(3, math.inf) == 0.0
@@ -116,7 +116,7 @@ def test_loggamma_elementwise_on_a_tensor():
     values = np.array([[0.5, 2.5, 7.0], [1.0, 3.3, 0.1]])
     value, (dX,) = g.value_and_grad(values)
     assert value == pytest.approx(sum(math.lgamma(v) for v in values.ravel()))
-    digamma = _helper_function("digamma")
+    digamma = RULES["digamma"].numeric
     np.testing.assert_allclose(dX, np.vectorize(digamma)(values), rtol=1e-15)
 
 

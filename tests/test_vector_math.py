@@ -9,7 +9,7 @@ import numba
 import numpy as np
 import pytest
 
-from bpgen.rules.table import INLINED_HELPERS, helper_source
+from bpgen.targets.numba.target import INLINED_HELPERS, numba_target
 
 NAMES = ("exp_array", "softplus_array", "sigmoid_array")
 SCALAR = {"exp_array": "exp_scalar", "softplus_array": "softplus", "sigmoid_array": "sigmoid"}
@@ -20,7 +20,7 @@ def _load(jit: bool) -> dict:
     namespace = {"math": math, "np": np}
     names = (*SCALAR.values(), *NAMES)
     for name in names:
-        exec(helper_source(name), namespace)  # noqa: S102 - bpgen's own helper source, as a generated module holds it
+        exec(numba_target().helper_source(name), namespace)  # noqa: S102 - bpgen's own helper source, as a generated module holds it
     if jit:
         for name in names:
             inline = "always" if name in INLINED_HELPERS else "never"  # as the generated module compiles them

@@ -14,8 +14,10 @@ from ..errors import BpgenError
 from ..frontend.declaration import declare, declare_tensor, derivative_kinds, retarget
 from ..frontend.tensor import Tensor
 from ..ir.shapes import format_shape
-from ..program.build import Artifact, build, build_hvp, build_jvp, with_origin
+from ..program.build import kinds_with
+from ..targets import generate
 from ..targets.load import load_source, write_atomic
+from ..targets.python.emit import Artifact, with_origin
 
 API_FUNCTIONS = ("forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp")
 
@@ -30,13 +32,14 @@ class CompiledFunction:
     and `hessian` have modules of their own, generated on first use.
     """
 
-    def __init__(self, artifact: Artifact, jit: bool):
+    def __init__(self, artifact: Artifact):
         self.artifact = artifact
         self.declaration = artifact.declaration
         self.source = artifact.source
         self.params = artifact.params
         self.emitted = artifact.emitted  # what the pipeline derived, which bpgen.api.draw draws
-        self.jit = jit
+        self.jit = artifact.target.jit
+        self.backend = artifact.target.name
         self._module: ModuleType | None = None
 
     @property
@@ -209,7 +212,7 @@ class CompiledFunction:
 
     @functools.cached_property
     def _second_order_artifact(self) -> Artifact:
-        return build_hvp(self.declaration, self.jit)
+        return generate(self.declaration, ("hvp",), self.backend, self.jit)
 
     @functools.cached_property
     def _second_order_function(self):
@@ -262,7 +265,7 @@ class CompiledFunction:
 
     @functools.cached_property
     def _jvp_artifact(self) -> Artifact:
-        return build_jvp(self.declaration, self.jit)
+        return generate(self.declaration, ("jvp",), self.backend, self.jit)
 
     @functools.cached_property
     def _jvp_function(self):
@@ -304,9 +307,14 @@ class CompiledFunction:
                 f"gradients w.r.t. {', '.join(s.name for s in self.wrt)}>")
 
 
+def artifact(declaration, derivatives: tuple[str, ...] = (), backend: str = "numba", jit: bool = True) -> Artifact:
+    """The module of a declaration with the forward-mode functions `derivatives`, as `backend` prints it."""
+    return generate(declaration, kinds_with(declaration, tuple(derivatives)), backend, jit)
+
+
 def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[sympy.Symbol] | None = None,
             name: str | None = None, *, jit: bool | None = None, origin: str | None = None,
-            derivatives: str | tuple[str, ...] | None = None) -> CompiledFunction:
+            derivatives: str | tuple[str, ...] | None = None, backend: str | None = None) -> CompiledFunction:
     """Generate value and gradient code for a SymPy expression (or re-target a compiled function).
 
     inputs: the positional parameters, in order (default: the free symbols sorted by name).
@@ -314,22 +322,27 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
     jit: compile with Numba (default), or give plain Python functions to step through in a debugger.
     derivatives: "jvp", "hvp", "hessian": functions the generated module also holds (`bpgen generate
     --derivatives`); g.jvp, g.hvp and g.hessian work without them, from modules of their own.
+    backend: "numba" (default) or "numpy": a module that needs only NumPy, for machines without Numba and for
+    stepping through in a debugger.
     """
     kinds = derivative_kinds(derivatives or ())
     inputs = None if inputs is None else tuple(inputs)  # a generator is read once, here
     wrt = None if wrt is None else tuple(wrt)
     jit_or_default = True if jit is None else jit
+    backend_or_default = backend or "numba"
     if isinstance(target, Tensor) or any(isinstance(i, Tensor) for i in (inputs or ())):
         declaration = declare_tensor(target, inputs, wrt, name, origin or "a tensor expression")
-        return CompiledFunction(build(declaration, jit_or_default, kinds), jit_or_default)
+        return CompiledFunction(artifact(declaration, kinds, backend_or_default, jit_or_default))
     if isinstance(target, CompiledFunction):
         declaration = target.declaration
         if inputs is not None and tuple(inputs) != declaration.inputs:
             raise BpgenError(f"{declaration.name}: the inputs of an already declared function cannot change")
         jit = target.jit if jit is None else jit
+        backend = target.backend if backend is None else backend
         kinds = target.artifact.derivatives if derivatives is None else kinds
-        if wrt is None and name is None and jit == target.jit and kinds == target.artifact.derivatives:
-            return target if origin is None else CompiledFunction(with_origin(target.artifact, origin), jit)
-        return CompiledFunction(build(retarget(declaration, wrt, name, origin), jit, kinds), jit)
+        if (wrt is None and name is None and jit == target.jit and backend == target.backend
+                and kinds == target.artifact.derivatives):
+            return target if origin is None else CompiledFunction(with_origin(target.artifact, origin))
+        return CompiledFunction(artifact(retarget(declaration, wrt, name, origin), kinds, backend, jit))
     declaration = declare(target, inputs, wrt, name, origin or "a SymPy expression")
-    return CompiledFunction(build(declaration, jit_or_default, kinds), jit_or_default)
+    return CompiledFunction(artifact(declaration, kinds, backend_or_default, jit_or_default))

@@ -20,13 +20,12 @@ import sympy
 from ..errors import BpgenError
 from ..frontend.declaration import declare, declare_tensor, derivative_kinds
 from ..frontend.trace import trace
-from ..program.build import build
-from .compiled import CompiledFunction
+from .compiled import CompiledFunction, artifact
 
 
 def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,
-             jit: bool = True, shapes: dict | None = None,
-             derivatives: str | tuple[str, ...] = ()) -> CompiledFunction | Callable[[Callable], CompiledFunction]:
+             jit: bool = True, shapes: dict | None = None, derivatives: str | tuple[str, ...] = (),
+             backend: str = "numba") -> CompiledFunction | Callable[[Callable], CompiledFunction]:
     """Declare a differentiable function; returns its CompiledFunction (same object as `bpgen.compile` gives).
 
     Each parameter becomes a real SymPy symbol of the same name, or, with
@@ -34,17 +33,18 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
     that shape (strings are symbolic sizes). `wrt` names the parameters to
     differentiate with respect to (default: all). `derivatives` ("jvp",
     "hvp", "hessian") are functions its generated module also holds, as
-    `bpgen generate --derivatives` adds them.
+    `bpgen generate --derivatives` adds them. `backend="numpy"` prints a module that needs only NumPy.
     """
     if fn is None:
-        return lambda f: function(f, wrt=wrt, name=name, jit=jit, shapes=shapes, derivatives=derivatives)
+        return lambda f: function(f, wrt=wrt, name=name, jit=jit, shapes=shapes, derivatives=derivatives,
+                                  backend=backend)
     derivatives = derivative_kinds(derivatives)
     signature = inspect.signature(fn)
     for p in signature.parameters.values():
         if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             raise BpgenError(f"{fn.__name__}: parameter {p.name!r} must be a plain positional parameter")
     if shapes is not None:
-        return _tensor_function(fn, list(signature.parameters), shapes, wrt, name, jit, derivatives)
+        return _tensor_function(fn, list(signature.parameters), shapes, wrt, name, jit, derivatives, backend)
     symbols = [sympy.Symbol(p, real=True) for p in signature.parameters]
     by_name = dict(zip(signature.parameters, symbols))
     wrt_symbols = None
@@ -63,7 +63,7 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
         raise BpgenError(f"{fn.__name__} must return a SymPy expression (or a tuple of them), not "
                          f"{type(output).__name__}")
     declaration = declare(output, symbols, wrt_symbols, name or fn.__name__, _origin(fn), hints)
-    return CompiledFunction(build(declaration, jit, derivatives), jit)
+    return CompiledFunction(artifact(declaration, derivatives, backend, jit))
 
 
 # What SymPy says when a declaration uses Python control flow or math on a symbol, and what to write instead
@@ -104,7 +104,7 @@ def _origin(fn: Callable) -> str:
     return f"{path}:{fn.__qualname__}"
 
 
-def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=()):
+def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=(), backend="numba"):
     from ..frontend.tensor import Tensor
 
     missing = [p for p in params if p not in shapes]
@@ -125,4 +125,4 @@ def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=()):
         raise BpgenError(f"{fn.__name__} must return a Tensor, not {type(output).__name__}")
     declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
                                  name or fn.__name__, _origin(fn), [(node.id, local) for node, local in hints])
-    return CompiledFunction(build(declaration, jit, derivatives), jit)
+    return CompiledFunction(artifact(declaration, derivatives, backend, jit))

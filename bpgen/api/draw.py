@@ -36,9 +36,11 @@ from ..errors import BpgenError
 from ..ir.graph import READ_OPS, Node, depends_on
 from ..ir.ops import Op
 from ..ir.shapes import format_shape
-from ..program.build import Artifact, build
 from ..rules.table import rule_of
+from ..targets import generate
+from ..targets import target as target_of
 from ..targets.load import write_atomic
+from ..targets.python.emit import Artifact
 from ..targets.python.printer import ExpressionPrinter
 
 DEFAULT_MAX_NODES = 50
@@ -91,7 +93,8 @@ def _plain(fn) -> Artifact:
     if any(n.op == Op.SCAN for n in artifact.emitted.forward):
         raise BpgenError(f"{fn.name} has a loop (bpgen.scan): bpgen graph does not draw scans yet; bpgen show "
                          "shows the step's code")
-    return build(fn.declaration, jit=False) if fn.jit else artifact
+    return generate(fn.declaration, jit=False) if fn.jit or fn.backend != "numba" \
+        else artifact
 
 
 def _run_traced(function, args) -> tuple[object, dict[str, object]]:
@@ -348,8 +351,6 @@ def _groups(e, visible: list[Node], users: dict[int, list[Node]]) -> dict[int, i
 
 def _statement_label(e, head: Node, members: set[int]) -> str:
     """`z1 = X @ W1 + b1`: the head's statement with the other members inlined, as the user wrote it."""
-    from ..rules.table import syntax_of as _syntax_of
-
     names = {k: v for k, v in e.names.items() if k not in members}
     dims = {n.attrs[0]: e.names[n.id] for n in e.forward if n.op == Op.DIM and n.id in e.names}
     for node in e.inputs:
@@ -357,7 +358,7 @@ def _statement_label(e, head: Node, members: set[int]) -> str:
             if not isinstance(d, int) and d not in dims:
                 dims[d] = e.names.get(e.algebra.dim(d).id, str(d))
     try:
-        return f"{e.names[head.id]} = {ExpressionPrinter(names, _syntax_of, dims).statement(head)}"
+        return f"{e.names[head.id]} = {ExpressionPrinter(names, target_of().syntax_of, dims).statement(head)}"
     except Exception:  # a label is a nicety: the name alone will do
         return e.names[head.id]
 

@@ -66,10 +66,10 @@ def _chunk_module(g, batch: tuple):
     """The chunk function's module for `g` with the batch inputs at `batch`: (source, module name, the kinds of
     its parameters), built once per compiled function and batch inputs."""
     from ..api.parameters import parameters
-    from ..program.build import build
+    from ..targets import generate
 
     chunk = chunk_declaration(g.declaration, list(batch))
-    artifact = build(chunk, g.jit)
+    artifact = generate(chunk, None, g.backend, g.jit)
     digest = hashlib.sha1(artifact.source.encode()).hexdigest()[:16]
     kinds = tuple("labels" if p.kind == "labels" else "array" if p.shape else "number" for p in parameters(artifact))
     return artifact.source, f"_bpgen_{chunk.name}_{digest}", kinds

@@ -14,8 +14,8 @@ import sympy
 from ..errors import BpgenError
 from ..ir.graph import Node, schedule
 from ..ir.ops import Op
-from ..targets.python.naming import sanitize
 from .lower import symbols_in
+from .names import sanitize
 from .tensor import Tensor, as_node
 
 

@@ -19,12 +19,11 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..errors import BpgenError
-from ..ir.algebra import Algebra
 from ..ir.graph import Node
-from ..ir.idioms import recognize
 from ..ir.ops import Op
+from ..rules.algebra import Algebra
+from ..rules.idioms import recognize
 from ..rules.table import GENERIC_RULES, OP_OF_SYMPY_FUNCTION, Rule, polygamma_of
-from ..targets.python.printer import CallTemplate
 
 _RELATIONS = {
     sympy.StrictLessThan: "lt",
@@ -247,20 +246,18 @@ def _generic_rule(func: type, nargs: int, example: sympy.Basic) -> Rule | None:
     if all(d is None for i, d in enumerate(partials) if i not in constant_args):
         raise BpgenError(f"cannot differentiate function {name!r} in {_describe(example)}: "
                          "SymPy knows no derivative for it")
-    printer = PythonCodePrinter({"fully_qualified_modules": True, "strict": True})
+    # every target is Python: a function enters the IR when SymPy prints it with `math` (the targets print it
+    # so too, bpgen/targets/python/syntax.py), elementwise on arrays when NumPy has it as well
     try:
-        text = printer.doprint(applied)
+        text = PythonCodePrinter({"fully_qualified_modules": True, "strict": True}).doprint(applied)
     except Exception:
         return None
     if not text.startswith("math."):
         return None
-    template = _template(text, params)
-    try:  # NumPy's name for it, when it has one, is the array form: math.asinh -> np.arcsinh
-        array_text = NumPyPrinter({"strict": True}).doprint(applied)
+    try:
+        elementwise = NumPyPrinter({"strict": True}).doprint(applied).startswith("numpy.")
     except Exception:
-        array_text = ""
-    array_syntax = CallTemplate(_template(array_text.replace("numpy.", "np."), params)) \
-        if array_text.startswith("numpy.") else None
+        elementwise = False
 
     def partials_of(A: Algebra, node_args, out):
         leaves = {p: a for p, a in zip(params, node_args)}
@@ -282,17 +279,8 @@ def _generic_rule(func: type, nargs: int, example: sympy.Basic) -> Rule | None:
     def numeric(*values):
         return float(func(*values).evalf())
 
-    return Rule(f"call:{name}", CallTemplate(template), partials_of, numeric=numeric, sympy_function=func,
-                array_syntax=array_syntax,
-                domain=((-2.0, 2.0),) * nargs)
-
-
-def _template(text: str, params) -> str:
-    """A printed call with its arguments as format fields: math.asinh(_bpgen_arg0) -> math.asinh({0})."""
-    template = text.replace("{", "{{").replace("}", "}}")
-    for i, p in reversed(list(enumerate(params))):
-        template = template.replace(p.name, f"{{{i}}}")
-    return template
+    return Rule(f"call:{name}", partials_of, numeric=numeric, sympy_function=func, domain=((-2.0, 2.0),) * nargs,
+                elementwise=elementwise)
 
 
 def symbols_in(expr: sympy.Basic) -> list[sympy.Symbol]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import sympy
 
 from ..errors import BpgenError
-from ..ir.algebra import Algebra
 from ..ir.graph import Graph, Node
-from ..ir.idioms import recognize
 from ..ir.ops import Op
 from ..ir.shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
 from ..ir.shapes import broadcast as broadcast_shape
 from ..ir.shapes import size as shape_size
 from ..rules import sympy_functions
+from ..rules.algebra import Algebra
+from ..rules.idioms import recognize
 
 GRAPH = Graph()
 ALGEBRA = Algebra(GRAPH)

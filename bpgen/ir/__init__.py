@@ -1,2 +1,2 @@
-"""The intermediate representation: hash-consed nodes, the algebra that builds them, shapes, loops' bodies and
-the idioms recognized while building. Knows nothing of derivatives or printing."""
+"""The intermediate representation: hash-consed nameless nodes, their ops, shapes, and a scan's body.
+Knows nothing of derivatives or printing."""

@@ -19,6 +19,8 @@ from .ops import Op
 # off an input's shape), and, with the reverse pass's adjoint variables, the ops no rule of the table covers.
 READ_OPS = frozenset({Op.INPUT, Op.CONST, Op.DIM})
 NO_RULE_OPS = READ_OPS | {Op.ADJ, Op.TANGENT}
+# ops whose results may share their argument's memory (views)
+VIEW_OPS = frozenset({Op.TRANSPOSE, Op.RESHAPE, Op.BROADCAST_TO})
 
 
 class Node:

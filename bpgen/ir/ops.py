@@ -58,7 +58,6 @@ class Op(StrEnum):
     OR = "or"
     NOT = "not"
     MATMUL = "matmul"
-    TRANSPOSE_MATMUL = "transpose_matmul"
     OUTER = "outer"
     TRANSPOSE = "transpose"
     RESHAPE = "reshape"

@@ -125,17 +125,16 @@ def _is_generated(path: Path) -> bool:
 
 def _with_derivatives(fn, kinds: tuple[str, ...]):
     """The function's module with the forward-mode functions `kinds` (jvp, hvp, hessian) added."""
-    from ..api.compiled import CompiledFunction
-    from ..program.build import build
+    from ..api.compiled import CompiledFunction, artifact
 
     kinds = tuple(dict.fromkeys((*fn.artifact.derivatives, *kinds)))  # and those the declaration asks for
     if kinds == fn.artifact.derivatives:
         return fn
-    return CompiledFunction(build(fn.declaration, fn.jit, kinds), fn.jit)
+    return CompiledFunction(artifact(fn.declaration, kinds, fn.backend, fn.jit))
 
 
 def _derivatives(text: str) -> tuple[str, ...]:
-    from ..program.build import DERIVATIVES
+    from ..program.program import DERIVATIVES
 
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     for kind in kinds:

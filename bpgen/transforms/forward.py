@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir.algebra import Algebra
 from ..ir.graph import Node, depends_on
 from ..ir.ops import Op
+from ..rules.algebra import Algebra
 from ..rules.table import rule_of
 
 

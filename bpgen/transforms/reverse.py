@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ..ir.algebra import Algebra
 from ..ir.graph import Node, depends_on
-from ..ir.loops import scan_parts, scan_vjp
 from ..ir.ops import Op
+from ..rules.algebra import Algebra
 from ..rules.table import rule_of
+from .scan import scan_parts, scan_vjp
 
 
 @dataclass(frozen=True)

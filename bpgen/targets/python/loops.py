@@ -12,26 +12,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...ir.algebra import Algebra
-from ...ir.graph import READ_OPS, Node
+from ...ir.graph import Node
 from ...ir.loops import ScanBody, body_schedule
-from ...ir.ops import Op
 from ...ir.shapes import size_sources
-from ...rules.table import RUNTIME_NAMES, syntax_of
-from ...transforms.reverse import backward, output_seeds
+from ...rules.algebra import Algebra
+from ...transforms.step import residuals_of, step_gradient
 from .naming import Namespace, assign_names
 from .printer import ExpressionPrinter, print_program
 from .render import backward_lines, size_lines, used_size_lines
+from .target import Target
 
 MODULE_FUNCTIONS = frozenset({"forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp", "jvp", "hvp",
                               "hessian", "check_arguments"})
 
 
-def name_loops(scans: list[Node]) -> None:
+def name_loops(scans: list[Node], target: Target) -> None:
     """Give each scan's body a stem for its functions, unique in the module (a step named `forward` would
     clash with the module's own)."""
     namespace = Namespace()
-    namespace.taken.update(MODULE_FUNCTIONS | RUNTIME_NAMES)
+    namespace.taken.update(MODULE_FUNCTIONS | target.runtime_names)
     for scan in scans:
         body: ScanBody = scan.attrs[0]
         stem = body.name if body.name.isidentifier() and body.name != "<lambda>" else "step"
@@ -60,7 +59,8 @@ class StepFunctions:
     nodes: list[Node]  # every node the step's functions compute (for the helpers they call)
 
 
-def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer: dict[int, str]) -> StepFunctions:
+def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer: dict[int, str],
+                   target: Target) -> StepFunctions:
     """Print the step of `scan` and its backward for the arguments `mask` wants (None: no backward). The step
     also returns the values of its own lines that the backward reads (the residuals), which the forward loop
     stores, so that the backward does not compute them again."""
@@ -71,16 +71,16 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     input_names = list(body.param_names) + [outer[c.id] for c in outer_closed]
     dim_sources = size_sources(inputs)
     dim_nodes = [A.dim(d) for d in dim_sources]
-    grads, seeds, wrt = _step_gradient(A, body, mask, forward) if mask is not None else (None, [], [])
+    grads, seeds, wrt = step_gradient(A, body, mask, forward) if mask is not None else (None, [], [])
     adjoints = [] if grads is None else \
         seeds + sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     names = assign_names(inputs, input_names, forward, dict(body.hints), adjoints, dim_nodes)
     dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
     params = [names[n.id] for n in inputs]
     program = print_program(params, forward, body.outputs[0], [] if grads is None else grads.printed,
-                            [] if grads is None else grads.gradients, names, syntax_of, dims, wrt)
-    expr = ExpressionPrinter(names, syntax_of, dims)
-    residuals = [] if grads is None else _residuals(forward, [s.term for s in grads.printed])
+                            [] if grads is None else grads.gradients, names, target.syntax_of, dims, wrt)
+    expr = ExpressionPrinter(names, target.syntax_of, dims)
+    residuals = [] if grads is None else residuals_of(forward, [s.term for s in grads.printed])
     returned = [expr(o) for o in body.outputs] + [names[r.id] for r in residuals]
     dim_lines = size_lines(dim_sources, names, dims)
     forward_lines = [s.code for s in program.forward]
@@ -96,35 +96,6 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
         functions.nodes += [s.term for s in grads.printed]
     functions.loop = _loop_names(body, scan, mask, outer, residuals, names)
     return functions
-
-
-def _step_gradient(A: Algebra, body: ScanBody, mask, forward: list[Node]):
-    """The step's reverse pass: seeds for its outputs (the new carries and the ys), gradients of every carry
-    and of the slices and weights `mask` wants."""
-    outputs = list(body.outputs)
-    seeds, by_output = output_seeds(A, outputs, ("seed",))
-    carries = len(body.carries)
-    rest = list(body.xs) + list(body.closed)
-    wrt = list(body.carries) + [node for node, wanted in zip(rest, mask[carries:]) if wanted]
-    return backward(forward, outputs[0], wrt, A, None, frozenset(body.hints), by_output), seeds, wrt
-
-
-def _residuals(forward: list[Node], terms: list[Node]) -> list[Node]:
-    """The step's own values its backward lines read, in order."""
-    computed = {n.id for n in forward if n.op not in READ_OPS}
-    found: dict[int, Node] = {}
-    seen: set[int] = set()
-    stack = list(terms)
-    while stack:
-        node = stack.pop()
-        if node.id in seen:
-            continue
-        seen.add(node.id)
-        if node.id in computed:
-            found[node.id] = node  # named in the step: the backward reads it by name
-        elif node.op not in READ_OPS and node.op not in (Op.ADJ, Op.TANGENT):  # an adjoint is not its node
-            stack.extend(node.args)
-    return [found[i] for i in sorted(found)]
 
 
 def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residuals: list[Node],

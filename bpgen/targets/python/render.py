@@ -15,23 +15,14 @@ from pathlib import Path
 import jinja2
 
 from ...errors import BpgenError
-from ...rules.table import INLINED_HELPERS, helper_source
 from .guards import Guard, guard_lines
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
+from .target import Target
 
-# error_model='numpy': a float division by zero gives inf or nan, as it does in array code, instead of a
-# checked branch per division. The branches cost Numba about 10% more compile time on long scalar programs
-# and keep LLVM from vectorizing loops over points.
-JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy')"
-# Inlined in Numba's IR into every caller: value_and_grad of a scalar function into value_and_grad_batch's loop
-# over points (and into grad), the elementwise helpers into the loops over arrays. LLVM then vectorizes those
-# loops; called, the functions are too long for LLVM's own inliner.
-INLINED_JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy', inline='always')"
 # Inlining makes each caller compile the body again: a longer value_and_grad is called, not inlined, so grad of
 # a deep composition does not double its compile time (a few seconds).
 INLINED_POINT_MAX_LINES = 300
-PLAIN_DECORATOR = "# plain Python (jit=False)"
 COMMENT_COLUMN_MAX = 56  # backward comments line up, up to this column
 
 
@@ -103,13 +94,12 @@ def _batch_names(params: list[str], wrt: list[str]) -> dict:
     }
 
 
-def _decorator(jit: bool, inlined: bool) -> str:
-    if not jit:
-        return PLAIN_DECORATOR
-    return INLINED_JIT_DECORATOR if inlined else JIT_DECORATOR
+def _helpers(target: Target, helpers: list[str]) -> list[tuple[str, str]]:
+    """(decorator, source) of each runtime helper the module holds."""
+    return [(target.helper_decorator(h), target.helper_source(h).rstrip("\n")) for h in helpers]
 
 
-def render_module(program: PrintedProgram, header: Header, *, helpers: list[str], jit: bool,
+def render_module(program: PrintedProgram, header: Header, *, helpers: list[str], target: Target,
                   dims: list[str] = (), batch: bool = True, seed: str | None = None,
                   checks: list[Guard] = (), output_shape: str = "()",
                   derivatives: list[tuple[str, dict]] = (), loops: list = ()) -> str:
@@ -124,9 +114,9 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         # as the code returns them (x and dx as inputs: dx_1 and ddx); a constant gradient is d<input>
         "grad_names": [g if g.isidentifier() else f"d{w}" for g, w in zip(program.gradients, header.wrt)],
         "params": program.params,
-        "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
-        "decorator": _decorator(jit, False),
-        "point_decorator": _decorator(jit, batch and len(program.forward) + len(program.backward)
+        "helpers": _helpers(target, helpers),
+        "decorator": target.decorator(),
+        "point_decorator": target.decorator(batch and len(program.forward) + len(program.backward)
                                       <= INLINED_POINT_MAX_LINES),
         "forward": [s.code for s in program.forward],
         "backward": backward_lines(program),
@@ -145,11 +135,11 @@ def render_module(program: PrintedProgram, header: Header, *, helpers: list[str]
         "checks": guard_lines(list(checks)),
         "checked": " (their sizes)" if seed is not None or not batch else " (what their symbols assume)",
         # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
-        "check_decorator": _decorator(jit, batch),
+        "check_decorator": target.decorator(batch),
         "derivatives": list(derivatives),  # (jvp, hvp or hessian, the function's context)
         "loops": list(loops),  # each scan's step, its backward and the two loops (bpgen.targets.python.loops)
         # inlined into their callers: one compile for value_and_grad and its loops halves Numba's time for them
-        "loop_decorator": _decorator(jit, True),
+        "loop_decorator": target.decorator(True),
     }
     return _render("module.py.j2", context, header.name)
 
@@ -165,21 +155,21 @@ def render_function_module(template: str, function: dict, header: Header) -> str
                               "function": function}, header.name)
 
 
-def jvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
+def jvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], target: Target,
                 tangent_params: list[str], checks: list[Guard], output_tangent: str, dims: list[str] = (),
                 tangent_checks: list[str] = ()) -> dict:
     """What the jvp function's template needs."""
-    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, TANGENT_COMMENT,
+    context = _tangent_context(program, tangents, header, helpers, target, tangent_params, checks, TANGENT_COMMENT,
                                dims, tangent_checks, [output_tangent])
     context["output_tangent"] = output_tangent
     return context
 
 
-def hvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
+def hvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], target: Target,
                 tangent_params: list[str], checks: list[Guard], hv: list[str], dims: list[str] = (),
                 tangent_checks: list[str] = (), wrt_shapes: list[tuple] | None = None) -> dict:
     """What the hvp (and hessian) functions' templates need."""
-    context = _tangent_context(program, tangents, header, helpers, jit, tangent_params, checks, SECOND_ORDER_COMMENT,
+    context = _tangent_context(program, tangents, header, helpers, target, tangent_params, checks, SECOND_ORDER_COMMENT,
                                dims, tangent_checks, hv + program.gradients)
     namespace = Namespace()
     namespace.taken.update(program.params)
@@ -230,7 +220,7 @@ def _hessian_blocks(wrt: list[str], shapes: list[tuple], namespace: Namespace, n
             "lines": lines, "H": blocks}
 
 
-def _tangent_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], jit: bool,
+def _tangent_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], target: Target,
                      tangent_params: list[str], checks: list[Guard], comment: str, dims: list[str] = (),
                      tangent_checks: list[str] = (), returned: list[str] = ()) -> dict:
     """What the forward-mode templates share: the forward lines, the aligned tangent lines, the helpers; for
@@ -242,15 +232,15 @@ def _tangent_context(program: PrintedProgram, tangents: list, header: Header, he
         "wrt": header.wrt,
         "params": program.params,
         "tangent_params": tangent_params,
-        "helpers": [(_decorator(jit, h in INLINED_HELPERS), helper_source(h).rstrip("\n")) for h in helpers],
-        "decorator": _decorator(jit, False),
+        "helpers": _helpers(target, helpers),
+        "decorator": target.decorator(),
         "forward": [s.code for s in program.forward],
         "tangents": [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, tangents)],
         "tangent_comment": comment,
         "value": program.returned_value,
         "checks": guard_lines(list(checks)),
         "checked": " (their sizes)" if dims or tangent_checks else " (what their symbols assume)",
-        "check_decorator": _decorator(jit, False),
+        "check_decorator": target.decorator(),
         # every size the function reads: the tangent checks use those the code does not
         "dims": used_size_lines(list(dims), codes + [s.code for s in program.forward + program.backward]
                                 + list(tangent_checks) + [program.returned_value, *returned]),
@@ -259,11 +249,11 @@ def _tangent_context(program: PrintedProgram, tangents: list, header: Header, he
     }
 
 
-def render_vector_module(program: PrintedProgram, lines: list, header: Header, *, helpers: list[str], jit: bool,
+def render_vector_module(program: PrintedProgram, lines: list, header: Header, *, helpers: list[str], target: Target,
                          values: str, tangent_values: str, tangent_params: list[str], seed_params: list[str],
                          checks: list[Guard] = ()) -> str:
     """The module of a vector of outputs: forward (their array), jvp (values, tangents), vjp (values, gradients)."""
-    context = _tangent_context(program, lines, header, helpers, jit, tangent_params, checks, TANGENT_COMMENT)
+    context = _tangent_context(program, lines, header, helpers, target, tangent_params, checks, TANGENT_COMMENT)
     context.update(origin=safe_comment(header.origin), name=header.name, values=values,
                    tangent_values=tangent_values, seed_params=seed_params, backward=backward_lines(program),
                    backward_comment=BACKWARD_COMMENT, gradients=program.gradients)

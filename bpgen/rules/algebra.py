@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 from ..errors import BpgenError
-from ..rules.table import rule_for
-from . import shapes
-from .graph import Graph, Node
-from .ops import Op
+from ..ir import shapes
+from ..ir.graph import Graph, Node
+from ..ir.ops import Op
+from .table import rule_for
 
 
 def _is(node: Node, value: float) -> bool:
@@ -42,7 +42,7 @@ class Algebra:
         if rule.shape is not None:
             shape = rule.shape(args, attrs)
         elif any(a.shape for a in args):
-            if not rule.prints_on_arrays:
+            if not rule.elementwise:
                 name = getattr(attrs[0], "__name__", op) if op == Op.CALL and attrs else op
                 raise BpgenError(f"{name} has no array form: it cannot be applied elementwise to a tensor")
             shape = shapes.broadcast([a.shape for a in args], op)

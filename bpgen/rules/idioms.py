@@ -14,9 +14,9 @@ one keeps its own line, as written.
 
 from __future__ import annotations
 
+from ..ir.graph import Node
+from ..ir.ops import Op
 from .algebra import Algebra
-from .graph import Node
-from .ops import Op
 
 
 def _is(node: Node, value: float) -> bool:

@@ -1,0 +1,294 @@
+"""From a program to a module's source, for a Python target: name, print, render.
+
+`emit(program, target)` names every value (the user's names first), prints the forward, backward and tangent
+lines with the target's syntax table, gathers the runtime helpers the lines call, and renders the module
+through the templates. The result is an `Artifact`: the source, the parameters, and what was derived on the
+way, which the pictures draw (bpgen/api/draw.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ...frontend.declaration import Declaration
+from ...ir.graph import Node
+from ...ir.shapes import format_shape
+from ...program.build import all_nodes
+from ...program.program import Lowered, Program, Reverse, SecondOrderProgram, Tangent, VectorProgram
+from ...rules.algebra import Algebra
+from ...transforms.reverse import Backward
+from .guards import assumption_guards, guard_lines, shape_guards
+from .loops import name_loops, step_functions
+from .naming import assign_names
+from .printer import (
+    ADD,
+    COND,
+    ExpressionPrinter,
+    FreshReturns,
+    PrintedProgram,
+    Statement,
+    print_program,
+    print_tangents,
+)
+from .render import (
+    Header,
+    hvp_context,
+    jvp_context,
+    render_function_module,
+    render_module,
+    render_vector_module,
+    size_lines,
+)
+from .target import Target
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """What was derived and named on the way to the source, kept for the pictures (`bpgen.api.draw`)."""
+
+    algebra: Algebra
+    inputs: list[Node]
+    forward: list[Node]  # the forward schedule
+    output: Node
+    seed: Node | None  # the output's adjoint when the output is a tensor (vjp's last parameter)
+    backward: Backward  # the reverse pass: its steps are the backward lines, in order
+    names: dict[int, str]  # node id -> variable name in the generated code
+    program: PrintedProgram  # the printed lines
+    hints: dict[int, str]  # node id -> the user's name for it (and the output's)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A program printed by a target: the module's source and how to call it."""
+
+    program: Program
+    target: Target
+    source: str
+    params: list[str]  # the generated functions' parameters, in order
+    emitted: Emitted
+    helpers: tuple[str, ...]  # the runtime helpers the module holds, in the order it holds them
+    header: Header  # the module's header (name, origin): the one part rendered again for another origin
+    rendering: Callable[[Header], str]  # the source for a header
+
+    @property
+    def declaration(self) -> Declaration:
+        return self.program.declaration
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    @property
+    def derivatives(self) -> tuple[str, ...]:
+        """The forward-mode functions a module of the value also holds (`bpgen generate --derivatives`)."""
+        if self.program.reverse is None:
+            return ()
+        return tuple(k for k in ("jvp", "hvp", "hessian") if k in self.program.kinds)
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """The functions of the generated module users call."""
+        program = self.program
+        if program.vector is not None:
+            return ("forward", "jvp", "vjp")
+        if program.reverse is None:
+            return tuple(k for k in ("jvp", "hvp", "hessian") if k in program.kinds)
+        if program.reverse.seed is not None:
+            return ("forward", "vjp", *self.derivatives)
+        batch = ("value_and_grad_batch",) if "batch" in program.kinds else ()
+        return ("forward", "value_and_grad", "grad", *batch, *self.derivatives)
+
+
+def emit(program: Program, target: Target) -> Artifact:
+    """The module of `program` as `target` prints it."""
+    if program.vector is not None:
+        return _vector_module(program, program.vector, target)
+    if program.reverse is not None:
+        return _reverse_module(program, program.reverse, target)
+    if program.jvp is not None:
+        return _function_module(program, target, *_jvp_function(program.jvp, target), "jvp.py.j2")
+    return _function_module(program, target, *_hvp_function(program.hvp, target), "hvp.py.j2")
+
+
+def with_origin(artifact: Artifact, origin: str) -> Artifact:
+    """The same artifact declared elsewhere (a spec file names its functions' origin): only rendered again."""
+    header = dataclasses.replace(artifact.header, origin=origin)
+    declaration = dataclasses.replace(artifact.declaration, origin=origin)
+    return dataclasses.replace(artifact, program=dataclasses.replace(artifact.program, declaration=declaration),
+                               source=artifact.rendering(header), header=header)
+
+
+def _header(low: Lowered, declaration: Declaration, value: str, names: dict[int, str]) -> Header:
+    return Header(declaration.name, declaration.origin, value, [names[n.id] for n in low.wrt])
+
+
+def _input_checks(declaration: Declaration, low: Lowered, names: dict[int, str], dims: dict) -> list:
+    """What check_arguments verifies: a tensor function's sizes, a scalar function's SymPy assumptions."""
+    if not declaration.is_tensor:
+        return assumption_guards(declaration.name, declaration.inputs, [names[n.id] for n in low.inputs])
+    sources = {d: (names[node.id], axis) for d, (node, axis) in low.dim_sources.items()}
+    return shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
+
+
+def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact:
+    """The module of the value and its gradients: forward, value_and_grad, grad (and the loop over points), or
+    forward and vjp for a tensor output; with the forward-mode functions the program also holds."""
+    declaration, low = program.declaration, part.lowered
+    A, output, forward, grads, seed = low.A, low.output, part.forward, part.backward, part.seed
+    if part.scans:
+        name_loops(part.scans, target)
+    dim_nodes = [A.dim(d) for d in low.dim_sources]
+    adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
+    if seed is not None:
+        adjoints.insert(0, seed)  # named first: the parameter `dY` of vjp(..., dY)
+    names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, dim_nodes,
+                         extra=[(n, f"{n.attrs[0].function}_gradients") for n in part.gradient_loops])
+    params = [names[n.id] for n in low.inputs]
+    dims = {d: names[n.id] for d, n in zip(low.dim_sources, dim_nodes)}
+    printed = print_program(params, forward, output, grads.printed, grads.gradients, names, target.syntax_of, dims,
+                            low.wrt)
+    masks = {n.attrs[0]: n.attrs[1] for n in part.gradient_loops}
+    loops = [step_functions(A, scan, masks.get(scan.attrs[0]), names, target) for scan in part.scans]
+    nodes = all_nodes(forward, [s.term for s in grads.printed]) + [node for loop in loops for node in loop.nodes]
+    helpers = target.helpers_used(nodes, also=() if seed is None else ("same_shape",))  # vjp checks its seed
+    derivatives = []
+    if program.jvp is not None:
+        function, jvp_helpers = _jvp_function(program.jvp, target)[1:3]
+        derivatives.append(("jvp", function))
+        helpers += jvp_helpers
+    if program.hvp is not None:
+        function, hvp_helpers = _hvp_function(program.hvp, target)[1:3]
+        derivatives += [(kind, function) for kind in ("hvp", "hessian") if kind in program.kinds]
+        helpers += hvp_helpers
+    if derivatives:
+        helpers = target.with_callees(helpers)
+    header = _header(low, declaration, printed.value, names)
+    rendering = functools.partial(render_module, printed, helpers=helpers, target=target,
+                                  dims=size_lines(low.dim_sources, names, dims),
+                                  batch="batch" in program.kinds,  # a batch loop over points: scalar functions
+                                  seed=None if seed is None else names[seed.id],
+                                  checks=_input_checks(declaration, low, names, dims),
+                                  output_shape=format_shape(output.shape), loops=loops, derivatives=derivatives)
+    emitted = Emitted(A, low.inputs, forward, output, seed, grads, names, printed, low.hints)
+    return Artifact(program, target, rendering(header), params, emitted, tuple(helpers), header, rendering)
+
+
+@dataclass(frozen=True)
+class _Named:
+    """What jvp and hvp share once named: the printed forward program and the texts of sizes and checks."""
+
+    names: dict[int, str]
+    params: list[str]
+    printed: PrintedProgram
+    expr: ExpressionPrinter
+    dims: dict  # symbolic size -> the variable holding it
+    dim_lines: list[str]  # N = X.shape[0]
+    checks: list  # Guards of the inputs (sizes, or what their symbols assume)
+    tangent_checks: list[str]  # lines checking the tangents' sizes (tensors)
+
+
+def _name_tangents(declaration: Declaration, low: Lowered, forward: list[Node], adjoints: list[Node],
+                   variables: list[Node], seeds: list[Node], grads: Backward | None, target: Target) -> _Named:
+    A = low.A
+    dim_nodes = [A.dim(d) for d in low.dim_sources]
+    names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, dim_nodes, variables)
+    params = [names[n.id] for n in low.inputs]
+    dims = {d: names[n.id] for d, n in zip(low.dim_sources, dim_nodes)}
+    printed = print_program(params, forward, low.output, grads.printed if grads else [],
+                            grads.gradients if grads else [], names, target.syntax_of, dims, low.wrt)
+    checks = _input_checks(declaration, low, names, dims)
+    if not declaration.is_tensor:
+        return _Named(names, params, printed, ExpressionPrinter(names, target.syntax_of), dims, [], checks, [])
+    sources = {d: (names[node.id], axis) for d, (node, axis) in low.dim_sources.items()}
+    tangent_checks = guard_lines(shape_guards(declaration.name, [(names[s.id], w.shape) for s, w in
+                                                                 zip(seeds, low.wrt)], dims, sources))
+    return _Named(names, params, printed, ExpressionPrinter(names, target.syntax_of, dims), dims,
+                  size_lines(low.dim_sources, names, dims), checks, tangent_checks)
+
+
+def _returned(node: Node, shape: tuple, fresh: FreshReturns, expr: ExpressionPrinter) -> str:
+    """A returned tangent: a new array (a copy where it would share a caller's memory), zeros where none flows."""
+    if shape and node.shape != shape:
+        return f"np.full({expr.shape_text(shape)}, {expr(node)})"
+    return fresh.text(node, expr)
+
+
+def _jvp_function(part: Tangent, target: Target) -> tuple:
+    """(named, the jvp function's context, its helpers, emitted): jvp(*inputs, *tangents) -> (value, tangent)."""
+    low, forward, tangents = part.lowered, part.forward, part.tangents
+    declaration = low.declaration
+    variables = tangents.seeds + [s.tangent for s in tangents.steps if s.first]
+    named = _name_tangents(declaration, low, forward, [], variables, tangents.seeds, None, target)
+    names, printed, expr = named.names, named.printed, named.expr
+    lines = print_tangents(tangents.steps, names, target.syntax_of, printed.forward, named.dims)
+    helpers = target.helpers_used(all_nodes(forward, [s.term for s in tangents.steps]))
+    header = _header(low, declaration, printed.value, names)
+    output_tangent = _returned(tangents.output_tangent, low.output.shape, FreshReturns(tangents.steps), expr)
+    function = jvp_context(printed, lines, header, helpers, target, [names[s.id] for s in tangents.seeds],
+                           named.checks, output_tangent, named.dim_lines, named.tangent_checks)
+    emitted = Emitted(low.A, low.inputs, forward, low.output, None, Backward([], []), names, printed, low.hints)
+    return named, function, helpers, emitted
+
+
+def _hvp_function(part: SecondOrderProgram, target: Target) -> tuple:
+    """(named, the hvp function's context, its helpers, emitted): hvp(*inputs, *vectors) -> (value, gradients,
+    Hessian times the vectors), the backward pass followed by its tangent lines."""
+    low, forward, grads, second = part.lowered, part.forward, part.backward, part.second
+    declaration = low.declaration
+    adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
+    variables = second.forward.seeds + [s.tangent for s in second.forward.steps if s.first] \
+        + [s.tangent for s in second.steps if s.first]
+    named = _name_tangents(declaration, low, forward, adjoints, variables, second.forward.seeds, grads, target)
+    names, printed, expr = named.names, named.printed, named.expr
+    lines = print_tangents(second.forward.steps, names, target.syntax_of, printed.forward, named.dims)
+    for step, index in zip(second.steps, second.lines):  # each cites the backward line it differentiates
+        line = printed.backward[index]
+        lines.append(Statement(names[step.tangent.id], expr(step.term, ADD + 1 if not step.first else COND),
+                               step.target, accumulate=not step.first, comment=f"# {line.code}", step=step))
+    terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
+    helpers = target.helpers_used(all_nodes(forward, terms))
+    header = _header(low, declaration, printed.value, names)
+    fresh = FreshReturns(second.forward.steps + second.steps)
+    hv = [_returned(h, w.shape, fresh, expr) for h, w in zip(second.hv, low.wrt)]
+    function = hvp_context(printed, lines, header, helpers, target, [names[s.id] for s in second.forward.seeds],
+                           named.checks, hv, named.dim_lines, named.tangent_checks,
+                           [w.shape for w in low.wrt] if declaration.is_tensor else None)
+    emitted = Emitted(low.A, low.inputs, forward, low.output, None, grads, names, printed, low.hints)
+    return named, function, helpers, emitted
+
+
+def _function_module(program: Program, target: Target, named: _Named, function: dict, helpers: list[str],
+                     emitted: Emitted, template: str) -> Artifact:
+    """A module of one forward-mode function: jvp, or hvp."""
+    part = program.jvp if program.jvp is not None else program.hvp
+    header = _header(part.lowered, program.declaration, named.printed.value, named.names)
+    rendering = functools.partial(render_function_module, template, function)
+    return Artifact(program, target, rendering(header), named.params, emitted, tuple(helpers), header, rendering)
+
+
+def _vector_module(program: Program, part: VectorProgram, target: Target) -> Artifact:
+    """A vector of scalar outputs: forward -> their array; jvp -> (values, tangents); vjp(*inputs, *seeds) ->
+    (values, gradients of sum(seed * values)), one seed parameter per output, named as its adjoint."""
+    declaration, low = program.declaration, part.lowered
+    outputs, forward, grads, tangents, seeds = low.output, part.forward, part.backward, part.tangents, part.seeds
+    adjoints = seeds + sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
+    variables = tangents.seeds + [s.tangent for s in tangents.steps if s.first]
+    names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, (), variables)
+    params = [names[n.id] for n in low.inputs]
+    printed = print_program(params, forward, outputs[0], grads.printed, grads.gradients, names, target.syntax_of)
+    expr = ExpressionPrinter(names, target.syntax_of)
+    values = "np.array([" + ", ".join(expr(o) for o in outputs) + "])"
+    printed.returned_value = values  # what vjp returns with the gradients (bpgen show --backward-only)
+    lines = print_tangents(tangents.steps, names, target.syntax_of, printed.forward)
+    helpers = target.helpers_used(all_nodes(forward, [s.term for s in grads.printed + tangents.steps]))
+    header = Header(declaration.name, declaration.origin, values, [names[n.id] for n in low.wrt])
+    rendering = functools.partial(
+        render_vector_module, printed, lines, helpers=helpers, target=target, values=values,
+        tangent_values="np.array([" + ", ".join(expr(t) for t in tangents.output_tangents) + "])",
+        tangent_params=[names[s.id] for s in tangents.seeds], seed_params=[names[s.id] for s in seeds],
+        checks=assumption_guards(declaration.name, declaration.inputs, params))
+    emitted = Emitted(low.A, low.inputs, forward, outputs[0], None, grads, names, printed, low.hints)
+    return Artifact(program, target, rendering(header), params, emitted, tuple(helpers), header, rendering)
