@@ -1,14 +1,16 @@
-"""Shared test fixtures: a private cache, the repository root, Numba against plain Python, the slow marker."""
+"""Shared test fixtures: a private cache, the repository root, Numba against plain Python, the example functions
+several modules use (compiled once per run). Plain helpers are in helpers.py; slow tests are marked in their module
+(`@pytest.mark.slow`, or `pytestmark = pytest.mark.slow` for a module that is slow throughout)."""
 
 import os
+import runpy
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO, example
 
 import bpgen
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,22 +53,21 @@ def repo(monkeypatch) -> Path:
     return REPO
 
 
-# Tests that start processes or run for seconds: `pytest -m "not slow"` leaves them out of a quick loop (CI runs
-# everything). Marked here by module and name rather than one by one, so the list is in one place.
-SLOW_MODULES = {"test_cli.py", "test_examples.py"}
-SLOW_TESTS = {
-    "test_scalar_dags_against_sympy_diff",  # the fuzz, against sympy.diff
-    "test_scalar_dag_hessians_against_sympy_diff_twice",
-    "test_tensor_networks_against_autograd",
-    "test_every_name_has_a_forward_line_and_a_gradient_line",
-    "test_generated_code_is_identical_across_processes_and_hash_seeds",
-    "test_numba_agrees_with_python",  # deep compositions under Numba
-    "test_numba_scalar_agrees_with_python",
-    "test_numba_tensor_networks_agree_with_python",
-}
+@pytest.fixture(scope="session")
+def logistic():
+    """examples/logistic_regression.py's function (as its module defines it)."""
+    return runpy.run_path(str(REPO / "examples/logistic_regression.py"))["logistic_regression"]
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.path.name in SLOW_MODULES or getattr(item, "originalname", item.name) in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)
+@pytest.fixture(scope="session")
+def cs231n():
+    """examples/cs231n.py's function as the command line loads it, compiled as plain Python."""
+    return example("cs231n")
+
+
+@pytest.fixture(scope="session")
+def cs231n_declared():
+    """examples/cs231n.py's function as the spec declares it (for Numba: the default jit=True)."""
+    from bpgen.api.spec import SpecRef, load
+
+    return load(SpecRef(REPO / "examples" / "cs231n.py", None))["cs231n"]

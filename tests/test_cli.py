@@ -9,8 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import run_bpgen
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # every test starts the command as a subprocess
 
 ONE = """
 import bpgen
@@ -74,11 +75,8 @@ BROKEN = {
 
 
 def bpgen_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = dict(os.environ, **(env or {}))
-    environment["PYTHONPATH"] = os.pathsep.join([str(REPO), environment.get("PYTHONPATH", "")])
-    environment.pop("NO_COLOR", None)
-    return subprocess.run([sys.executable, "-m", "bpgen", *args], capture_output=True, text=True, cwd=cwd,
-                          env=environment, timeout=600)
+    """The command with NO_COLOR unset, so that colour follows the terminal as for a user without it."""
+    return run_bpgen(*args, cwd=cwd, env=env, drop_no_color=True)
 
 
 def write(path: Path, text: str) -> Path:

@@ -7,24 +7,13 @@ import runpy
 
 import numpy as np
 import pytest
+from helpers import REPO
 
 import bpgen
 from bpgen import nn
 from bpgen.errors import BpgenError
 
 da = pytest.importorskip("dask.array")
-
-
-@pytest.fixture(scope="module")
-def logistic(repo_root):
-    return runpy.run_path(str(repo_root / "examples/logistic_regression.py"))["logistic_regression"]
-
-
-@pytest.fixture(scope="module")
-def repo_root():
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent.parent
 
 
 def data(rows=1003, features=30, seed=0):
@@ -59,8 +48,8 @@ def test_differently_chunked_batch_inputs_are_aligned(logistic):
     assert_same(got, logistic.value_and_grad(X, y, w, b))
 
 
-def test_the_digits_mlp_on_dask_equals_in_memory(repo_root):
-    mlp = runpy.run_path(str(repo_root / "examples/mlp_digits.py"))["mlp_digits"]
+def test_the_digits_mlp_on_dask_equals_in_memory():
+    mlp = runpy.run_path(str(REPO / "examples/mlp_digits.py"))["mlp_digits"]
     rng = np.random.default_rng(1)
     X, Y = rng.normal(size=(301, 64)), np.eye(10)[rng.integers(0, 10, 301)]
     params = [rng.normal(size=(64, 64)) * 0.1, np.zeros(64), rng.normal(size=(64, 10)) * 0.1, np.zeros(10)]
@@ -109,6 +98,7 @@ def test_what_cannot_run_on_dask_is_said_in_one_line(logistic):
         layer.forward(da.from_array(np.ones((4, 3)), chunks=(2, 3)))
 
 
+@pytest.mark.slow
 def test_a_worker_without_bpgen_runs_a_chunk(logistic, tmp_path):
     """The worker's function travels by value and needs numpy (and numba for a jitted module), not bpgen."""
     import subprocess
@@ -169,6 +159,7 @@ def test_a_two_process_local_cluster_fits_as_in_memory(logistic):
     assert len(set(directories.values())) == 2
 
 
+@pytest.mark.slow
 def test_bpgen_does_not_import_dask_until_a_dask_array_is_passed():
     import subprocess
     import sys

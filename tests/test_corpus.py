@@ -23,6 +23,7 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 import sympy
+from helpers import close
 
 import bpgen
 from bpgen import relu, sigmoid, softplus
@@ -242,10 +243,6 @@ def symbolic(case: Case):
     return _SYMBOLIC[case.name]
 
 
-def close(a: float, b: float, rtol: float, atol: float = 0.0) -> bool:
-    return abs(a - b) <= max(rtol * max(1.0, abs(b)), atol)
-
-
 # finite differences ---------------------------------------------------------------
 
 
@@ -374,6 +371,7 @@ def test_deep_composition_builds_quickly(loop, L):
 # Numba against plain Python ---------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", case_params())
 def test_numba_agrees_with_python(case, numba_agrees):
     python, numba_build = compiled(case), compiled(case, jit=True)

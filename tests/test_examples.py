@@ -4,7 +4,11 @@ import runpy
 import subprocess
 import sys
 
+import pytest
+
 import bpgen
+
+pytestmark = pytest.mark.slow  # the examples run (one as a subprocess), training for seconds
 
 
 def test_cs231n_example_prints_the_seed_gradient(repo):

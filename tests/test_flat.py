@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
-
 import numpy as np
 import pytest
 import sympy
 
 import bpgen
 from bpgen import nn
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def logistic():
-    return runpy.run_path(str(REPO / "examples/logistic_regression.py"))["logistic_regression"]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from test_corpus import CASES, compiled
 from test_rules import DIFFERENTIABLE, rule_symbols, sympy_value
 
 import bpgen
-from bpgen.api.spec import SpecRef, load
 from bpgen.rules.table import sympy_builder
 
 x, y = sympy.symbols("x y", real=True)
@@ -50,8 +48,8 @@ def test_jvp_is_the_gradient_along_the_direction(case):
         assert tangent == pytest.approx(want, rel=1e-9, abs=1e-9 * max(1.0, max(map(abs, grads), default=1.0)))
 
 
-def test_the_seed_functions_tangent_lines_read_like_the_notes():
-    g = load(SpecRef(Path(__file__).parent.parent / "examples" / "cs231n.py", None))["cs231n"]
+def test_the_seed_functions_tangent_lines_read_like_the_notes(cs231n_declared):
+    g = cs231n_declared
     source = g.jvp_source
     assert "def jvp(x, y, tx, ty):" in source
     for line in ("tsigy = ((1.0 - sigy) * sigy) * ty", "tnum = tx", "tnum += tsigy",

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def test_cs231n_keeps_the_seed_names_and_staging(repo):
     source = (repo / "generated/cs231n.py").read_text()
@@ -31,6 +33,7 @@ def test_cs231n_keeps_the_seed_names_and_staging(repo):
     assert "dsigx = dden                         # den = sigx + xpysqr" in source
 
 
+@pytest.mark.slow
 def test_generated_module_runs_without_bpgen(repo, tmp_path):
     """The committed module imports only math, numpy and numba."""
     script = textwrap.dedent(f"""

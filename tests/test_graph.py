@@ -16,21 +16,15 @@ import graphviz
 import numpy as np
 import pytest
 import sympy
+from helpers import REPO, example
 
 import bpgen
 from bpgen import nn
 from bpgen.api.draw import DotNotFound, _wrt_nodes, evaluate, graph, write
-from bpgen.api.spec import SpecRef, load_one
 from bpgen.errors import BpgenError
 from bpgen.tools import cli
 
-REPO = Path(__file__).resolve().parent.parent
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def example(name: str):
-    """An example's function as the command line loads it, as plain Python (no Numba compile in the tests)."""
-    return bpgen.compile(load_one(SpecRef(REPO / "examples" / f"{name}.py", None)), jit=False)
 
 
 def svg_labels(path: Path) -> tuple[dict[str, list[str]], list[tuple[str, str, list[str]]], list[str], list[str]]:
@@ -57,7 +51,8 @@ def five(v: float) -> str:
     return f"{v:.5g}"
 
 
-def close(text: str, expected: float) -> bool:
+def label_close(text: str, expected: float) -> bool:
+    """A number as a label prints it (5 digits) is the expected value."""
     return math.isclose(float(text), expected, rel_tol=1e-4, abs_tol=1e-9)
 
 
@@ -66,11 +61,6 @@ def sigmoid(t: float) -> float:
 
 
 # the seed function --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cs231n():
-    return example("cs231n")
 
 
 def test_cs231n_svg_labels_are_the_generated_values_and_gradients(cs231n, tmp_path):
@@ -98,9 +88,9 @@ def test_cs231n_svg_labels_are_the_generated_values_and_gradients(cs231n, tmp_pa
     for tail, _head, texts in edges:
         source = names.get(tail)
         assert len(texts) == 2, texts
-        assert close(texts[0], values[source]), (source, texts)
+        assert label_close(texts[0], values[source]), (source, texts)
         flows[source].append(float(texts[1]))
-    assert close(str(sum(flows["x"])), dx) and close(str(sum(flows["y"])), dy)
+    assert label_close(str(sum(flows["x"])), dx) and label_close(str(sum(flows["y"])), dy)
     assert len(flows["x"]) == 3  # x fans out to num, sigx and xpy: its gradient is the sum of three
     # each node shows its gradient, the sum over its outgoing edges; the inputs' are value_and_grad's
     assert nodes[by_name["x"]][-1] == f"dx = {five(dx)}"
@@ -108,12 +98,12 @@ def test_cs231n_svg_labels_are_the_generated_values_and_gradients(cs231n, tmp_pa
     assert nodes[by_name["f"]][-1] == "grad = 1"  # the output's own gradient, folded away in the code
     for name in ("sigy", "num", "sigx", "xpy", "xpysqr", "den", "invden"):
         label, number = nodes[by_name[name]][-1].split(" = ")
-        assert label == f"d{name}" and close(number, sum(flows[name])), (name, flows[name])
+        assert label == f"d{name}" and label_close(number, sum(flows[name])), (name, flows[name])
     # the output's wire carries f and its gradient 1
     assert [texts for tail, head, texts in edges if head == "output"] == [[five(value), "1"]]
     # hand-computed upstream gradients of the lecture notes
-    assert close(nodes[by_name["invden"]][-1].split(" = ")[1], values["num"])
-    assert close(nodes[by_name["den"]][-1].split(" = ")[1], -values["num"] / values["den"] ** 2)
+    assert label_close(nodes[by_name["invden"]][-1].split(" = ")[1], values["num"])
+    assert label_close(nodes[by_name["den"]][-1].split(" = ")[1], -values["num"] / values["den"] ** 2)
 
 
 def test_cs231n_renders_png_svg_and_dot(cs231n, tmp_path):

@@ -147,6 +147,7 @@ def programs(draw):
     return "def prog(x, y):\n" + "\n".join(lines) + f"\n    result = {out}\n    return result\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("BPGEN_NAME_EXAMPLES", 80)), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(source=programs())

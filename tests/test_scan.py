@@ -7,18 +7,13 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from helpers import rng_for
 
 import bpgen
 from bpgen import nn
 from bpgen.errors import BpgenError
 
 T, N = 6, 3  # steps and batch of the concrete calls
-
-
-def rng_for(key: str) -> np.random.Generator:
-    import zlib
-
-    return np.random.default_rng(zlib.crc32(key.encode()))
 
 
 # the cases: (name, shapes, body(m, scan, **tensors) -> scalar loss, where `scan` is bpgen.scan or the reference
@@ -277,6 +272,7 @@ def test_only_the_wanted_gradients_are_computed():
     np.testing.assert_allclose(dU, autograd.grad(ref)(args[3]), rtol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["rnn", "deep", "two_sequences", "carry_unchanged"])
 def test_numba_agrees_with_python(case, numba_agrees):
     g = declare(case, jit=True)

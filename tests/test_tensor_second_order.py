@@ -7,8 +7,9 @@ import autograd
 import autograd.numpy as anp
 import numpy as np
 import pytest
+from helpers import rng_for
 from spellings import A, B
-from test_tensors import BY_ID, CASE_PARAMS, assert_close, concrete, make_data, rng_for, setup_case
+from test_tensors import BY_ID, CASE_PARAMS, assert_close, concrete, make_data, setup_case
 
 import bpgen
 from bpgen import nn
@@ -146,7 +147,7 @@ def _mlp_reference(X, Y):
 
 
 @pytest.fixture(scope="module")
-def mlp_data():
+def mlp_hvp_data():
     rng = rng_for("mlp-hvp")
     n = 11
     X, Y = rng.normal(size=(n, 6)), np.eye(3)[rng.integers(0, 3, n)]
@@ -156,8 +157,8 @@ def mlp_data():
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_mlp_jvp_hvp_and_hessian_match_autograd(mlp_data, jit):
-    X, Y, params, vectors = mlp_data
+def test_mlp_jvp_hvp_and_hessian_match_autograd(mlp_hvp_data, jit):
+    X, Y, params, vectors = mlp_hvp_data
     g = _mlp(jit)
     loss = _mlp_reference(X, Y)
     flat = lambda p: loss(*p)  # noqa: E731
@@ -174,8 +175,8 @@ def test_mlp_jvp_hvp_and_hessian_match_autograd(mlp_data, jit):
                                np.concatenate([h.ravel() for h in hv]), rtol=1e-10, atol=1e-12)
 
 
-def test_mlp_numba_agrees_with_python(mlp_data):
-    X, Y, params, vectors = mlp_data
+def test_mlp_numba_agrees_with_python(mlp_hvp_data):
+    X, Y, params, vectors = mlp_hvp_data
     plain, jitted = _mlp(False), _mlp(True)
     for method in ("jvp", "hvp"):
         want, got = getattr(plain, method)(X, Y, *params, vectors), getattr(jitted, method)(X, Y, *params, vectors)
@@ -205,8 +206,8 @@ def test_a_large_tall_weights_backward_product_has_a_tangent():
     assert_close(hv, autograd.make_hvp(loss)(w)[0](v), rtol=1e-9, atol=1e-12)
 
 
-def test_tensor_tangents_of_the_wrong_shape_are_one_line_errors(mlp_data):
-    X, Y, params, vectors = mlp_data
+def test_tensor_tangents_of_the_wrong_shape_are_one_line_errors(mlp_hvp_data):
+    X, Y, params, vectors = mlp_hvp_data
     g = _mlp(False)
     with pytest.raises(ValueError, match=r"mlp_hvp.jvp: tb1 must have shape \(5,\), not \(4,\)"):
         g.jvp(X, Y, *params, (vectors[0], np.ones(4), vectors[2], vectors[3]))
@@ -223,7 +224,7 @@ def test_hvp_of_a_tensor_output_is_a_one_line_error():
         g.hvp(np.ones((2, 3)), (np.ones((2, 3)),))
 
 
-def test_the_mlps_second_order_lines_are_staged(mlp_data):
+def test_the_mlps_second_order_lines_are_staged(mlp_hvp_data):
     source = _mlp(False).hvp_source
     for line in ("tmatmul1 = X @ tW1", "tadd1 = tadd1 + tb1", "tdW2 = th.T @ dmatmul2 + h.T @ tdmatmul2",
                  "tdb1 = sum_axis0(tdadd1)"):
