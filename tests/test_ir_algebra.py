@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bpgen.ir.algebra import Algebra
 from bpgen.ir.graph import Graph, format_program, schedule
 from bpgen.ir.ops import Op
+from bpgen.rules.algebra import Algebra
 
 
 def _setup():

@@ -340,7 +340,7 @@ def test_generate_that_fails_while_rendering_keeps_the_previous_module(tmp_path,
     def crash(*args, **kwargs):
         raise BpgenError("the renderer failed half way")
 
-    monkeypatch.setattr(pipeline, "render_module", crash)
+    monkeypatch.setattr(pipeline, "render", crash)
     assert cli.main(["generate", "spec.py"]) == 2
     assert (tmp_path / "generated/f.py").read_text() == before
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["f.py"]

@@ -25,7 +25,7 @@ from sympy.codegen.cfunctions import expm1, hypot, log1p, log10
 import bpgen
 from bpgen.frontend.lower import Lowerer
 from bpgen.ir.graph import Graph, schedule
-from bpgen.ir.algebra import Algebra
+from bpgen.rules.algebra import Algebra
 from bpgen.rules.table import RULES, sympy_builder
 
 N_POINTS = 5

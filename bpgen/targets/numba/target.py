@@ -7,14 +7,14 @@ import functools
 from ..python.target import Target
 from .syntax import SYNTAX
 
-# error_model='numpy': a float division by zero gives inf or nan, as it does in array code, instead of a
+# error_model="numpy": a float division by zero gives inf or nan, as it does in array code, instead of a
 # checked branch per division. The branches cost Numba about 10% more compile time on long scalar programs
 # and keep LLVM from vectorizing loops over points.
-JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy')"
+JIT_DECORATOR = '@numba.njit(cache=True, error_model="numpy")'
 # Inlined in Numba's IR into every caller: value_and_grad of a scalar function into value_and_grad_batch's loop
 # over points (and into grad), the elementwise helpers into the loops over arrays. LLVM then vectorizes those
 # loops; called, the functions are too long for LLVM's own inliner.
-INLINED_JIT_DECORATOR = "@numba.njit(cache=True, error_model='numpy', inline='always')"
+INLINED_JIT_DECORATOR = '@numba.njit(cache=True, error_model="numpy", inline="always")'
 PLAIN_DECORATOR = "# plain Python (jit=False)"
 
 # helpers Numba inlines into their callers: the elementwise functions that loops over points

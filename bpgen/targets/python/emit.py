@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ...frontend.declaration import Declaration
 from ...ir.graph import Node
+from ...ir.ops import Op
 from ...ir.shapes import format_shape
 from ...program.build import all_nodes
 from ...program.program import Lowered, Program, Reverse, SecondOrderProgram, Tangent, VectorProgram
@@ -30,17 +31,23 @@ from .printer import (
     FreshReturns,
     PrintedProgram,
     Statement,
+    loop_parts,
     print_program,
     print_tangents,
 )
 from .render import (
     Header,
+    Module,
+    check_context,
     hvp_context,
+    hvp_docstring,
     jvp_context,
-    render_function_module,
-    render_module,
-    render_vector_module,
+    jvp_docstring,
+    render,
+    reverse_docstring,
     size_lines,
+    value_contexts,
+    vector_docstring,
 )
 from .target import Target
 
@@ -108,9 +115,7 @@ def emit(program: Program, target: Target) -> Artifact:
         return _vector_module(program, program.vector, target)
     if program.reverse is not None:
         return _reverse_module(program, program.reverse, target)
-    if program.jvp is not None:
-        return _function_module(program, target, *_jvp_function(program.jvp, target), "jvp.py.j2")
-    return _function_module(program, target, *_hvp_function(program.hvp, target), "hvp.py.j2")
+    return _forward_mode_module(program, target)
 
 
 def with_origin(artifact: Artifact, origin: str) -> Artifact:
@@ -119,6 +124,16 @@ def with_origin(artifact: Artifact, origin: str) -> Artifact:
     declaration = dataclasses.replace(artifact.declaration, origin=origin)
     return dataclasses.replace(artifact, program=dataclasses.replace(artifact.program, declaration=declaration),
                                source=artifact.rendering(header), header=header)
+
+
+def _artifact(program: Program, target: Target, module: Module, params: list[str], emitted: Emitted) -> Artifact:
+    rendering = functools.partial(_rendered, module)
+    return Artifact(program, target, rendering(module.header), params, emitted, tuple(module.helpers), module.header,
+                    rendering)
+
+
+def _rendered(module: Module, header: Header) -> str:
+    return render(dataclasses.replace(module, header=header))
 
 
 def _header(low: Lowered, declaration: Declaration, value: str, names: dict[int, str]) -> Header:
@@ -133,19 +148,28 @@ def _input_checks(declaration: Declaration, low: Lowered, names: dict[int, str],
     return shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
 
 
+def _check(declaration: Declaration, params: list[str], checks: list, dim_lines: list[str], target: Target,
+           inlined: bool = False) -> dict | None:
+    """check_arguments, when there is anything to check. Inlined into a scalar function's loop over points, so
+    that the loop stays one body."""
+    if not checks:
+        return None
+    checked = " (their sizes)" if declaration.is_tensor else " (what their symbols assume)"
+    return check_context(params, checks, dim_lines, checked, target.decorator(inlined))
+
+
 def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact:
     """The module of the value and its gradients: forward, value_and_grad, grad (and the loop over points), or
     forward and vjp for a tensor output; with the forward-mode functions the program also holds."""
     declaration, low = program.declaration, part.lowered
     A, output, forward, grads, seed = low.A, low.output, part.forward, part.backward, part.seed
-    if part.scans:
-        name_loops(part.scans, target)
+    loop_functions = name_loops(part.scans, target, [*low.input_names, *low.hints.values()])
     dim_nodes = [A.dim(d) for d in low.dim_sources]
     adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     if seed is not None:
         adjoints.insert(0, seed)  # named first: the parameter `dY` of vjp(..., dY)
     names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, dim_nodes,
-                         extra=[(n, f"{n.attrs[0].function}_gradients") for n in part.gradient_loops])
+                         extra=_loop_values(part, grads), reserved=loop_functions)
     params = [names[n.id] for n in low.inputs]
     dims = {d: names[n.id] for d, n in zip(low.dim_sources, dim_nodes)}
     printed = print_program(params, forward, output, grads.printed, grads.gradients, names, target.syntax_of, dims,
@@ -154,26 +178,42 @@ def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact
     loops = [step_functions(A, scan, masks.get(scan.attrs[0]), names, target) for scan in part.scans]
     nodes = all_nodes(forward, [s.term for s in grads.printed]) + [node for loop in loops for node in loop.nodes]
     helpers = target.helpers_used(nodes, also=() if seed is None else ("same_shape",))  # vjp checks its seed
-    derivatives = []
+    header = _header(low, declaration, printed.value, names)
+    checks = _input_checks(declaration, low, names, dims)
+    dim_lines = size_lines(low.dim_sources, names, dims)
+    batch = "batch" in program.kinds
+    functions = value_contexts(printed, header, target, dims=dim_lines, batch=batch,
+                               seed=None if seed is None else names[seed.id], checks=bool(checks),
+                               output_shape=format_shape(output.shape))
+    derivatives = [k for k in ("jvp", "hvp", "hessian") if k in program.kinds]
     if program.jvp is not None:
         function, jvp_helpers = _jvp_function(program.jvp, target)[1:3]
-        derivatives.append(("jvp", function))
+        functions.append(("jvp", function))
         helpers += jvp_helpers
     if program.hvp is not None:
         function, hvp_helpers = _hvp_function(program.hvp, target)[1:3]
-        derivatives += [(kind, function) for kind in ("hvp", "hessian") if kind in program.kinds]
+        functions += [(kind, function) for kind in ("hvp", "hessian") if kind in program.kinds]
         helpers += hvp_helpers
-    if derivatives:
-        helpers = target.with_callees(helpers)
-    header = _header(low, declaration, printed.value, names)
-    rendering = functools.partial(render_module, printed, helpers=helpers, target=target,
-                                  dims=size_lines(low.dim_sources, names, dims),
-                                  batch="batch" in program.kinds,  # a batch loop over points: scalar functions
-                                  seed=None if seed is None else names[seed.id],
-                                  checks=_input_checks(declaration, low, names, dims),
-                                  output_shape=format_shape(output.shape), loops=loops, derivatives=derivatives)
+    module = Module(header, reverse_docstring(header, printed, None if seed is None else names[seed.id], batch,
+                                              derivatives),
+                    target, target.with_callees(helpers), functions,
+                    _check(declaration, params, checks, dim_lines, target, inlined=batch), loops)
     emitted = Emitted(A, low.inputs, forward, output, seed, grads, names, printed, low.hints)
-    return Artifact(program, target, rendering(header), params, emitted, tuple(helpers), header, rendering)
+    return _artifact(program, target, module, params, emitted)
+def _loop_values(part: Reverse, grads: Backward) -> list[tuple[Node, str]]:
+    """The values of loops that the code names beyond the forward lines: each scan's tape (which the loop's call
+    unpacks and the reversed loop reads), and a loop's gradient that adds to an adjoint other lines started."""
+    tapes = loop_parts([s.term for s in grads.printed])
+    values = []
+    for scan in part.scans:
+        body = scan.attrs[0]
+        tape = tapes.get(scan.id, {}).get(body.tape_index)
+        if tape is not None:
+            values.append((tape, f"{body.function}_tape"))
+    for step in grads.printed:
+        if step.term.op == Op.PART and step.term.args[0].op == Op.SCAN_BACKWARD and not step.first:
+            values.append((step.term, f"{step.term.args[0].attrs[0].function}_gradient"))
+    return values
 
 
 @dataclass(frozen=True)
@@ -225,10 +265,9 @@ def _jvp_function(part: Tangent, target: Target) -> tuple:
     names, printed, expr = named.names, named.printed, named.expr
     lines = print_tangents(tangents.steps, names, target.syntax_of, printed.forward, named.dims)
     helpers = target.helpers_used(all_nodes(forward, [s.term for s in tangents.steps]))
-    header = _header(low, declaration, printed.value, names)
     output_tangent = _returned(tangents.output_tangent, low.output.shape, FreshReturns(tangents.steps), expr)
-    function = jvp_context(printed, lines, header, helpers, target, [names[s.id] for s in tangents.seeds],
-                           named.checks, output_tangent, named.dim_lines, named.tangent_checks)
+    function = jvp_context(printed, lines, target, [names[s.id] for s in tangents.seeds], bool(named.checks),
+                           output_tangent, named.dim_lines, named.tangent_checks)
     emitted = Emitted(low.A, low.inputs, forward, low.output, None, Backward([], []), names, printed, low.hints)
     return named, function, helpers, emitted
 
@@ -253,20 +292,29 @@ def _hvp_function(part: SecondOrderProgram, target: Target) -> tuple:
     header = _header(low, declaration, printed.value, names)
     fresh = FreshReturns(second.forward.steps + second.steps)
     hv = [_returned(h, w.shape, fresh, expr) for h, w in zip(second.hv, low.wrt)]
-    function = hvp_context(printed, lines, header, helpers, target, [names[s.id] for s in second.forward.seeds],
-                           named.checks, hv, named.dim_lines, named.tangent_checks,
+    function = hvp_context(printed, lines, header, target, [names[s.id] for s in second.forward.seeds],
+                           bool(named.checks), hv, named.dim_lines, named.tangent_checks,
                            [w.shape for w in low.wrt] if declaration.is_tensor else None)
     emitted = Emitted(low.A, low.inputs, forward, low.output, None, grads, names, printed, low.hints)
     return named, function, helpers, emitted
 
 
-def _function_module(program: Program, target: Target, named: _Named, function: dict, helpers: list[str],
-                     emitted: Emitted, template: str) -> Artifact:
-    """A module of one forward-mode function: jvp, or hvp."""
-    part = program.jvp if program.jvp is not None else program.hvp
-    header = _header(part.lowered, program.declaration, named.printed.value, named.names)
-    rendering = functools.partial(render_function_module, template, function)
-    return Artifact(program, target, rendering(header), named.params, emitted, tuple(helpers), header, rendering)
+def _forward_mode_module(program: Program, target: Target) -> Artifact:
+    """A module of the forward-mode functions alone: jvp, or hvp (and hessian)."""
+    declaration = program.declaration
+    if program.jvp is not None:
+        named, function, helpers, emitted = _jvp_function(program.jvp, target)
+        functions = [("jvp", function)]
+        header = _header(program.jvp.lowered, declaration, named.printed.value, named.names)
+        docstring = jvp_docstring(header, named.params, function["tangent_params"])
+    else:
+        named, function, helpers, emitted = _hvp_function(program.hvp, target)
+        functions = [(kind, function) for kind in ("hvp", "hessian") if kind in program.kinds]
+        header = _header(program.hvp.lowered, declaration, named.printed.value, named.names)
+        docstring = hvp_docstring(header, named.params, function["tangent_params"], "hessian" in program.kinds)
+    module = Module(header, docstring, target, helpers, functions,
+                    _check(declaration, named.params, named.checks, named.dim_lines, target))
+    return _artifact(program, target, module, named.params, emitted)
 
 
 def _vector_module(program: Program, part: VectorProgram, target: Target) -> Artifact:
@@ -285,10 +333,16 @@ def _vector_module(program: Program, part: VectorProgram, target: Target) -> Art
     lines = print_tangents(tangents.steps, names, target.syntax_of, printed.forward)
     helpers = target.helpers_used(all_nodes(forward, [s.term for s in grads.printed + tangents.steps]))
     header = Header(declaration.name, declaration.origin, values, [names[n.id] for n in low.wrt])
-    rendering = functools.partial(
-        render_vector_module, printed, lines, helpers=helpers, target=target, values=values,
-        tangent_values="np.array([" + ", ".join(expr(t) for t in tangents.output_tangents) + "])",
-        tangent_params=[names[s.id] for s in tangents.seeds], seed_params=[names[s.id] for s in seeds],
-        checks=assumption_guards(declaration.name, declaration.inputs, params))
+    checks = assumption_guards(declaration.name, declaration.inputs, params)
+    tangent_params, seed_params = [names[s.id] for s in tangents.seeds], [names[s.id] for s in seeds]
+    jvp = jvp_context(printed, lines, target, tangent_params, bool(checks),
+                      "np.array([" + ", ".join(expr(t) for t in tangents.output_tangents) + "])")
+    functions = value_contexts(printed, header, target, dims=[], batch=False, seed=None, checks=bool(checks),
+                               output_shape="()")[:2]  # forward, and the reverse pass as vjp
+    functions[0][1]["returned"] = values
+    functions[1][1].update(function="vjp", extra_params=seed_params, decorator=target.decorator())
+    functions.insert(1, ("jvp", jvp))
+    module = Module(header, vector_docstring(header, params, tangent_params, seed_params, printed.gradients),
+                    target, helpers, functions, _check(declaration, params, checks, [], target))
     emitted = Emitted(low.A, low.inputs, forward, outputs[0], None, grads, names, printed, low.hints)
-    return Artifact(program, target, rendering(header), params, emitted, tuple(helpers), header, rendering)
+    return _artifact(program, target, module, params, emitted)

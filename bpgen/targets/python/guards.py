@@ -77,11 +77,19 @@ def shape_guards(function: str, inputs: list[tuple[str, tuple]], dims: dict[symp
     return guards
 
 
+def string_literal(text: str) -> str:
+    """A string literal in double quotes, as the formatter writes them."""
+    quoted = repr(text)
+    if quoted.startswith("'") and '"' not in text:
+        quoted = '"' + quoted[1:-1].replace("\\'", "'") + '"'
+    return quoted
+
+
 def guard_lines(guards: list[Guard]) -> list[str]:
     """`if not (...): raise ValueError(...)` for each guard, as lines of a function body."""
     lines = []
     for guard in guards:
         lines.append(f"if not ({guard.condition}):")
-        lines.append(f"    raise ValueError({guard.message!r})")
+        lines.append(f"    raise ValueError({string_literal(guard.message)})")
     return lines
 

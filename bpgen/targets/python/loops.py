@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...frontend.names import sanitize
 from ...ir.graph import Node
 from ...ir.loops import ScanBody, body_schedule
 from ...ir.shapes import size_sources
@@ -19,27 +20,38 @@ from ...rules.algebra import Algebra
 from ...transforms.step import residuals_of, step_gradient
 from .naming import Namespace, assign_names
 from .printer import ExpressionPrinter, print_program
-from .render import backward_lines, size_lines, used_size_lines
+from .layout import docstring
+from .render import backward_lines, size_lines, used_size_lines, wrapped
 from .target import Target
 
 MODULE_FUNCTIONS = frozenset({"forward", "value_and_grad", "grad", "value_and_grad_batch", "vjp", "jvp", "hvp",
                               "hessian", "check_arguments"})
 
 
-def name_loops(scans: list[Node], target: Target) -> None:
-    """Give each scan's body a stem for its functions, unique in the module (a step named `forward` would
-    clash with the module's own)."""
+LOOP_SUFFIXES = ("", "_backward", "_scan", "_scan_backward")  # a scan's functions: step, its backward, the loops
+
+
+def name_loops(scans: list[Node], target: Target, user_names: list[str]) -> set[str]:
+    """Give each scan's body a stem for its functions, unique in the module and clear of every name the module's
+    functions use (a step named `forward` would clash with the module's own, one named `h` with its carry, one
+    named like an input with that input): the set of the loops' function names."""
     namespace = Namespace()
     namespace.taken.update(MODULE_FUNCTIONS | target.runtime_names)
+    namespace.taken.update(sanitize(name) for name in user_names)
+    for scan in scans:
+        namespace.taken.update(sanitize(name) for name in scan.attrs[0].param_names)
+    functions: set[str] = set()
     for scan in scans:
         body: ScanBody = scan.attrs[0]
         stem = body.name if body.name.isidentifier() and body.name != "<lambda>" else "step"
         while True:
             stem = namespace.claim(stem)
-            if not {f"{stem}{suffix}" for suffix in ("_backward", "_scan", "_scan_backward")} & namespace.taken:
+            if not {f"{stem}{suffix}" for suffix in LOOP_SUFFIXES[1:]} & namespace.taken:
                 break
-        namespace.taken.update(f"{stem}{suffix}" for suffix in ("_backward", "_scan", "_scan_backward"))
+        namespace.taken.update(f"{stem}{suffix}" for suffix in LOOP_SUFFIXES)
+        functions.update(f"{stem}{suffix}" for suffix in LOOP_SUFFIXES)
         body.function = stem
+    return functions
 
 
 @dataclass
@@ -81,12 +93,13 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
                             [] if grads is None else grads.gradients, names, target.syntax_of, dims, wrt)
     expr = ExpressionPrinter(names, target.syntax_of, dims)
     residuals = [] if grads is None else residuals_of(forward, [s.term for s in grads.printed])
-    returned = [expr(o) for o in body.outputs] + [names[r.id] for r in residuals]
+    outputs = {o.id for o in body.outputs}
+    # a residual that is also a new carry or a y (a tanh's output) is returned once: the loop saves its result
+    returned = [expr(o) for o in body.outputs] + [names[r.id] for r in residuals if r.id not in outputs]
     dim_lines = size_lines(dim_sources, names, dims)
     forward_lines = [s.code for s in program.forward]
     functions = StepFunctions(body.function, params, used_size_lines(dim_lines, forward_lines + returned),
-                              forward_lines,
-                              returned, [], [], [], [], {}, list(forward))
+                              wrapped(forward_lines), returned, [], [], [], [], {}, list(forward))
     if grads is not None:
         lines = backward_lines(program)
         functions.backward_params = params + [names[r.id] for r in residuals] + [names[s.id] for s in seeds]
@@ -95,6 +108,7 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
         functions.backward_dims = used_size_lines(dim_lines, lines + program.gradients)
         functions.nodes += [s.term for s in grads.printed]
     functions.loop = _loop_names(body, scan, mask, outer, residuals, names)
+    functions.loop["functions"] = {suffix: f"{body.function}{suffix}" for suffix in LOOP_SUFFIXES}
     return functions
 
 
@@ -102,6 +116,7 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
                 step_names: dict[int, str]) -> dict:
     """The loops' parameters and locals, clear of each other: the running carries take the step's names."""
     namespace = Namespace()
+    namespace.taken.update(f"{body.function}{suffix}" for suffix in LOOP_SUFFIXES)  # the functions the loops call
     carries = [namespace.claim(n) for n in body.param_names[:len(body.carries)]]
     inits = [namespace.claim(f"{n}_init") for n in body.param_names[:len(body.carries)]]
     slice_names = body.param_names[len(body.carries):]
@@ -110,9 +125,11 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
     tapes = [namespace.claim(f"tape_{c}") for c in carries]
     ys = [namespace.claim(f"y{k}") for k in range(len(body.ys))]
     stacks = [namespace.claim(f"ys{k}") for k in range(len(body.ys))]
-    values = [namespace.claim(step_names[r.id]) for r in residuals]
-    saved = [namespace.claim(f"saved_{v}") for v in values]
-    local = {key: namespace.claim(key) for key in ("steps", "t", "s", "start", "stop")}
+    # a residual the step also returns as a new carry or a y is saved from the loop's variable for it
+    results = {o.id: name for o, name in zip(body.outputs, carries + ys)}
+    values = [results[r.id] if r.id in results else namespace.claim(step_names[r.id]) for r in residuals]
+    saved = [namespace.claim(f"saved_{step_names[r.id]}") for r in residuals]
+    local = {key: namespace.claim(key) for key in ("steps", "t", "s", "start", "stop", "tape")}
     k = body.checkpoint or 1
     steps = f"{seqs[0]}.shape[0]" if seqs else str(body.length)
     # sizes in the loops' terms: each symbolic size read off a parameter that has it
@@ -128,6 +145,7 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
 
     tape_length = local["steps"] if k == 1 else f"({local['steps']} - 1) // {k} + 1"
     loop = {"carries": carries, "inits": inits, "seqs": seqs, "closed": closed, "tapes": tapes, "ys": ys,
+            "step_out": carries + ys + [v for v, r in zip(values, residuals) if r.id not in results],
             "stacks": stacks, "residuals": values, "saved": saved, "scalar": [not c.shape for c in body.carries],
             "k": k, "steps_value": steps, **local, "params": inits + seqs + closed,
             "slices": [f"{s}[{local['t']}]" for s in seqs],
@@ -136,6 +154,13 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
             # residuals: stored at every step by the forward loop, or, checkpointed, for one segment at a time
             "saved_shapes": [shape_of(r.shape, local["steps"] if k == 1 else str(k)) for r in residuals]}
     loop["forward_call"] = ", ".join(carries + loop["slices"] + closed)
+    loop["forward_doc"] = docstring("The forward loop: the final carries, the stacked ys, and the tape: the carries"
+                                    + (f" at every {k}th step" if k > 1 else "")
+                                    + (" and the step's values its backward reads" if residuals and k == 1 else "")
+                                    + ".")
+    loop["backward_doc"] = docstring("The reversed loop: each step's backward from the tape"
+                                     + (f", every {k} steps recomputed from a stored carry" if k > 1 else "")
+                                     + "; the weights' gradients add up.")
     if mask is not None:
         count = len(body.carries)
         wanted_seqs = list(mask[count:count + len(seqs)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+from collections.abc import Iterable
 
 from ...frontend.names import sanitize
 from ...ir.graph import READ_OPS, Node
@@ -88,10 +89,13 @@ def _label(node: Node) -> str:
 
 def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node],
                  hints: dict[int, str], adjoints: list[Node], dims: list[Node] = (),
-                 tangents: list[Node] = (), extra: list[tuple[Node, str]] = ()) -> dict[int, str]:
+                 tangents: list[Node] = (), extra: list[tuple[Node, str]] = (),
+                 reserved: Iterable[str] = ()) -> dict[int, str]:
     """Names for inputs, symbolic sizes ("dim" nodes), forward intermediates and adjoints, keyed by node id;
-    `extra`: other values the code names, with the name each prefers (a loop's gradients)."""
+    `extra`: other values the code names, with the name each prefers (a loop's tape); `reserved`: names of
+    the module's own functions no local may take (a loop's functions)."""
     namespace = Namespace()
+    namespace.taken.update(reserved)
     names: dict[int, str] = {}
     for node, name in zip(inputs, input_names):
         names[node.id] = namespace.claim(name)

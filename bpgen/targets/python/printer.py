@@ -116,17 +116,19 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
     program = PrintedProgram(params)
     defined: dict[int, Statement] = {}
     for node in forward:
-        if node.op in READ_OPS:
-            continue
-        defined[node.id] = Statement(names[node.id], expr.statement(node), node)
+        if node.op in READ_OPS or (node.op == Op.PART and node.args[0].op == Op.SCAN):
+            continue  # a loop's results are named where the loop's call unpacks them
+        target = _unpacked(node, forward + [s.term for s in steps], names) if node.op == Op.SCAN else names[node.id]
+        defined[node.id] = Statement(target, expr.statement(node), node)
         program.forward.append(defined[node.id])
-    for step in steps:
+    unpacked: set[int] = set()  # the steps a loop's gradients statement already wrote
+    for index, step in enumerate(steps):
+        if index in unpacked:
+            continue
         whole = step.term.args[0] if step.term.op == Op.PART else None
-        if whole is not None and whole.op == Op.SCAN_BACKWARD and whole.id not in defined:  # a loop's gradients
-            scan = next(a.args[0] for a in whole.args if a.op == Op.PART and a.args[0].op == Op.SCAN)
-            defined[whole.id] = Statement(names[whole.id], expr.statement(whole), whole,
-                                          comment=f"# {defined[scan.id].code}")
-            program.backward.append(defined[whole.id])
+        if whole is not None and whole.op == Op.SCAN_BACKWARD:  # a loop's gradients, unpacked by name
+            program.backward += _loop_gradients(whole, steps, index, unpacked, names, expr, defined)
+            continue
         if step.partial is not None and step.term.op == Op.MUL and step.term.args == (step.partial, step.upstream):
             rhs = expr.product(step.partial, step.upstream)  # staged: (local) * upstream
         else:
@@ -145,6 +147,53 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
         else:
             program.gradients.append(fresh.text(g, expr))
     return program
+
+
+def loop_parts(nodes: list[Node]) -> dict[int, dict[int, Node]]:
+    """The results of each loop (scan or scan_backward) that the nodes read: loop id -> {index: part node}."""
+    parts: dict[int, dict[int, Node]] = {}
+    seen: set[int] = set()
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        if node.op == Op.PART:
+            parts.setdefault(node.args[0].id, {})[node.attrs[0]] = node
+        stack.extend(node.args)
+    return parts
+
+
+def _unpacked(scan: Node, nodes: list[Node], names: Mapping[int, str]) -> str:
+    """`h, elman_tape`: the names of a loop's results as its call unpacks them, `_` for those nothing reads."""
+    used = loop_parts(nodes).get(scan.id, {})
+    count = len(scan.attrs[0].result_shapes())
+    return ", ".join(names[used[k].id] if k in used and used[k].id in names else "_" for k in range(count))
+
+
+def _loop_gradients(whole: Node, steps, index: int, unpacked: set[int], names: Mapping[int, str],
+                    expr: ExpressionPrinter, defined: dict[int, Statement]) -> list[Statement]:
+    """`dWxh, dWhh, dbh = elman_scan_backward(...)`: the reversed loop's call, unpacked into the adjoints it starts
+    (or into names of their own, added to adjoints that other lines started)."""
+    mine = {}
+    for k in range(index, len(steps)):
+        term = steps[k].term
+        if term.op == Op.PART and term.args[0] is whole:
+            mine[term.attrs[0]] = k
+            unpacked.add(k)
+    scan = next(a.args[0] for a in whole.args if a.op == Op.PART and a.args[0].op == Op.SCAN)
+    comment = f"# {defined[scan.id].code}"
+    count = sum(whole.attrs[1])  # one result per argument the reverse pass wants
+    targets = [("_" if j not in mine else names[steps[mine[j]].adjoint.id] if steps[mine[j]].first
+                else names[steps[mine[j]].term.id]) for j in range(count)]
+    lines = [Statement(", ".join(targets), expr.statement(whole), whole, comment=comment)]
+    for _, k in sorted(mine.items()):
+        step = steps[k]
+        if not step.first:
+            lines.append(Statement(names[step.adjoint.id], names[step.term.id], step.target, accumulate=True,
+                                   comment=comment, step=step))
+    return lines
 
 
 VARIABLE_OPS = frozenset({Op.ADJ, Op.TANGENT})  # adjoints and tangents: the parameters' ones are the caller's

@@ -1,14 +1,15 @@
-"""Render generated modules from the Jinja templates in `templates/`.
+"""Render generated modules from the Jinja templates in `templates/`: one module template, one macro per kind
+of function (templates/functions.j2) and per scan (templates/loops.j2).
 
-Templates only arrange strings that were printed in Python; this module
-builds their context (aligned comments, batch-loop names) and nothing more.
+Templates only arrange strings that were printed in Python; this module builds their context (the docstring,
+aligned comments, wrapped lines, local names of the loops) and nothing more.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import jinja2
 
 from ...errors import BpgenError
 from .guards import Guard, guard_lines
+from .layout import LINE_LENGTH, aligned, header_lines, indented, wrap
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
 from .target import Target
@@ -23,7 +25,10 @@ from .target import Target
 # Inlining makes each caller compile the body again: a longer value_and_grad is called, not inlined, so grad of
 # a deep composition does not double its compile time (a few seconds).
 INLINED_POINT_MAX_LINES = 300
-COMMENT_COLUMN_MAX = 56  # backward comments line up, up to this column
+BACKWARD_COMMENT = "# backward: each line adds one local derivative times the upstream gradient"
+TANGENT_COMMENT = "# tangents: each line adds one local derivative times the tangent of an argument"
+SECOND_ORDER_COMMENT = ("# tangents of the forward and backward lines: the Hessian times the vectors is the "
+                        "gradients' tangent")
 
 
 def template_dir() -> Path:
@@ -46,6 +51,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.globals["zip"] = zip  # the loops' templates walk parallel lists of names
+    env.filters["wrap"] = indented  # a statement the template writes, wrapped to the line length
     return env
 
 
@@ -63,14 +69,9 @@ def safe_comment(text: str) -> str:
     return cleaned[:200]
 
 
-BACKWARD_COMMENT = "# backward: each line adds one local derivative times the upstream gradient"
-
-
 def backward_lines(program: PrintedProgram) -> list[str]:
     """The backward statements with their comments (the forward line each differentiates) aligned."""
-    codes = [s.code for s in program.backward]
-    width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
-    return [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, program.backward)]
+    return aligned([(s.code, s.comment) for s in program.backward])
 
 
 def return_line(program: PrintedProgram) -> str:
@@ -79,103 +80,136 @@ def return_line(program: PrintedProgram) -> str:
     return f"return {program.returned_value}, ({gradients})"
 
 
+@dataclass
+class Module:
+    """What one generated module holds, as printed text: the user's functions (kind, context), in order, then
+    check_arguments, each scan's functions and the runtime helpers."""
+
+    header: Header
+    docstring: list[str]
+    target: Target
+    helpers: list[str]
+    functions: list[tuple[str, dict]] = field(default_factory=list)
+    check: dict | None = None
+    loops: list = field(default_factory=list)
+
+
+def render(module: Module) -> str:
+    """The module's source."""
+    target = module.target
+    context = {
+        "header": header_lines(safe_comment(module.header.origin)),
+        "docstring": module.docstring,
+        "functions": module.functions,
+        "check": module.check,
+        "loops": module.loops,
+        # inlined into their callers: one compile for value_and_grad and its loops halves Numba's time for them
+        "loop_decorator": target.decorator(inlined=True),
+        "helpers": [(target.helper_decorator(h), target.helper_source(h).rstrip("\n")) for h in module.helpers],
+        "runtime": ", ".join(f"{m.replace('.', '/')}.py" for m in target.runtimes),
+    }
+    return _render("module.py.j2", context, module.header.name)
+
+
+def wrapped(codes: list[str], indent: int = 4) -> list[str]:
+    """Statements as lines within the line length."""
+    return [line for code in codes for line in wrap(code, indent)]
+
+
+def check_context(params: list[str], checks: list[Guard], dim_lines: list[str], checked: str, decorator: str) -> dict:
+    """check_arguments: the sizes it reads and a test per guard."""
+    return {"params": params, "decorator": decorator, "checked": checked,
+            "dims": used_size_lines(dim_lines, [guard.condition for guard in checks]),
+            "lines": guard_lines(list(checks))}
+
+
+def function_context(target: Target, params: list[str], checks: bool, **fields) -> dict:
+    """What every function's macro reads: its decorator, parameters, whether it calls check_arguments."""
+    return {"decorator": target.decorator(), "params": params, "checks": checks, **fields}
+
+
+def value_contexts(program: PrintedProgram, header: Header, target: Target, *, dims: list[str], batch: bool,
+                   seed: str | None, checks: bool, output_shape: str) -> list[tuple[str, dict]]:
+    """forward, then value_and_grad and grad (and the loop over points), or vjp for a tensor output."""
+    params = program.params
+    forward_lines = wrapped([s.code for s in program.forward])
+    body = forward_lines + [s.rhs for s in program.backward] + program.gradients + [program.returned_value]
+    functions = [("forward", function_context(
+        target, params, checks, dims=used_size_lines(dims, [s.rhs for s in program.forward]
+                                                     + [program.returned_value]),
+        forward=forward_lines, returned=program.returned_value))]
+    point = function_context(target, params, checks, dims=used_size_lines(dims, body), forward=forward_lines,
+                             backward_comment=BACKWARD_COMMENT, backward=backward_lines(program),
+                             return_line=return_line(program), extra_params=[], seed_check=[], function="vjp")
+    if seed is not None:
+        point["extra_params"] = [seed]
+        point["seed_check"] = [f"if not same_shape({seed}, {program.value}):",
+                               f'    raise ValueError("{header.name}.vjp: {seed} must have shape {output_shape}, '
+                               f'the shape of the output {program.value}")']
+        return [*functions, ("value_and_grad", point)]
+    point["function"] = "value_and_grad"
+    # inlined into the loop over points and into grad, unless it is long
+    inlined = batch and len(program.forward) + len(program.backward) <= INLINED_POINT_MAX_LINES
+    point["decorator"] = target.decorator(inlined)
+    functions += [("value_and_grad", point), ("grad", function_context(target, params, False))]
+    if batch:
+        functions.append(("value_and_grad_batch", function_context(target, params, False,
+                                                                   batch=_batch_names(params, header.wrt))))
+    return functions
+
+
 def _batch_names(params: list[str], wrt: list[str]) -> dict:
     """Locals of the batch loop, clear of the parameter names."""
     namespace = Namespace()
     namespace.taken.update(params)
     grads = [adjoint_name(namespace, w) for w in wrt]
-    return {
-        "n": namespace.claim("n"),
-        "i": namespace.claim("i"),
-        "value_array": namespace.claim("values"),
-        "value": namespace.claim("value"),
-        "point_grads": namespace.claim("point_grads"),
-        "grads": grads,
-    }
+    i = namespace.claim("i")
+    names = {"n": namespace.claim("n"), "i": i, "value_array": namespace.claim("values"),
+             "value": namespace.claim("value"), "point_grads": namespace.claim("point_grads"), "grads": grads}
+    names["point_args"] = [f"{p}[{i}]" for p in params]
+    return names
 
 
-def _helpers(target: Target, helpers: list[str]) -> list[tuple[str, str]]:
-    """(decorator, source) of each runtime helper the module holds."""
-    return [(target.helper_decorator(h), target.helper_source(h).rstrip("\n")) for h in helpers]
+def tangent_context(program: PrintedProgram, tangents: list, target: Target, tangent_params: list[str],
+                    checks: bool, comment: str, dims: list[str] = (), tangent_checks: list[str] = (),
+                    returned: list[str] = ()) -> dict:
+    """What the forward-mode functions share: the forward lines, the aligned tangent lines; for tensors, the lines
+    reading symbolic sizes and those checking the tangents' shapes."""
+    codes = [s.code for s in tangents]
+    return function_context(
+        target, program.params, checks, tangent_params=tangent_params,
+        forward=wrapped([s.code for s in program.forward]),
+        tangents=aligned([(s.code, s.comment) for s in tangents]), tangent_comment=comment,
+        value=program.returned_value,
+        # every size the function reads: the tangent checks use those the code does not
+        dims=used_size_lines(list(dims), codes + [s.code for s in program.forward + program.backward]
+                             + list(tangent_checks) + [program.returned_value, *returned]),
+        tangent_checks=list(tangent_checks))
 
 
-def render_module(program: PrintedProgram, header: Header, *, helpers: list[str], target: Target,
-                  dims: list[str] = (), batch: bool = True, seed: str | None = None,
-                  checks: list[Guard] = (), output_shape: str = "()",
-                  derivatives: list[tuple[str, dict]] = (), loops: list = ()) -> str:
-    """The module text; `dims` are the lines that read symbolic sizes off the inputs (tensors); `seed` names
-    the output's adjoint, the last parameter of vjp, when the output is a tensor; `checks` are what
-    check_arguments verifies before any work (declared sizes, SymPy assumptions)."""
-    context = {
-        "origin": safe_comment(header.origin),
-        "name": header.name,
-        "output": header.output,
-        "wrt": header.wrt,
-        # as the code returns them (x and dx as inputs: dx_1 and ddx); a constant gradient is d<input>
-        "grad_names": [g if g.isidentifier() else f"d{w}" for g, w in zip(program.gradients, header.wrt)],
-        "params": program.params,
-        "helpers": _helpers(target, helpers),
-        "decorator": target.decorator(),
-        "point_decorator": target.decorator(batch and len(program.forward) + len(program.backward)
-                                      <= INLINED_POINT_MAX_LINES),
-        "forward": [s.code for s in program.forward],
-        "backward": backward_lines(program),
-        "backward_comment": BACKWARD_COMMENT,
-        "return_line": return_line(program),
-        "value": program.value,
-        "returned_value": program.returned_value,
-        "output_shape": output_shape,
-        "gradients": program.gradients,
-        "batch": _batch_names(program.params, header.wrt) if batch else None,
-        "seed": seed,
-        "check_dims": used_size_lines(dims, [guard.condition for guard in checks]),
-        "forward_dims": used_size_lines(dims, [s.rhs for s in program.forward] + [program.returned_value]),
-        "point_dims": used_size_lines(dims, [s.rhs for s in program.forward + program.backward] + program.gradients
-                                      + [program.returned_value]),
-        "checks": guard_lines(list(checks)),
-        "checked": " (their sizes)" if seed is not None or not batch else " (what their symbols assume)",
-        # a scalar function's check runs inside the batch loop over points: inlined, the loop stays one body
-        "check_decorator": target.decorator(batch),
-        "derivatives": list(derivatives),  # (jvp, hvp or hessian, the function's context)
-        "loops": list(loops),  # each scan's step, its backward and the two loops (bpgen.targets.python.loops)
-        # inlined into their callers: one compile for value_and_grad and its loops halves Numba's time for them
-        "loop_decorator": target.decorator(True),
-    }
-    return _render("module.py.j2", context, header.name)
-
-
-TANGENT_COMMENT = "# tangents: each line adds one local derivative times the tangent of an argument"
-SECOND_ORDER_COMMENT = ("# tangents of the forward and backward lines along the vectors: the Hessian times them is the "
-                        "tangent of the gradients")
-
-
-def render_function_module(template: str, function: dict, header: Header) -> str:
-    """A module of one forward-mode function (jvp.py.j2, hvp.py.j2) from its context and the module's header."""
-    return _render(template, {**function, "origin": safe_comment(header.origin), "name": header.name,
-                              "function": function}, header.name)
-
-
-def jvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], target: Target,
-                tangent_params: list[str], checks: list[Guard], output_tangent: str, dims: list[str] = (),
-                tangent_checks: list[str] = ()) -> dict:
-    """What the jvp function's template needs."""
-    context = _tangent_context(program, tangents, header, helpers, target, tangent_params, checks, TANGENT_COMMENT,
-                               dims, tangent_checks, [output_tangent])
+def jvp_context(program: PrintedProgram, tangents: list, target: Target, tangent_params: list[str], checks: bool,
+                output_tangent: str, dims: list[str] = (), tangent_checks: list[str] = ()) -> dict:
+    """What the jvp function's macro needs."""
+    context = tangent_context(program, tangents, target, tangent_params, checks, TANGENT_COMMENT, dims,
+                              tangent_checks, [output_tangent])
     context["output_tangent"] = output_tangent
     return context
 
 
-def hvp_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], target: Target,
-                tangent_params: list[str], checks: list[Guard], hv: list[str], dims: list[str] = (),
+def hvp_context(program: PrintedProgram, tangents: list, header: Header, target: Target,
+                tangent_params: list[str], checks: bool, hv: list[str], dims: list[str] = (),
                 tangent_checks: list[str] = (), wrt_shapes: list[tuple] | None = None) -> dict:
-    """What the hvp (and hessian) functions' templates need."""
-    context = _tangent_context(program, tangents, header, helpers, target, tangent_params, checks, SECOND_ORDER_COMMENT,
-                               dims, tangent_checks, hv + program.gradients)
+    """What the hvp (and hessian) functions' macros need."""
+    context = tangent_context(program, tangents, target, tangent_params, checks, SECOND_ORDER_COMMENT, dims,
+                              tangent_checks, hv + program.gradients)
     namespace = Namespace()
     namespace.taken.update(program.params)
     names = {local: namespace.claim(local) for local in ("H", "value", "gradients", "column", "k")}
+    count = len(hv)
     context.update(backward=backward_lines(program), backward_comment=BACKWARD_COMMENT, gradients=program.gradients,
-                   hv=hv, hessian_names=names,
+                   hv=hv, hessian_names=names, wrt=header.wrt,
+                   return_line=f"return {program.returned_value}, {_tuple(program.gradients)}, {_tuple(hv)}",
+                   unit_vectors=[["1.0" if i == j else "0.0" for i in range(count)] for j in range(count)],
                    blocks=_hessian_blocks(header.wrt, wrt_shapes, namespace, names) if wrt_shapes and any(wrt_shapes)
                    else None)
     return context
@@ -216,54 +250,15 @@ def _hessian_blocks(wrt: list[str], shapes: list[tuple], namespace: Namespace, n
             lines.append(f"{block} = {cut}")
             row.append(block)
         blocks.append(row)
+    returned = f"({', '.join(_tuple(row) for row in blocks)}{',' if len(blocks) == 1 else ''})"
     return {"inputs": inputs, "offsets": offsets, "total": start, "vectors": [i["vector"] for i in inputs],
-            "lines": lines, "H": blocks}
-
-
-def _tangent_context(program: PrintedProgram, tangents: list, header: Header, helpers: list[str], target: Target,
-                     tangent_params: list[str], checks: list[Guard], comment: str, dims: list[str] = (),
-                     tangent_checks: list[str] = (), returned: list[str] = ()) -> dict:
-    """What the forward-mode templates share: the forward lines, the aligned tangent lines, the helpers; for
-    tensors, the lines reading symbolic sizes and those checking the tangents' shapes."""
-    codes = [s.code for s in tangents]
-    width = min(max(map(len, codes), default=0), COMMENT_COLUMN_MAX)
-    return {
-        "output": header.output,
-        "wrt": header.wrt,
-        "params": program.params,
-        "tangent_params": tangent_params,
-        "helpers": _helpers(target, helpers),
-        "decorator": target.decorator(),
-        "forward": [s.code for s in program.forward],
-        "tangents": [f"{code.ljust(width)}  {s.comment}" for code, s in zip(codes, tangents)],
-        "tangent_comment": comment,
-        "value": program.returned_value,
-        "checks": guard_lines(list(checks)),
-        "checked": " (their sizes)" if dims or tangent_checks else " (what their symbols assume)",
-        "check_decorator": target.decorator(),
-        # every size the function reads: the tangent checks use those the code does not
-        "dims": used_size_lines(list(dims), codes + [s.code for s in program.forward + program.backward]
-                                + list(tangent_checks) + [program.returned_value, *returned]),
-        "tangent_checks": list(tangent_checks),
-        "check_dims": used_size_lines(list(dims), [guard.condition for guard in checks]),
-    }
-
-
-def render_vector_module(program: PrintedProgram, lines: list, header: Header, *, helpers: list[str], target: Target,
-                         values: str, tangent_values: str, tangent_params: list[str], seed_params: list[str],
-                         checks: list[Guard] = ()) -> str:
-    """The module of a vector of outputs: forward (their array), jvp (values, tangents), vjp (values, gradients)."""
-    context = _tangent_context(program, lines, header, helpers, target, tangent_params, checks, TANGENT_COMMENT)
-    context.update(origin=safe_comment(header.origin), name=header.name, values=values,
-                   tangent_values=tangent_values, seed_params=seed_params, backward=backward_lines(program),
-                   backward_comment=BACKWARD_COMMENT, gradients=program.gradients)
-    return _render("vector.py.j2", context, header.name)
+            "lines": lines, "H": blocks, "return_line": f"return {names['value']}, {names['gradients']}, {returned}"}
 
 
 def _render(template_name: str, context: dict, name: str) -> str:
     """The template rendered twice: once to see which modules the code uses, then with just those imports."""
     template = environment().get_template(template_name)
-    draft = template.render(context, needs="", import_groups=[])
+    draft = template.render(context, import_groups=[])
     try:  # never write or import a module that does not parse: that would be bpgen's bug, said as one
         used = {node.id for node in ast.walk(ast.parse(draft)) if isinstance(node, ast.Name)}
     except SyntaxError as exc:
@@ -273,7 +268,8 @@ def _render(template_name: str, context: dict, name: str) -> str:
     groups = [[i for i in imports if i[0] in group] for group in IMPORT_GROUPS]
     modules = [module for module, _ in imports]
     needs = " and ".join([", ".join(modules[:-1]), modules[-1]] if len(modules) > 1 else modules) or "Python"
-    return template.render(context, needs=needs, import_groups=[g for g in groups if g])
+    context = {**context, "docstring": [line.replace("{needs}", needs) for line in context["docstring"]]}
+    return template.render(context, import_groups=[g for g in groups if g])
 
 
 # (name the code uses, module, import line), in the order the imports are written; standard library first
@@ -290,3 +286,66 @@ def used_size_lines(lines: list[str], code: list[str]) -> list[str]:
     """The lines `N = X.shape[0]` whose size the code uses (a function that does not use N does not read it)."""
     text = "\n".join(code)
     return [line for line in lines if re.search(rf"\b{re.escape(line.split(' = ')[0])}\b", text)]
+
+
+
+def _joined(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+def _tuple(names: list[str]) -> str:
+    return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+
+
+def _fitted(lines: list[str]) -> list[str]:
+    """Docstring lines within the line length (a long one wrapped at its spaces)."""
+    import textwrap
+
+    return [part for line in lines for part in (textwrap.wrap(line, LINE_LENGTH - 4) if len(line) > LINE_LENGTH - 4
+                                               else [line])]
+
+
+def reverse_docstring(header: Header, program: PrintedProgram, seed: str | None, batch: bool,
+                      derivatives: list[str]) -> list[str]:
+    """The module docstring of the value and its gradients."""
+    # as the code returns them (x and dx as inputs: dx_1 and ddx); a constant gradient is d<input>
+    grads = _tuple([g if g.isidentifier() else f"d{w}" for g, w in zip(program.gradients, header.wrt)])
+    lines = [f"{header.name}({_joined(program.params)}) -> {header.output}, with gradients with respect to "
+             f"{_joined(header.wrt)}.", ""]
+    if seed:
+        lines += [f"forward(...) returns the value, an array; vjp(..., {seed}) returns (value, {grads}),",
+                  f"the gradients of sum(value * {seed}) (a vector-Jacobian product)."]
+    else:
+        lines += [f"forward(...) returns the value; value_and_grad(...) returns (value, {grads});",
+                  "grad(...) returns the gradients alone"
+                  + ("; value_and_grad_batch(...) takes 1-d arrays of points." if batch else ".")]
+    if derivatives:
+        lines.append(f"Also {_joined(derivatives)}: forward mode (jvp) and second order (hvp, hessian).")
+    return _fitted(lines + ["Needs only {needs}."])
+
+
+def jvp_docstring(header: Header, params: list[str], tangent_params: list[str]) -> list[str]:
+    return _fitted([f"{header.name}({_joined(params)}) -> {header.output} in forward mode.", "",
+                    f"jvp({_joined(params + tangent_params)}) returns (value, tangent): the derivative of the value "
+                    "along", f"the direction ({_joined(tangent_params)}) in ({_joined(header.wrt)}), a "
+                    "Jacobian-vector product.", "Needs only {needs}."])
+
+
+def hvp_docstring(header: Header, params: list[str], tangent_params: list[str], hessian: bool) -> list[str]:
+    lines = [f"{header.name}({_joined(params)}) -> {header.output}, second order.", "",
+             f"hvp({_joined(params + tangent_params)}) returns (value, gradients, Hessian-vector product): the "
+             "gradients", f"with respect to ({_joined(header.wrt)}), and the Hessian times the vector "
+             f"({_joined(tangent_params)}),", "forward mode over the reverse pass."]
+    if hessian:
+        lines.append("hessian(...) returns (value, gradients, H), one hvp per column.")
+    return _fitted(lines + ["Needs only {needs}."])
+
+
+def vector_docstring(header: Header, params: list[str], tangent_params: list[str], seed_params: list[str],
+                     gradients: list[str]) -> list[str]:
+    return _fitted([f"{header.name}({_joined(params)}) -> {header.output}, with derivatives with respect to "
+                    f"{_joined(header.wrt)}.", "",
+                    f"forward(...) returns the array of values; jvp(..., {_joined(tangent_params)}) returns (values, "
+                    "tangents), the", f"derivatives along a direction; vjp(..., {_joined(seed_params)}) returns "
+                    f"(values, {_tuple(gradients)}), the gradients",
+                    "of the seeds times the values. Needs only {needs}."])
