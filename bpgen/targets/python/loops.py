@@ -18,9 +18,9 @@ from ...ir.loops import ScanBody, body_schedule
 from ...ir.shapes import size_sources
 from ...rules.algebra import Algebra
 from ...transforms.step import residuals_of, step_gradient
+from .layout import docstring
 from .naming import Namespace, assign_names
 from .printer import ExpressionPrinter, print_program
-from .layout import docstring
 from .render import backward_lines, size_lines, used_size_lines, wrapped
 from .target import Target
 
