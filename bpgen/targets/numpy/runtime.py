@@ -1,0 +1,165 @@
+"""The NumPy target's runtime helpers: the array helpers of bpgen/runtime.py, written with NumPy's own array
+functions instead of loops over elements (which only Numba makes fast).
+
+Every function here has the name and the meaning of one in bpgen/runtime.py (the NumPy target looks a helper up
+here first, then there): the same values up to rounding, the same ties (a max gate routes to the FIRST largest
+entry, as np.argmax picks), the same errors. The scalar helpers (sigmoid, softplus, digamma, ...) come from
+bpgen/runtime.py unchanged. NumPy has no erf, lgamma, gamma, digamma or polygamma ufunc: those apply `math`'s
+function, or the scalar helper, to every element (np.vectorize), so their values are exactly the scalar ones.
+
+Generated modules copy these functions' source: they use only `math` and `numpy` (as np) and the helpers of this
+module and bpgen/runtime.py, and name those helpers in their own body, not inside a comprehension or a lambda
+(the target finds the helpers a module must hold by the names a function's code uses).
+"""
+
+import math
+
+import numpy as np
+
+from ...runtime import digamma, polygamma  # applied to every element below
+
+
+def class_index(label, c):
+    """Labels (a number or an array) as column indices, checked: a label that is not a whole number from 0 to
+    c - 1 is refused, as bpgen/runtime.py's class_index refuses it."""
+    labels = np.asarray(label)
+    k = labels.astype(np.int64)
+    if np.any(k != labels) or np.any(k < 0) or np.any(k >= c):
+        raise ValueError("cross_entropy: every label must be a whole number from 0 to the number of classes - 1")
+    return k
+
+
+def logsumexp_rows(a):
+    """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
+    m = a.max(axis=1, keepdims=True)
+    return m + np.log(np.exp(a - m).sum(axis=1, keepdims=True))
+
+
+def softmax(logits):
+    """Row-wise softmax through the log-sum-exp, so exp never overflows."""
+    return np.exp(logits - logsumexp_rows(logits))
+
+
+def log_softmax(logits):
+    """Row-wise log-softmax: logits minus their log-sum-exp."""
+    return logits - logsumexp_rows(logits)
+
+
+def softmax_jvp(s, t):
+    """The tangent of a row-wise softmax s along the tangent t of its logits: s * (t - rowsum(s * t))."""
+    return s * (t - (s * t).sum(axis=1, keepdims=True))
+
+
+def softmax_cross_entropy(logits, onehot):
+    """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
+    return float((onehot * (logsumexp_rows(logits) - logits)).sum()) / logits.shape[0]
+
+
+def cross_entropy(logits, labels):
+    """Mean over rows of -log_softmax(logits)[i, labels[i]]; log-sum-exp keeps it finite for huge logits."""
+    n, c = logits.shape
+    picked = logits[np.arange(n), class_index(labels, c)]
+    return float((logsumexp_rows(logits)[:, 0] - picked).sum()) / n
+
+
+def one_hot(labels, c):
+    """Rows of c zeros with a 1.0 in column labels[i]."""
+    out = np.zeros((labels.shape[0], c))
+    out[np.arange(labels.shape[0]), class_index(labels, c)] = 1.0
+    return out
+
+
+def same_shape(a, b):
+    """Whether two arrays have one shape."""
+    return np.shape(a) == np.shape(b)
+
+
+
+
+def max_last(a):
+    """a.max(axis=-1)."""
+    return np.asarray(a.max(axis=-1), dtype=np.float64)
+
+
+def route_max_last(a, g):
+    """The max gate along the last axis: each entry of g goes to the first largest entry of its row of `a`."""
+    out = np.zeros(a.shape)
+    np.put_along_axis(out, np.argmax(a, axis=-1)[..., None], np.asarray(g, dtype=np.float64)[..., None], axis=-1)
+    return out
+
+
+def at_max_last(a, t):
+    """Forward mode's max gate along the last axis: for each row of `a`, the entry of t at its first largest."""
+    t = np.broadcast_to(t, a.shape)
+    return np.take_along_axis(t, np.argmax(a, axis=-1)[..., None], axis=-1)[..., 0].astype(np.float64)
+
+
+def max_along(a, axis):
+    """The largest entry along `axis` (the axis is removed)."""
+    return np.asarray(a.max(axis=axis), dtype=np.float64)
+
+
+def route_max(a, g, axis):
+    """The max gate: each entry of g goes to the first largest entry of its slice of `a` along `axis`."""
+    out = np.zeros(a.shape)
+    place = np.expand_dims(np.argmax(a, axis=axis), axis)
+    np.put_along_axis(out, place, np.expand_dims(np.asarray(g, dtype=np.float64), axis), axis=axis)
+    return out
+
+
+def at_max(a, t, axis):
+    """Forward mode's max gate along `axis`: for each slice of `a`, the entry of t at its first largest."""
+    t = np.broadcast_to(t, a.shape)
+    place = np.expand_dims(np.argmax(a, axis=axis), axis)
+    return np.take_along_axis(t, place, axis=axis).squeeze(axis).astype(np.float64)
+
+
+def route_max_all(a, g):
+    """The max gate over all of `a`: g goes to its first largest entry."""
+    out = np.zeros(a.size)
+    out[np.argmax(a)] = g
+    return out.reshape(a.shape)
+
+
+def at_max_all(a, t):
+    """Forward mode's max gate over all of `a`: the entry of t at the first largest entry of `a`."""
+    return np.ascontiguousarray(t).reshape(-1)[np.argmax(a)]
+
+
+def sigmoid_array(x):
+    """1 / (1 + exp(-x)) without overflow for large |x|: t = exp(-|x|), then 1 / (1 + t) where x >= 0 and
+    t / (1 + t) elsewhere (bpgen/runtime.py's sigmoid, on whole arrays)."""
+    t = np.exp(-np.abs(x))
+    r = 1.0 / (1.0 + t)
+    return np.where(x >= 0.0, r, t * r)
+
+
+def softplus_array(x):
+    """log(1 + exp(x)) without overflow: np.logaddexp(0.0, x)."""
+    return np.logaddexp(0.0, x)
+
+
+
+def erf_array(x):
+    """math.erf on every element (NumPy has no vectorized erf)."""
+    return np.asarray(np.vectorize(math.erf, otypes=[np.float64])(x), dtype=np.float64)
+
+
+def lgamma_array(x):
+    """math.lgamma on every element."""
+    return np.asarray(np.vectorize(math.lgamma, otypes=[np.float64])(x), dtype=np.float64)
+
+
+def gamma_array(x):
+    """math.gamma on every element."""
+    return np.asarray(np.vectorize(math.gamma, otypes=[np.float64])(x), dtype=np.float64)
+
+
+def digamma_array(x):
+    """digamma (bpgen/runtime.py's) on every element."""
+    return np.asarray(np.vectorize(digamma, otypes=[np.float64])(x), dtype=np.float64)
+
+
+def polygamma_array(n, x):
+    """polygamma(n, x) (bpgen/runtime.py's) on every element of x."""
+    return np.asarray(np.vectorize(polygamma, otypes=[np.float64])(n, x), dtype=np.float64)
