@@ -46,20 +46,18 @@ def value_and_grad(X, y, beta):
     log_prior = neg2 / 8.0
     linear_posterior = log_likelihood + log_prior
     # backward: each line adds one local derivative times the upstream gradient
-    dlog_likelihood = 1.0                     # linear_posterior = log_likelihood + log_prior
-    dlog_prior = 1.0                          # linear_posterior = log_likelihood + log_prior
-    dneg2 = 0.125 * dlog_prior                # log_prior = neg2 / 8.0
-    dsum2 = -dneg2                            # neg2 = -sum2
-    dmul2 = np.full((3,), dsum2)              # sum2 = mul2.sum()
-    dbeta = beta * dmul2                      # mul2 = beta * beta
-    dbeta = dbeta + beta * dmul2              # mul2 = beta * beta
-    dneg1 = 2.0 * dlog_likelihood             # log_likelihood = neg1 / 0.5
-    dsum1 = -dneg1                            # neg1 = -sum1
-    dmul1 = np.full((N,), dsum1)              # sum1 = mul1.sum()
-    dresidual = residual * dmul1              # mul1 = residual * residual
-    dresidual = dresidual + residual * dmul1  # mul1 = residual * residual
-    dmatmul1 = -dresidual                     # residual = y - matmul1
-    dbeta = dbeta + X.T @ dmatmul1            # matmul1 = X @ beta
+    dlog_likelihood = 1.0                 # linear_posterior = log_likelihood + log_prior
+    dlog_prior = 1.0                      # linear_posterior = log_likelihood + log_prior
+    dneg2 = 0.125 * dlog_prior            # log_prior = neg2 / 8.0
+    dsum2 = -dneg2                        # neg2 = -sum2
+    dmul2 = np.full((3,), dsum2)          # sum2 = mul2.sum()
+    dbeta = (2.0 * beta) * dmul2          # mul2 = beta * beta
+    dneg1 = 2.0 * dlog_likelihood         # log_likelihood = neg1 / 0.5
+    dsum1 = -dneg1                        # neg1 = -sum1
+    dmul1 = np.full((N,), dsum1)          # sum1 = mul1.sum()
+    dresidual = (2.0 * residual) * dmul1  # mul1 = residual * residual
+    dmatmul1 = -dresidual                 # residual = y - matmul1
+    dbeta = dbeta + X.T @ dmatmul1        # matmul1 = X @ beta
     return linear_posterior, (dbeta,)
 
 

@@ -51,8 +51,7 @@ def value_and_grad(X, y, w, b):
     dpenalty = 1.0                                   # loss = data_loss + penalty
     dsum2 = 0.0001 * dpenalty                        # penalty = 0.0001 * sum2
     dmul2 = np.full((50,), dsum2)                    # sum2 = mul2.sum()
-    dw = w * dmul2                                   # mul2 = w * w
-    dw = dw + w * dmul2                              # mul2 = w * w
+    dw = (2.0 * w) * dmul2                           # mul2 = w * w
     dsum1 = ddata_loss / N                           # data_loss = sum1 / N
     dsub1 = np.full((N,), dsum1)                     # sum1 = sub1.sum()
     dsoftplus1 = dsub1                               # sub1 = softplus1 - mul1

@@ -53,8 +53,7 @@ def value_and_grad(X, y, w, b):
     dpenalty = 1.0                                   # loss = data_loss + penalty
     dsumsq = 0.001 * dpenalty                        # penalty = 0.001 * sumsq
     dwsq = np.full((30,), dsumsq)                    # sumsq = wsq.sum()
-    dw = w * dwsq                                    # wsq = w * w
-    dw = dw + w * dwsq                               # wsq = w * w
+    dw = (2.0 * w) * dwsq                            # wsq = w * w
     dsum1 = ddata_loss / N                           # data_loss = sum1 / N
     dsub1 = np.full((N,), dsum1)                     # sum1 = sub1.sum()
     dsoftplus1 = dsub1                               # sub1 = softplus1 - mul1
@@ -99,8 +98,7 @@ def hvp(X, y, w, b, tw, tb):
     dpenalty = 1.0                 # loss = data_loss + penalty
     dsumsq = 0.001 * dpenalty      # penalty = 0.001 * sumsq
     dwsq = np.full((30,), dsumsq)  # sumsq = wsq.sum()
-    dw = w * dwsq                  # wsq = w * w
-    dw = dw + w * dwsq             # wsq = w * w
+    dw = (2.0 * w) * dwsq          # wsq = w * w
     dsum1 = ddata_loss / N         # data_loss = sum1 / N
     dsub1 = np.full((N,), dsum1)   # sum1 = sub1.sum()
     dsoftplus1 = dsub1             # sub1 = softplus1 - mul1
@@ -115,8 +113,7 @@ def hvp(X, y, w, b, tw, tb):
     tz = tXw                                        # z = Xw + b
     tz = tz + tb                                    # z = Xw + b
     tsoftplus1 = exp1 * tz                          # softplus1 = softplus_array(z)
-    tdw = dwsq * tw                                 # dw = w * dwsq
-    tdw = tdw + dwsq * tw                           # dw = dw + w * dwsq
+    tdw = dwsq * (2.0 * tw)                         # dw = (2.0 * w) * dwsq
     tdz = dsoftplus1 * (exp1 * (tz + -tsoftplus1))  # dz = dz + exp1 * dsoftplus1
     tdXw = tdz                                      # dXw = dz
     tdb = tdz.sum()                                 # db = dz.sum()

@@ -97,14 +97,15 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
         if not wanted or (rule.partials is None and rule.vjp is None):  # a condition: no gradient flows
             continue
         if rule.vjp is not None:  # a tensor op: its whole vector-Jacobian product per argument
-            terms = rule.vjp(A, node.args, node, upstream)
+            terms = _per_argument(A, node.args, rule.vjp(A, node.args, node, upstream))
             partials = [None] * len(terms)
         else:  # elementwise: local partial times upstream, summed back over broadcast axes
-            partials = rule.partials(A, node.args, node)
+            partials = _per_argument(A, node.args, rule.partials(A, node.args, node))
             terms = [None if p is None else A.sum_to(_times(A, p, upstream, scheduled), a.shape)
                      for p, a in zip(partials, node.args)]
         for i in wanted:
-            _add(steps, received, A, node.args[i], terms[i], partials[i], upstream, node)
+            if node.args.index(node.args[i]) == i:  # an argument used twice (w * w) gets one line
+                _add(steps, received, A, node.args[i], terms[i], partials[i], upstream, node)
     for w in wrt:  # inputs the schedule leaves out (a loop's step takes them as parameters)
         if w.id not in received or w.id in scheduled:
             continue
@@ -117,6 +118,20 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
             steps.append(Contribution(w, variable, seed_of_input, None, seed_of_input, w, False, seeded=True))
     gradients = [adjoint.get(w.id, A.const(0.0)) for w in wrt]
     return Backward([replace(s, folded=True) if k in folded else s for k, s in enumerate(steps)], gradients)
+
+
+def _per_argument(A: Algebra, args: tuple[Node, ...], parts: list[Node | None]) -> list[Node | None]:
+    """Each argument's whole part, where one node is several arguments: d(w * w)/dw = w + w, as 2.0 * w."""
+    combined = list(parts)
+    for i, a in enumerate(args):
+        positions = [j for j, b in enumerate(args) if b is a]
+        if len(positions) > 1 and positions[0] == i:
+            found = [parts[j] for j in positions if parts[j] is not None]
+            if not found:
+                continue
+            same = all(f is found[0] for f in found)
+            combined[i] = A.mul(A.const(float(len(found))), found[0]) if same else A.add(*found)
+    return combined
 
 
 def _add(steps: list[Contribution], received: dict[int, list[int]], A: Algebra, target: Node, term: Node | None,
