@@ -121,7 +121,6 @@ def _run_traced(function, args) -> tuple[object, dict[str, object]]:
 
 def _arguments(fn, point: dict, dims: dict[str, int], rng: np.random.Generator, positive: bool) -> dict:
     """Arguments by parameter name: the given ones (numbers, arrays), the others random as `bpgen check` draws."""
-    from ..tools.gradcheck import random_argument
     from .parameters import concrete_dim, parameters
 
     args = {}
@@ -129,7 +128,7 @@ def _arguments(fn, point: dict, dims: dict[str, int], rng: np.random.Generator, 
         if p.name in point:
             args[p.name] = point[p.name]
         else:
-            args[p.name] = random_argument(p, dims, rng, positive)
+            args[p.name] = p.random(dims, rng, positive)
             if p.kind == "real" and p.shape:
                 args[p.name] = np.ascontiguousarray(args[p.name], dtype=np.float64)
         if p.shape:

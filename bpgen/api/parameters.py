@@ -34,6 +34,19 @@ class Parameter:
     def concrete_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
         return tuple(concrete_dim(d, dims) for d in self.shape)
 
+    def random(self, dims: dict[str, int], rng, positive: bool):
+        """A random value for the parameter: a float, or an array of its shape and kind (a gradient check's point,
+        a picture's inputs)."""
+        shape = self.concrete_shape(dims)
+        if self.kind == "labels":
+            return rng.integers(0, concrete_dim(self.classes, dims), size=shape)
+        if self.kind == "distribution":
+            rows = rng.uniform(0.1, 1.0, size=shape)
+            return rows / rows.sum(axis=-1, keepdims=True)
+        if not shape:
+            return float(rng.uniform(0.1, 2.0)) if positive else float(rng.normal())
+        return rng.uniform(0.1, 2.0, size=shape) if positive else rng.normal(size=shape)
+
 
 def concrete_dim(d, dims: dict[str, int]) -> int:
     return d if isinstance(d, int) else dims.get(str(d), DEFAULT_DIM)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..api.parameters import Parameter, concrete_dim, output_shape, parameters
+from ..api.parameters import concrete_dim, output_shape, parameters
 from ..errors import BpgenError
 
 if TYPE_CHECKING:
@@ -43,19 +43,6 @@ class PointCheck:
     @property
     def ok(self) -> bool:
         return all(row.ok for row in self.rows)
-
-
-def random_argument(p: Parameter, dims: dict[str, int], rng: np.random.Generator, positive: bool):
-    """A random value for one parameter: a float, or an array of its shape and kind."""
-    shape = p.concrete_shape(dims)
-    if p.kind == "labels":
-        return rng.integers(0, concrete_dim(p.classes, dims), size=shape)
-    if p.kind == "distribution":
-        rows = rng.uniform(0.1, 1.0, size=shape)
-        return rows / rows.sum(axis=-1, keepdims=True)
-    if not shape:
-        return float(rng.uniform(0.1, 2.0)) if positive else float(rng.normal())
-    return rng.uniform(0.1, 2.0, size=shape) if positive else rng.normal(size=shape)
 
 
 class Objective:
@@ -93,7 +80,7 @@ def draw_point(fn: CompiledFunction, rng: np.random.Generator, dims: dict[str, i
     out_shape = tuple(concrete_dim(d, dims) for d in output_shape(fn))
     for attempt in range(TRIES):
         positive = attempt >= TRIES // 2
-        args = [at[p.name] if p.name in at else random_argument(p, dims, rng, positive) for p in params]
+        args = [at[p.name] if p.name in at else p.random(dims, rng, positive) for p in params]
         seed = rng.normal(size=out_shape) if out_shape else None
         objective = Objective(fn, seed)
         value, grads = objective.value_and_grad(args)
