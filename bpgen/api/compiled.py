@@ -337,8 +337,9 @@ def compile(target, inputs: Sequence[sympy.Symbol] | None = None, wrt: Sequence[
         declaration = target.declaration
         if inputs is not None and tuple(inputs) != declaration.inputs:
             raise BpgenError(f"{declaration.name}: the inputs of an already declared function cannot change")
-        jit = target.jit if jit is None else jit
         backend = target.backend if backend is None else backend
+        if jit is None:  # the function's own, or the new backend's default
+            jit = target.jit if backend == target.backend else backend == "numba"
         kinds = target.artifact.derivatives if derivatives is None else kinds
         if (wrt is None and name is None and jit == target.jit and backend == target.backend
                 and kinds == target.artifact.derivatives):

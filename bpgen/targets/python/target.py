@@ -88,8 +88,14 @@ class Target:
         return ordered
 
     def _callees(self, name: str) -> tuple[str, ...]:
-        code = self.helper_function(name).__code__
-        return tuple(sorted(n for n in code.co_names if n in self.runtime_names))
+        """The helpers a helper calls, in its body or in a comprehension or lambda inside it."""
+        found: set[str] = set()
+        codes = [self.helper_function(name).__code__]
+        while codes:
+            code = codes.pop()
+            found.update(n for n in code.co_names if n in self.runtime_names)
+            codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+        return tuple(sorted(found))
 
 
 @functools.cache

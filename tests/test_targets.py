@@ -1,0 +1,32 @@
+"""The Target machinery shared by every Python target: runtime helpers and the backend switch."""
+
+import sys
+
+import sympy
+
+import bpgen
+from bpgen.targets.numba.syntax import SYNTAX
+from bpgen.targets.python.target import Target
+
+
+def test_helpers_called_inside_a_comprehension_are_copied_too(tmp_path, monkeypatch):
+    (tmp_path / "fake_runtime.py").write_text(
+        "def inner(x):\n    return x + 1.0\n\n\n"
+        "def outer(xs):\n    return [inner(x) for x in xs]\n\n\n"
+        "def lambda_user(xs):\n    f = lambda v: inner(v)\n    return f(xs)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    target = Target("fake", SYNTAX, runtimes=("fake_runtime",))
+    try:
+        assert target.with_callees(["outer"]) == ["inner", "outer"]
+        assert target.with_callees(["lambda_user"]) == ["inner", "lambda_user"]
+    finally:
+        sys.modules.pop("fake_runtime", None)
+
+
+def test_a_new_backend_brings_its_own_default_jit():
+    x = sympy.Symbol("x", real=True)
+    plain = bpgen.compile(sympy.sin(x), backend="numpy")
+    assert (plain.backend, plain.jit) == ("numpy", False)
+    compiled = bpgen.compile(plain, backend="numba")
+    assert (compiled.backend, compiled.jit) == ("numba", True)
+    assert bpgen.compile(plain, backend="numba", jit=False).jit is False
