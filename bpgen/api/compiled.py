@@ -151,38 +151,14 @@ class CompiledFunction:
         Generated and compiled on first use; `g.hvp_source` shows it."""
         self._scalar_output("hvp")
         *point, vectors = self._split("hvp", args)
-        return self._second_order_function(*point, *vectors)
+        return self._second_order_module("hvp")(*point, *vectors)
 
     def hessian(self, *args):
-        """(value, gradients, H): the Hessian restricted to `wrt`, one hvp per column. H is an (n, n) float64
-        array when every `wrt` input is a number, else a tuple of tuples of blocks, H[i][j] of shape
-        wrt[i].shape + wrt[j].shape."""
-        import numpy as np
-
+        """(value, gradients, H): the Hessian restricted to `wrt`, one hvp per column: the generated module's own
+        `hessian`, beside its `hvp`. H is an (n, n) float64 array when every `wrt` input is a number, else a
+        tuple of tuples of blocks, H[i][j] of shape wrt[i].shape + wrt[j].shape."""
         self._scalar_output("hessian")
-        shapes = [self._concrete_shape(w, args) for w in self.declaration.wrt]
-        if all(shape == () for shape in shapes):  # numbers: one hvp per column of an (n, n) array
-            n = len(shapes)
-            value = gradients = None
-            H = np.empty((n, n))
-            for j in range(n):
-                value, gradients, column = self._second_order_function(*args, *(float(i == j) for i in range(n)))
-                H[:, j] = column
-            return value, gradients, H
-        sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
-        value = gradients = None
-        blocks = [[np.empty((size_i, size_j)) for size_j in sizes] for size_i in sizes]
-        vectors = [np.zeros(size) for size in sizes]  # flat; each call sees them in their shapes
-        for j, size_j in enumerate(sizes):
-            for k in range(size_j):
-                vectors[j][k] = 1.0
-                value, gradients, column = self._second_order_function(
-                    *args, *(v.reshape(shape) if shape else float(v[0]) for v, shape in zip(vectors, shapes)))
-                vectors[j][k] = 0.0
-                for i, hv in enumerate(column):
-                    blocks[i][j][:, k] = np.ravel(hv)
-        return value, gradients, tuple(tuple(blocks[i][j].reshape(shapes[i] + shapes[j]) for j in range(len(sizes)))
-                                       for i in range(len(sizes)))
+        return self._second_order_module("hessian")(*args)
 
     def _scalar_output(self, method: str) -> None:
         output = self.declaration.output
@@ -193,18 +169,6 @@ class CompiledFunction:
             raise BpgenError(f"{self.name} has a tensor output of shape {format_shape(output.shape)}: {method} is "
                              "for a scalar output")
 
-    def _concrete_shape(self, wrt, args: tuple) -> tuple:
-        """A `wrt` input's shape in this call: its declared one, with symbolic sizes read off the arguments."""
-        import numpy as np
-
-        shape = getattr(wrt, "shape", ())
-        if all(isinstance(d, int) for d in shape):
-            return tuple(shape)
-        position = self.declaration.inputs.index(wrt)
-        if position >= len(args):
-            raise TypeError(f"{self.name}.hessian takes {len(self.declaration.inputs)} arguments, got {len(args)}")
-        return tuple(np.shape(args[position]))
-
     @property
     def hvp_source(self) -> str:
         """The forward-over-reverse module's source."""
@@ -212,11 +176,16 @@ class CompiledFunction:
 
     @functools.cached_property
     def _second_order_artifact(self) -> Artifact:
-        return generate(self.declaration, ("hvp",), self.backend, self.jit)
+        return generate(self.declaration, ("hvp", "hessian"), self.backend, self.jit)
 
     @functools.cached_property
-    def _second_order_function(self):
-        return self._load_checked(self._second_order_artifact, "hvp")
+    def _second_order_loaded(self):
+        return load_source(self._second_order_artifact.source, f"{self.name}_hvp")
+
+    @functools.cache  # noqa: B019 - one per compiled object and function name, kept as long as the object
+    def _second_order_module(self, function_name: str):
+        """The second-order module's hvp or hessian, behind the conversion of its parameters."""
+        return self._taking_numbers(getattr(self._second_order_loaded, function_name), function_name)
 
     def _split(self, method: str, args: tuple) -> tuple:
         """The arguments, then the tangents or vectors as a tuple of one number per `wrt` input."""
@@ -239,10 +208,6 @@ class CompiledFunction:
 
     def _wrt_names(self) -> str:
         return ", ".join(str(getattr(w, "name", w)) for w in self.declaration.wrt)
-
-    def _load_checked(self, artifact: Artifact, function_name: str):
-        module = load_source(artifact.source, f"{self.name}_{function_name}")
-        return self._taking_numbers(getattr(module, function_name), function_name)
 
     def _taking_numbers(self, function, function_name: str):
         """`function` behind the conversion of its parameters: the inputs, then the tangents, vectors or seeds,
@@ -269,7 +234,8 @@ class CompiledFunction:
 
     @functools.cached_property
     def _jvp_function(self):
-        return self._load_checked(self._jvp_artifact, "jvp")
+        module = load_source(self._jvp_artifact.source, f"{self.name}_jvp")
+        return self._taking_numbers(module.jvp, "jvp")
 
     def flat(self, **fixed):
         """A flat view for optimizers and samplers: the inputs not in `wrt` bound by name (data, labels), the
