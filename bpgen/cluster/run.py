@@ -1,7 +1,7 @@
 """Compiled functions on Dask arrays: each chunk of rows on a worker, the partial results summed on the driver.
 
 `g.value_and_grad(X, y, w, b)` with X and y Dask arrays chunked along their batch axis runs the chunk
-function (bpgen/cluster/split.py) on every chunk, on the active scheduler (a `distributed.Client` when one
+function (bpgen/transforms/chunk.py) on every chunk, on the active scheduler (a `distributed.Client` when one
 is active, Dask's default otherwise), and adds the partial values and gradients up in a tree. Parameters
 stay NumPy arrays, sent once. Dask is imported here only, when a Dask array is passed.
 """
@@ -16,7 +16,6 @@ import numpy as np
 
 from ..api.arguments import is_dask_array
 from ..errors import BpgenError
-from .split import chunk_declaration
 
 METHODS = ("forward", "value_and_grad", "grad")
 
@@ -68,8 +67,8 @@ def _chunk_module(g, batch: tuple):
     from ..api.parameters import parameters
     from ..targets import generate
 
-    chunk = chunk_declaration(g.declaration, list(batch))
-    artifact = generate(chunk, None, g.backend, g.jit)
+    artifact = generate(g.declaration, ("chunk",), g.backend, g.jit, batch=list(batch))
+    chunk = artifact.declaration
     digest = hashlib.sha1(artifact.source.encode()).hexdigest()[:16]
     kinds = tuple("labels" if p.kind == "labels" else "array" if p.shape else "number" for p in parameters(artifact))
     return artifact.source, f"_bpgen_{chunk.name}_{digest}", kinds

@@ -19,6 +19,7 @@ from ..ir.graph import NO_RULE_OPS, VIEW_OPS, Graph, Node, depends_on, format_pr
 from ..ir.ops import Op
 from ..ir.shapes import format_shape, size_sources
 from ..rules.algebra import Algebra
+from ..transforms.chunk import chunk_declaration
 from ..transforms.forward import forward_mode, forward_over_reverse
 from ..transforms.reverse import backward, output_seeds
 from .program import DERIVATIVES, KINDS, Lowered, Program, Reverse, SecondOrderProgram, Tangent, VectorProgram
@@ -62,8 +63,13 @@ def _without_gc(build_function):
 
 
 @_without_gc
-def build(declaration: Declaration, kinds: tuple[str, ...] | None = None) -> Program:
-    """The program of a declaration: each kind of function in `kinds` (default: `default_kinds`), derived."""
+def build(declaration: Declaration, kinds: tuple[str, ...] | None = None, batch: list[int] | None = None) -> Program:
+    """The program of a declaration: each kind of function in `kinds` (default: `default_kinds`), derived. The
+    kind "chunk" is the declaration rebuilt on one chunk of the rows of the inputs at positions `batch`, with
+    its value and gradients (what a cluster's workers run, bpgen/transforms/chunk.py)."""
+    if kinds is not None and "chunk" in kinds:
+        declaration = chunk_declaration(declaration, list(batch or ()))
+        kinds = None
     kinds = default_kinds(declaration) if kinds is None else tuple(kinds)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:

@@ -13,8 +13,9 @@ from ..transforms.reverse import Backward
 
 # what a program can hold: the value with the reverse pass (forward, value_and_grad, grad; vjp for a tensor
 # output), forward mode (jvp), forward over reverse (hvp), and the hessian built on hvp; batch is a scalar
-# function's loop over points; jacobian (a vector of outputs) is built from jvp or vjp calls
-KINDS = ("value", "vjp", "batch", "jvp", "hvp", "hessian", "jacobian")
+# function's loop over points; jacobian (a vector of outputs) is built from jvp or vjp calls; chunk is the
+# value and gradients of one chunk of rows, which a cluster's workers add up (Dask)
+KINDS = ("value", "vjp", "batch", "jvp", "hvp", "hessian", "jacobian", "chunk")
 DERIVATIVES = ("jvp", "hvp", "hessian")  # what `bpgen generate --derivatives` can add to a module
 
 

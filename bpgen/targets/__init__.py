@@ -24,9 +24,11 @@ def target(backend: str = "numba", jit: bool = True):
     raise BpgenError(f"unknown backend {backend!r}: choose from {', '.join(BACKENDS)}")
 
 
-def generate(declaration, kinds: tuple[str, ...] | None = None, backend: str = "numba", jit: bool = True):
-    """The artifact (module source and how to call it) of a declaration's functions `kinds`."""
+def generate(declaration, kinds: tuple[str, ...] | None = None, backend: str = "numba", jit: bool = True,
+             batch: list[int] | None = None):
+    """The artifact (module source and how to call it) of a declaration's functions `kinds` (for "chunk", the
+    positions of the inputs whose leading axis is split across workers: `batch`)."""
     from ..program.build import build
     from .python.emit import emit
 
-    return emit(build(declaration, kinds), target(backend, jit))
+    return emit(build(declaration, kinds, batch), target(backend, jit))
