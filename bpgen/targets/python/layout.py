@@ -58,7 +58,7 @@ def wrap(code: str, indent: int = 4) -> list[str]:
         return [code]
     head, rhs = match.groups()
     if _enclosing_call(rhs) is not None:  # `h, hs = step_scan(`: the call's own brackets hold the lines
-        lines = _broken(rhs, indent)
+        lines = _broken(rhs, indent + len(head))
         return [head + lines[0]] + lines[1:]
     return [head + "("] + [INDENT + line for line in _broken(rhs, indent + 4)] + [")"]
 
