@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import sympy
+from helpers import REPO
 
 import bpgen
 from bpgen import nn
-from helpers import REPO
 
 x, y, z = sympy.symbols("x y z", real=True)
 
