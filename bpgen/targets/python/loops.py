@@ -17,8 +17,8 @@ from ...ir.graph import Node
 from ...ir.loops import ScanBody, body_schedule
 from ...ir.shapes import size_sources
 from ...rules.algebra import Algebra
-from ...transforms.step import residuals_of, step_gradient
-from .layout import docstring
+from ...transforms.step import CheckpointPlan, checkpoint_plan, residuals_of, step_gradient
+from .layout import INDENT, docstring, wrap
 from .naming import Namespace, assign_names
 from .printer import ExpressionPrinter, print_program
 from .render import backward_lines, size_lines, used_size_lines, wrapped
@@ -108,7 +108,10 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
         functions.backward_dims = used_size_lines(dim_lines, lines + program.gradients)
         functions.nodes += [s.term for s in grads.printed]
     functions.loop = _loop_names(body, scan, mask, outer, residuals, names)
-    functions.loop["functions"] = {suffix: f"{body.function}{suffix}" for suffix in LOOP_SUFFIXES}
+    plan = checkpoint_plan(body)
+    functions.loop["forward_lines"] = forward_loop(functions.loop, plan, body.function)
+    # no reversed loop when no gradient flows through the scan (a preprocessing scan over the data)
+    functions.loop["backward_lines"] = [] if mask is None else backward_loop(functions.loop, plan, body.function)
     return functions
 
 
@@ -192,3 +195,79 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
                     + [d for d, w in zip(grads["seqs"], wanted_seqs) if w]
                     + [d for d, w in zip(grads["closed"], wanted_closed) if w])
     return loop
+
+
+def _tuple_target(names: list[str]) -> str:
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
+def _statement(code: str, depth: int) -> list[str]:
+    """A statement at `depth` loop levels inside the function's body, wrapped to the line length."""
+    pad = INDENT * depth
+    return [pad + line for line in wrap(code, 4 + len(pad))]
+
+
+def forward_loop(L: dict, plan: CheckpointPlan, stem: str) -> list[str]:
+    """The forward loop's body: the tape's and stacks' arrays, then each step, storing what the plan keeps."""
+    t, k = L["t"], plan.every
+    lines = [f"{L['steps']} = {L['steps_value']}"]
+    lines += [f"{tape} = np.empty({shape})" for tape, shape in zip(L["tapes"], L["tape_shapes"])]
+    lines += [f"{stack} = np.empty({shape})" for stack, shape in zip(L["stacks"], L["stack_shapes"])]
+    if plan.residuals_on_tape:
+        lines += [f"{saved} = np.empty({shape})" for saved, shape in zip(L["saved"], L["saved_shapes"])]
+    lines += [f"{c} = {init}" + ("" if scalar else ".copy()")
+              for c, init, scalar in zip(L["carries"], L["inits"], L["scalar"])]
+    lines.append(f"for {t} in range({L['steps']}):")
+    if plan.checkpointed:
+        lines.append(f"{INDENT}if {t} % {k} == 0:")
+        lines += [f"{INDENT * 2}{tape}[{t} // {k}] = {c}" for tape, c in zip(L["tapes"], L["carries"])]
+    else:
+        lines += [f"{INDENT}{tape}[{t}] = {c}" for tape, c in zip(L["tapes"], L["carries"])]
+    lines += _statement(f"{', '.join(L['step_out'])} = {stem}({L['forward_call']})", 1)
+    lines += [f"{INDENT}{stack}[{t}] = {y}" for y, stack in zip(L["ys"], L["stacks"])]
+    if plan.residuals_on_tape:
+        lines += [f"{INDENT}{saved}[{t}] = {value}" for value, saved in zip(L["residuals"], L["saved"])]
+    tape = L["tapes"] + (L["saved"] if plan.residuals_on_tape else [])
+    lines += _statement(f"return {', '.join(L['carries'] + L['stacks'])}, ({_tuple_target(tape)})", 0)
+    return lines
+
+
+def backward_loop(L: dict, plan: CheckpointPlan, stem: str) -> list[str]:
+    """The reversed loop's body: each step's backward in reverse, from the tape or from a recomputed segment, the
+    slices' gradients stacked and the weights' gradients added up."""
+    G, t, k = L["grads"], L["t"], plan.every
+    tape = L["tapes"] + (L["saved"] if plan.residuals_on_tape else [])
+    lines = [f"{L['steps']} = {L['steps_value']}", *_statement(f"{_tuple_target(tape)} = {L['tape']}", 0)]
+    lines += [f"{d} = {final}" + ("" if scalar else ".copy()")
+              for d, final, scalar in zip(G["carries"], G["finals"], L["scalar"])]
+    lines += [f"{d} = np.empty({seq}.shape)" for d, seq, wanted in zip(G["seqs"], L["seqs"], L["wanted_seqs"])
+              if wanted]
+    lines += [f"{d} = " + ("0.0" if scalar else f"np.zeros({w}.shape)")
+              for d, w, wanted, scalar in zip(G["closed"], L["closed"], L["wanted_closed"], L["closed_scalar"])
+              if wanted]
+    results = ", ".join(L["step_results"])
+    if plan.checkpointed:
+        start, stop, s = L["start"], L["stop"], L["s"]
+        lines += [f"{segment} = np.empty({shape})" for segment, shape in zip(G["segments"], L["segment_shapes"])]
+        lines += [f"{saved} = np.empty({shape})" for saved, shape in zip(L["saved"], L["saved_shapes"])]
+        lines += [f"for {s} in range(({L['steps']} - 1) // {k}, -1, -1):", f"{INDENT}{start} = {s} * {k}",
+                  f"{INDENT}{stop} = min({start} + {k}, {L['steps']})"]
+        lines += [f"{INDENT}{c} = {tape}[{s}]" for c, tape in zip(L["carries"], L["tapes"])]
+        lines.append(f"{INDENT}for {t} in range({start}, {stop}):  # the segment's steps again, keeping what their "
+                     "backward reads")
+        lines += [f"{INDENT * 2}{segment}[{t} - {start}] = {c}" for segment, c in zip(G["segments"], L["carries"])]
+        lines += _statement(f"{', '.join(L['step_out'])} = {stem}({L['forward_call']})", 2)
+        lines += [f"{INDENT * 2}{saved}[{t} - {start}] = {value}" for value, saved in zip(L["residuals"], L["saved"])]
+        lines.append(f"{INDENT}for {t} in range({stop} - 1, {start} - 1, -1):")
+        lines += _statement(f"{results} = {stem}_backward({L['segment_backward_call']})", 2)
+        depth = 2
+    else:
+        lines.append(f"for {t} in range({L['steps']} - 1, -1, -1):")
+        lines += _statement(f"{results} = {stem}_backward({L['backward_call']})", 1)
+        depth = 1
+    lines += [f"{INDENT * depth}{d}[{t}] = {dslice}"
+              for d, dslice, wanted in zip(G["seqs"], G["slices"], L["wanted_seqs"]) if wanted]
+    lines += [f"{INDENT * depth}{d} += {dstep}"
+              for d, dstep, wanted in zip(G["closed"], G["closed_step"], L["wanted_closed"]) if wanted]
+    lines += _statement(f"return {', '.join(L['returned'])}", 0)
+    return lines
