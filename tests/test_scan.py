@@ -400,3 +400,18 @@ def test_a_vector_of_outputs_through_a_scan_is_a_one_line_error():
 
     with pytest.raises(BpgenError, match="a vector of outputs through bpgen.scan is not available yet"):
         bpgen.function(vector_scan, jit=False)
+
+
+def test_a_scan_inside_a_step_is_refused_in_one_line():
+    with pytest.raises(bpgen.BpgenError, match=r"^step outer: a bpgen.scan inside a step is not supported yet"):
+        @bpgen.function(shapes={"X": ("T", "N", 2), "h0": ("N", 2), "W": (2, 2)})
+        def nested(X, h0, W):
+            def inner(c, x):
+                return nn.tanh(c @ W + x), None
+
+            def outer(h, x):
+                c, _ = bpgen.scan(inner, h, X)
+                return c + x, None
+
+            h, _ = bpgen.scan(outer, h0, X)
+            return bpgen.sum(h)

@@ -15,7 +15,7 @@ import sympy
 
 from ..errors import BpgenError
 from ..ir.graph import Node
-from ..ir.loops import ScanBody, closed_values, substitute
+from ..ir.loops import ScanBody, body_schedule, closed_values, substitute
 from ..ir.ops import Op
 from ..ir.shapes import format_shape
 from .tensor import ALGEBRA, GRAPH, Tensor, as_node
@@ -96,6 +96,9 @@ def scan_node(A, uid: int, name: str, carries: list[Node], slices: list[Node], c
     params = tuple(hints_by_id.get(p.id, default) for p, default in zip(placeholders, params))
     body = ScanBody(name, tuple(carries), tuple(slices), tuple(stand_ins), tuple(new_outputs[:len(carry_out)]),
                     tuple(new_outputs[len(carry_out):]), steps, checkpoint, params, hints_by_id)
+    if any(node.op == Op.SCAN for node in body_schedule(body)):
+        raise BpgenError(f"step {name}: a bpgen.scan inside a step is not supported yet; scan over the inner loop "
+                         "in the enclosing function, or unroll it in the step")
     return A.make(Op.SCAN, [*init, *seqs, *closed], (body,))
 
 
