@@ -1368,7 +1368,7 @@ def second_order(systems: list[str], sizes: Sizes, workdir: Path, opts) -> None:
         inputs, vectors = second_order_inputs(key, sizes)
         value, grads, hv = g.hvp(*inputs, tuple(vectors))
         calls = [("value_and_grad", g.value_and_grad, tuple(inputs)),
-                 ("hvp", g._second_order_function, (*inputs, *vectors))]
+                 ("hvp", g.hvp_module.hvp, (*inputs, *vectors))]
         peers = {"jax": jax_hvp, "torch": torch_hvp}
         for system in (s for s in peers if s in systems):
             run = peers[system](key, inputs, vectors, sizes.deep_reps)
@@ -1405,8 +1405,8 @@ def second_order(systems: list[str], sizes: Sizes, workdir: Path, opts) -> None:
     g = build_bpgen("a", sizes)
     point, vector = (3.0, -4.0), (1.0, 0.5)
     g.value_and_grad(*point), g.jvp(*point, vector), g.hvp(*point, vector), g.hessian(*point)  # compile
-    calls = [("value_and_grad", g.value_and_grad, point), ("jvp (generated)", g._jvp_function, point + vector),
-             ("hvp (generated)", g._second_order_function, point + vector),
+    calls = [("value_and_grad", g.value_and_grad, point), ("jvp (generated)", g.jvp_module.jvp, point + vector),
+             ("hvp (generated)", g.hvp_module.hvp, point + vector),
              ("g.jvp(x, y, (tx, ty))", lambda *a: g.jvp(*a[:2], a[2:]), point + vector),
              ("g.hvp(x, y, (vx, vy))", lambda *a: g.hvp(*a[:2], a[2:]), point + vector),
              ("g.hessian(x, y)", g.hessian, point)]

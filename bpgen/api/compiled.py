@@ -179,13 +179,14 @@ class CompiledFunction:
         return generate(self.declaration, ("hvp", "hessian"), self.backend, self.jit)
 
     @functools.cached_property
-    def _second_order_loaded(self):
+    def hvp_module(self) -> ModuleType:
+        """The forward-over-reverse module, imported: its `hvp` and `hessian`, taking float64 as declared."""
         return load_source(self._second_order_artifact.source, f"{self.name}_hvp")
 
     @functools.cache  # noqa: B019 - one per compiled object and function name, kept as long as the object
     def _second_order_module(self, function_name: str):
         """The second-order module's hvp or hessian, behind the conversion of its parameters."""
-        return self._taking_numbers(getattr(self._second_order_loaded, function_name), function_name)
+        return self._taking_numbers(getattr(self.hvp_module, function_name), function_name)
 
     def _split(self, method: str, args: tuple) -> tuple:
         """The arguments, then the tangents or vectors as a tuple of one number per `wrt` input."""
@@ -233,9 +234,13 @@ class CompiledFunction:
         return generate(self.declaration, ("jvp",), self.backend, self.jit)
 
     @functools.cached_property
+    def jvp_module(self) -> ModuleType:
+        """The forward-mode module, imported: its `jvp`, taking float64 as declared."""
+        return load_source(self._jvp_artifact.source, f"{self.name}_jvp")
+
+    @functools.cached_property
     def _jvp_function(self):
-        module = load_source(self._jvp_artifact.source, f"{self.name}_jvp")
-        return self._taking_numbers(module.jvp, "jvp")
+        return self._taking_numbers(self.jvp_module.jvp, "jvp")
 
     def flat(self, **fixed):
         """A flat view for optimizers and samplers: the inputs not in `wrt` bound by name (data, labels), the
