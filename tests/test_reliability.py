@@ -344,3 +344,46 @@ def test_generate_that_fails_while_rendering_keeps_the_previous_module(tmp_path,
     assert cli.main(["generate", "spec.py"]) == 2
     assert (tmp_path / "generated/f.py").read_text() == before
     assert sorted(p.name for p in (tmp_path / "generated").iterdir()) == ["f.py"]
+
+
+@pytest.mark.parametrize("content, name, message", [
+    (b"def f(:\n", "broken.py", r"broken.py: not a Python module, it does not parse \(line 1: invalid syntax\)$"),
+    (b"x = 1\x00\n", "nul.py", r"nul.py: not a Python module, it does not parse \(.*null bytes\)$"),
+    (b"x = 1\n", "notes.txt", r"notes.txt: not a generated module \(its name must end in .py\)$"),
+])
+def test_load_refuses_what_is_not_a_module_in_one_line(tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BpgenError, match=message):
+        bpgen.load(path)
+
+
+def test_load_takes_a_module_name_as_a_string(tmp_path):
+    path = tmp_path / "plain.py"
+    path.write_text("x = 1\n")
+    with pytest.raises(BpgenError, match=r"module_name must be a string, the module's name, not 5$"):
+        bpgen.load(path, module_name=5)
+
+
+@pytest.mark.parametrize("stem", ["csv", "statistics", "calendar", "numpy"])
+def test_load_never_shadows_an_installed_module(tmp_path, stem):
+    import importlib
+
+    path = tmp_path / f"{stem}.py"
+    path.write_text("x = 1\n")
+    refused = rf"'{stem}' is the name of an installed module|a module named '{stem}' is already imported from"
+    with pytest.raises(BpgenError, match=refused):
+        bpgen.load(path)
+    assert bpgen.load(path, module_name=f"generated_{stem}").x == 1
+    assert importlib.import_module(stem).__file__ != str(path)
+
+
+def test_load_of_a_regenerated_file_gives_the_new_functions(tmp_path):
+    x = sympy.Symbol("x", real=True)
+    path = tmp_path / "regenerated_fn.py"
+    bpgen.compile(x**2, name="regenerated_fn", jit=False).save(path)
+    first = bpgen.load(path)
+    assert first.value_and_grad(3.0) == (9.0, (6.0,))
+    assert bpgen.load(path) is first  # unchanged: the same module
+    bpgen.compile(x**3, name="regenerated_fn", jit=False).save(path)
+    assert bpgen.load(path).value_and_grad(3.0) == (27.0, (27.0,))

@@ -155,25 +155,65 @@ def import_path(path: str | os.PathLike, module_name: str) -> ModuleType:
     raise AssertionError("unreachable")
 
 
+_loaded: dict[str, bytes] = {}  # module name -> the digest of the file bpgen.load imported it from
+
+
 def load(path: str | os.PathLike, module_name: str | None = None) -> ModuleType:
     """Import a generated module from its file, under the name Numba's on-disk cache knows it by: the file's
     stem unless `module_name` says otherwise (`bpgen generate --precompile --module` compiles it under that
-    name). The same file loaded again is the same module; another module of that name is a one-line error."""
+    name). The same file loaded again is the same module, or, when the file has changed since (generated
+    anew), the new one; another module of that name, or a name an installed module has (csv, statistics), is a
+    one-line error, as is a file that is not a Python module."""
     path = Path(path)
+    if module_name is not None and not isinstance(module_name, str):
+        raise BpgenError(f"{path}: module_name must be a string, the module's name, not {module_name!r}")
     if not path.is_file():
         raise BpgenError(f"{path}: no such generated module (run bpgen generate first)")
+    if path.suffix != ".py":
+        raise BpgenError(f"{path}: not a generated module (its name must end in .py)")
     name = module_name or path.stem
     if not all(part.isidentifier() for part in name.split(".")):
         raise BpgenError(f"{path}: {name!r} is not a module name: pass module_name=")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).digest()
     with _loading:
         existing = sys.modules.get(name)
         if existing is not None:
             where = getattr(existing, "__file__", None)
-            if where is not None and Path(where).resolve() == path.resolve():
+            if where is None or Path(where).resolve() != path.resolve():
+                raise BpgenError(f"{path}: a module named {name!r} is already imported from "
+                                 f"{where or 'elsewhere'}: pass module_name=")
+            if _loaded.get(name) == digest:
                 return existing
-            raise BpgenError(f"{path}: a module named {name!r} is already imported from {where or 'elsewhere'}: "
-                             "pass module_name=")
-        return import_path(path, name)
+            del sys.modules[name]  # the file was generated anew: its new functions, not the old ones
+        elif name not in _loaded and _installed(name, path):
+            raise BpgenError(f"{path}: {name!r} is the name of an installed module, which importing this file "
+                             "under it would replace for the whole process: pass module_name=")
+        _parses(path, data)
+        module = import_path(path, name)
+        _loaded[name] = digest
+        return module
+
+
+def _installed(name: str, path: Path) -> bool:
+    """Whether a module other than the file at `path` is importable under `name` (the standard library's csv)."""
+    top = name.split(".")[0]
+    if top in sys.builtin_module_names or top in sys.stdlib_module_names:
+        return True
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and (spec.origin is None or Path(spec.origin).resolve() != path.resolve())
+
+
+def _parses(path: Path, data: bytes) -> None:
+    """A one-line error for a file Python cannot read as a module (a syntax error, null bytes, not UTF-8)."""
+    try:
+        compile(data, str(path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        where = f" (line {exc.lineno}: {exc.msg})" if isinstance(exc, SyntaxError) and exc.lineno else f" ({exc})"
+        raise BpgenError(f"{path}: not a Python module, it does not parse{where}") from None
 
 
 def compile_cached(dispatcher, signature: tuple) -> None:
