@@ -172,3 +172,21 @@ def test_bpgen_does_not_import_dask_until_a_dask_array_is_passed():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda X, y, w, b: (X.astype(complex), y, w, b), TypeError, r"X must be a float array, not dtype complex128$"),
+    (lambda X, y, w, b: (X, y > 0.5, w, b), TypeError, r"y must be a float array, not dtype bool$"),
+    (lambda X, y, w, b: (X, y, w, True), TypeError, r"b must be a real number, not bool True$"),
+    (lambda X, y, w, b: (X, y, list(w), b), TypeError, r"w must be a NumPy array of shape \(30,\), not list"),
+    (lambda X, y, w, b: (X, y.reshape(-1, 1), w, b), ValueError, r"y must have shape \(N,\), not \(1003, 1\)$"),
+])
+def test_dask_arguments_follow_the_in_memory_rule(logistic, change, error, message):
+    """What the in-memory call refuses, a call with Dask arrays refuses too, in one line naming the function and
+    the parameter (not the chunk function, not Numba)."""
+    X, y, w, b = data()
+    X, y, w, b = change(X, y, w, b)
+    Xd = da.from_array(X, chunks=(500, 30))
+    yd = da.from_array(y, chunks=(500,) + y.shape[1:])
+    with pytest.raises(error, match=rf"^logistic_regression\.value_and_grad: {message}"):
+        logistic.value_and_grad(Xd, yd, w, b)

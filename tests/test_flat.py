@@ -92,3 +92,15 @@ def test_bound_inputs_are_converted_once_and_refused_in_one_line(logistic, cance
                                rtol=1e-6)
     with pytest.raises(ValueError, match=r"logistic_regression.flat: X must have shape \(N, 30\)"):
         logistic.flat(X=X[:, :5], y=y)
+
+
+@pytest.mark.parametrize("bad, kind", [
+    (np.array([1 + 2j, 3.0, 1.0]), "complex128"), (["a", "b", "c"], "list"), (None, "NoneType"),
+    (np.array([True, False, True]), "bool"),
+])
+def test_a_vector_that_is_not_real_numbers_is_refused_in_one_line(bad, kind):
+    x, y, z = sympy.symbols("x y z", real=True)
+    obj = bpgen.compile(x**2 + x * y + z, jit=False).flat()
+    with pytest.raises(TypeError, match=rf"^f\.flat: v must be a flat vector of 3 real numbers, not .*{kind}"):
+        obj.value_and_grad(bad)
+    assert obj.value_and_grad([1, 2, 3])[0] == 6.0  # integers are real numbers

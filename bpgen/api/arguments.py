@@ -74,6 +74,26 @@ def as_float(where: str, name: str, value) -> float:
     return result
 
 
+def as_vector(where: str, name: str, value, size: int) -> np.ndarray:
+    """A flat vector of `size` real numbers (an array or a sequence of ints or floats of any width) as a
+    C-contiguous float64 array, by the rule tensor arguments follow: booleans, complex numbers, strings, None and
+    objects are refused in one line naming the parameter, never converted."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float64 and value.flags.c_contiguous:
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: {name} must be a flat vector of {size} real numbers, not "
+                            f"{_describe(value)}") from None
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"{where}: {name} must be a flat vector of {size} real numbers, not {_describe(value)}")
+        array = np.ascontiguousarray(array, dtype=np.float64)
+    if array.shape != (size,):
+        raise ValueError(f"{where}: {name} must be a flat vector of {size} numbers, not shape {array.shape}")
+    return array
+
+
 def as_array(where: str, p: Parameter, value, dims: dict) -> np.ndarray:
     """A tensor argument as the generated code takes it: a C-contiguous, aligned, writable float64 array
     (int64 for class labels) of the declared rank and sizes. Integer arrays and floats of any width and byte

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BpgenError
-from .arguments import as_array, as_float, is_dask_array
+from .arguments import as_array, as_float, as_vector, is_dask_array
 from .parameters import parameters
 
 
@@ -113,12 +113,7 @@ class Flat:
         return args
 
     def _vector(self, v, what: str) -> np.ndarray:
-        if not (isinstance(v, np.ndarray) and v.dtype == np.float64 and v.flags.c_contiguous):
-            v = np.ascontiguousarray(v, dtype=np.float64)
-        if v.shape != (self.size,):
-            raise ValueError(f"{self.name}.flat: {what} must be a flat vector of {self.size} numbers, not shape "
-                             f"{v.shape}")
-        return v
+        return as_vector(f"{self.name}.flat", what, v, self.size)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}{list(s) if s else ''}" for n, s in zip(self.names, self.shapes))

@@ -14,8 +14,10 @@ import math
 
 import numpy as np
 
-from ..api.arguments import is_dask_array
+from ..api.arguments import as_array, as_float, is_dask_array
+from ..api.parameters import Parameter, parameters
 from ..errors import BpgenError
+from ..ir.shapes import format_shape
 
 METHODS = ("forward", "value_and_grad", "grad")
 
@@ -38,10 +40,15 @@ def run_on_dask(g, method: str, args: tuple):
     if len(args) != len(declaration.inputs):
         raise TypeError(f"{g.name}.{method} takes {len(declaration.inputs)} arguments, not {len(args)}")
     batch = [i for i, a in enumerate(args) if is_dask_array(a)]
+    where = f"{g.name}.{method}"
+    for p, a in zip(parameters(g), args):  # the in-memory call's rule: nothing converted silently
+        if is_dask_array(a):
+            _check_dask_array(where, p, a)
     source, name, kinds = _chunk_module(g, tuple(batch))
     arrays = _aligned(g.name, [args[i] for i in batch], [declaration.inputs[i].name for i in batch])
     rows = arrays[0].shape[0]
-    params = {i: dask.delayed(_as_numbers(a), pure=True) for i, a in enumerate(args) if i not in batch}
+    params = {i: dask.delayed(_in_memory(where, p, a), pure=True)
+              for i, (p, a) in enumerate(zip(parameters(g), args)) if i not in batch}
     blocks = [a.to_delayed().ravel() for a in arrays]
     function = "forward" if method == "forward" else "value_and_grad"
     run = dask.delayed(worker.run_chunk, pure=False)  # a new computation each call, never a stale result
@@ -64,7 +71,6 @@ def run_on_dask(g, method: str, args: tuple):
 def _chunk_module(g, batch: tuple):
     """The chunk function's module for `g` with the batch inputs at `batch`: (source, module name, the kinds of
     its parameters), built once per compiled function and batch inputs."""
-    from ..api.parameters import parameters
     from ..targets import generate
 
     artifact = generate(g.declaration, ("chunk",), g.backend, g.jit, batch=list(batch))
@@ -86,7 +92,19 @@ def _aligned(name: str, arrays: list, names: list[str]) -> list:
     return [a.rechunk({0: chunks, **{axis: -1 for axis in range(1, a.ndim)}}) for a in arrays]
 
 
-def _as_numbers(value):
-    if isinstance(value, np.ndarray):
-        return np.ascontiguousarray(value, dtype=np.int64 if value.dtype.kind in "iu" else np.float64)
-    return float(value)
+def _check_dask_array(where: str, p: Parameter, a) -> None:
+    """A Dask argument's dtype and rank as the in-memory call would take them: real numbers (whole numbers for
+    class labels) of the declared rank and fixed sizes, or a one-line error naming the parameter."""
+    kind = a.dtype.kind
+    if kind not in ("iu" if p.kind == "labels" else "iuf"):
+        wanted = "an integer array of class labels" if p.kind == "labels" else "a float array"
+        raise TypeError(f"{where}: {p.name} must be {wanted}, not dtype {a.dtype}")
+    if a.ndim != len(p.shape) or any(isinstance(want, int) and got != want for want, got in zip(p.shape, a.shape)):
+        raise ValueError(f"{where}: {p.name} must have shape {format_shape(p.shape)}, not {a.shape}")
+
+
+def _in_memory(where: str, p: Parameter, value):
+    """An argument that is not a Dask array, converted (or refused) as the in-memory call converts it."""
+    if p.shape:
+        return as_array(where, p, value, {})
+    return as_float(where, p.name, value)
