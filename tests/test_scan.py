@@ -415,3 +415,18 @@ def test_a_scan_inside_a_step_is_refused_in_one_line():
 
             h, _ = bpgen.scan(outer, h0, X)
             return bpgen.sum(h)
+
+
+def test_numpy_integers_are_whole_numbers_of_steps():
+    import sympy
+
+    r = sympy.Symbol("r", real=True)
+
+    def grow(c, _):
+        return c * r, None
+
+    h, _ = bpgen.scan(grow, r, length=np.int64(3), checkpoint=np.int32(2))
+    g = bpgen.compile(h, inputs=[r], jit=False)
+    assert g.value_and_grad(2.0)[0] == pytest.approx(16.0)
+    with pytest.raises(bpgen.BpgenError, match=r"length must be a whole number >= 1, not np.True_"):
+        bpgen.scan(grow, r, length=np.bool_(True))

@@ -9,6 +9,7 @@ tensors of the enclosing function (weights shared across steps); gradients reach
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Callable
 
 import sympy
@@ -33,9 +34,10 @@ def scan(step: Callable, init, xs=None, length: int | None = None, *, checkpoint
     name = getattr(step, "__name__", "step")
     if not callable(step):
         raise BpgenError(f"scan: step must be a function (carry, x) -> (carry, y), not {type(step).__name__}")
-    if checkpoint is not None and (not isinstance(checkpoint, int) or isinstance(checkpoint, bool)
-                                   or checkpoint < 1):
-        raise BpgenError(f"scan {name}: checkpoint must be a whole number of steps >= 1, not {checkpoint!r}")
+    if checkpoint is not None:
+        if not _whole(checkpoint):
+            raise BpgenError(f"scan {name}: checkpoint must be a whole number of steps >= 1, not {checkpoint!r}")
+        checkpoint = int(checkpoint)
     values = list(init) if isinstance(init, (tuple, list)) else [init]
     if values and any(isinstance(v, sympy.Expr) and not isinstance(v, sympy.Number) for v in values) \
             and not any(isinstance(v, Tensor) for v in values):
@@ -173,13 +175,18 @@ def _tensor(value, what: str) -> Tensor:
     raise BpgenError(f"{what} must be a bpgen.Tensor, a number or a tuple of them, not {type(value).__name__}")
 
 
+def _whole(value) -> bool:
+    """A whole number >= 1 of any integer type (Python's, NumPy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1  # np.bool_ is no Integral
+
+
 def _steps(name: str, seqs: list[Tensor], length):
     if not seqs:
         if length is None:
             raise BpgenError(f"scan {name}: give xs or length")
-        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        if not _whole(length):
             raise BpgenError(f"scan {name}: length must be a whole number >= 1, not {length!r}")
-        return length
+        return int(length)
     for t in seqs:
         if not t.shape:
             raise BpgenError(f"scan {name}: xs must have a leading axis to scan over, not shape ()")
