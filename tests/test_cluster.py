@@ -190,3 +190,13 @@ def test_dask_arguments_follow_the_in_memory_rule(logistic, change, error, messa
     yd = da.from_array(y, chunks=(500,) + y.shape[1:])
     with pytest.raises(error, match=rf"^logistic_regression\.value_and_grad: {message}"):
         logistic.value_and_grad(Xd, yd, w, b)
+
+
+def test_forward_mode_and_second_order_refuse_dask_arrays_by_name(logistic):
+    X, y, w, b = data()
+    obj = logistic.flat(X=da.from_array(X, chunks=(500, 30)), y=da.from_array(y, chunks=(500,)))
+    v = obj.pack(w, b)
+    assert obj.value_and_grad(v)[0] == pytest.approx(logistic.value_and_grad(X, y, w, b)[0], rel=1e-12)
+    for call in (lambda: obj.hvp(v, v), lambda: obj.hessian(v)):
+        with pytest.raises(BpgenError, match=r"^logistic_regression\.(hvp|hessian) does not take Dask arrays"):
+            call()

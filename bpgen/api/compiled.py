@@ -108,6 +108,7 @@ class CompiledFunction:
         """(value, tangent) = g.jvp(*args, tangents): forward mode, the derivative of the value along `tangents`,
         one number per `wrt` input (a tuple or list; a bare number when there is one input). Its module is
         generated and compiled on first use; `g.jvp_source` shows it."""
+        self._in_memory("jvp", args)
         *point, tangents = self._split("jvp", args)
         if self.declaration.is_vector:
             return self._vector_function("jvp")(*point, *tangents)
@@ -150,6 +151,7 @@ class CompiledFunction:
         number per `wrt` input, with the value and gradients, forward mode over the reverse pass in one call.
         Generated and compiled on first use; `g.hvp_source` shows it."""
         self._scalar_output("hvp")
+        self._in_memory("hvp", args)
         *point, vectors = self._split("hvp", args)
         return self._second_order_module("hvp")(*point, *vectors)
 
@@ -158,7 +160,16 @@ class CompiledFunction:
         `hessian`, beside its `hvp`. H is an (n, n) float64 array when every `wrt` input is a number, else a
         tuple of tuples of blocks, H[i][j] of shape wrt[i].shape + wrt[j].shape."""
         self._scalar_output("hessian")
+        self._in_memory("hessian", args)
         return self._second_order_module("hessian")(*args)
+
+    def _in_memory(self, method: str, args: tuple) -> None:
+        """Forward mode and second order run in this process: a Dask array is refused by name."""
+        from .arguments import is_dask_array
+
+        if any(is_dask_array(a) for a in args):
+            raise BpgenError(f"{self.name}.{method} does not take Dask arrays (forward, value_and_grad and grad do): "
+                             "compute them into NumPy arrays first")
 
     def _scalar_output(self, method: str) -> None:
         output = self.declaration.output
