@@ -123,12 +123,15 @@ def test_a_worker_without_bpgen_runs_a_chunk(logistic, tmp_path):
         "            raise ImportError('bpgen is not installed on this worker')\n"
         "sys.meta_path.insert(0, NoBpgen())\n"
         "run, source, name, kinds, args = pickle.load(open(sys.argv[1], 'rb'))\n"
-        "value, grads = run(source, name, 'value_and_grad', kinds, *args)\n"
+        "value, grads = run(source, name, sys.argv[2], 'value_and_grad', kinds, *args)\n"
         "print(repr(float(value)))\n")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "task.pkl")], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    root = tmp_path / "workers"
+    (root / "worker-999999999").mkdir(parents=True)  # a worker that exited without cleaning up
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "task.pkl"), str(root)], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == pytest.approx(logistic.forward(X, y, w, b), rel=1e-12)
+    assert list(root.iterdir()) == []  # its own directory removed at exit, the dead worker's on its first task
 
 
 @pytest.mark.slow
@@ -149,14 +152,20 @@ def test_a_two_process_local_cluster_fits_as_in_memory(logistic):
             return loss, np.append(dw, db)
         return minimize(fun, np.zeros(31), jac=True, method="L-BFGS-B")
 
+    from bpgen.targets.load import cache_dir
+
     want = fit(X, y)
+    workers = cache_dir() / "workers"
+    before = sorted(workers.iterdir()) if workers.exists() else []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster, timeout="60s") as client:
         got = fit(da.from_array(X, chunks=(150, 30)), da.from_array(y, chunks=150))
-        directories = client.run(lambda: __import__("os").getpid())
+        directories = client.run(lambda: __import__("sys").modules["_bpgen_worker_state"].directory)
     assert got.nit == want.nit
     np.testing.assert_allclose(got.x, want.x, rtol=1e-8, atol=1e-10)
-    assert len(set(directories.values())) == 2
+    assert len(set(directories.values())) == 2  # a directory of its own per worker, under bpgen's cache
+    assert all(d.startswith(str(workers)) for d in directories.values())
+    assert sorted(workers.iterdir()) == before  # and nothing left behind once the cluster has closed
 
 
 @pytest.mark.slow

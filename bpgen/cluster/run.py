@@ -18,6 +18,7 @@ from ..api.arguments import as_array, as_float, is_dask_array
 from ..api.parameters import Parameter, parameters
 from ..errors import BpgenError
 from ..ir.shapes import format_shape
+from ..targets.load import cache_dir
 
 METHODS = ("forward", "value_and_grad", "grad")
 
@@ -52,10 +53,11 @@ def run_on_dask(g, method: str, args: tuple):
     blocks = [a.to_delayed().ravel() for a in arrays]
     function = "forward" if method == "forward" else "value_and_grad"
     run = dask.delayed(worker.run_chunk, pure=False)  # a new computation each call, never a stale result
+    root = str(cache_dir() / "workers")  # the workers' chunk modules live under bpgen's cache
     partial = []
     for k in range(len(blocks[0])):
         chunk_args = [blocks[batch.index(i)][k] if i in batch else params[i] for i in range(len(args))]
-        partial.append(run(source, name, function, kinds, *chunk_args, float(rows), 1.0 if k == 0 else 0.0))
+        partial.append(run(source, name, root, function, kinds, *chunk_args, float(rows), 1.0 if k == 0 else 0.0))
     add = dask.delayed(worker.add, pure=False)
     while len(partial) > 1:  # a tree: each level adds pairs
         partial = [add(partial[j], partial[j + 1]) if j + 1 < len(partial) else partial[j]
