@@ -430,3 +430,28 @@ def test_numpy_integers_are_whole_numbers_of_steps():
     assert g.value_and_grad(2.0)[0] == pytest.approx(16.0)
     with pytest.raises(bpgen.BpgenError, match=r"length must be a whole number >= 1, not np.True_"):
         bpgen.scan(grow, r, length=np.bool_(True))
+
+
+def test_a_sympy_scan_may_start_from_a_number():
+    import sympy
+
+    r = sympy.Symbol("r", real=True)
+
+    def grow(c, _):
+        return c * r, None
+
+    h, _ = bpgen.scan(grow, 0.5, length=3)
+    value, (dr,) = bpgen.compile(h, inputs=[r], jit=False).value_and_grad(2.0)
+    assert (value, dr) == (pytest.approx(4.0), pytest.approx(6.0))
+
+
+def test_a_tensor_scan_may_start_from_a_number():
+    X = bpgen.Tensor("X", (4, 3))
+
+    def running(c, x):
+        return c + bpgen.sum(x), None
+
+    total, _ = bpgen.scan(running, 0.0, X)
+    value, (dX,) = bpgen.compile(total * total, inputs=[X], jit=False).value_and_grad(np.ones((4, 3)))
+    assert value == pytest.approx(144.0)
+    np.testing.assert_allclose(dX, np.full((4, 3), 24.0))

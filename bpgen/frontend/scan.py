@@ -39,6 +39,14 @@ def scan(step: Callable, init, xs=None, length: int | None = None, *, checkpoint
             raise BpgenError(f"scan {name}: checkpoint must be a whole number of steps >= 1, not {checkpoint!r}")
         checkpoint = int(checkpoint)
     values = list(init) if isinstance(init, (tuple, list)) else [init]
+    numbers_only = xs is None and bool(values) and all(_is_number(v) for v in values)
+    if numbers_only:  # a carry started from a number: a SymPy scan, unless the step computes with tensors
+        try:
+            _steps(name, [], length)
+            return _sympy_scan(step, name, [sympy.sympify(v) for v in values], isinstance(init, (tuple, list)),
+                               length, checkpoint)
+        except (BpgenError, TypeError):
+            pass
     if values and any(isinstance(v, sympy.Expr) and not isinstance(v, sympy.Number) for v in values) \
             and not any(isinstance(v, Tensor) for v in values):
         if xs is not None:
@@ -173,6 +181,11 @@ def _tensor(value, what: str) -> Tensor:
     if isinstance(value, (int, float, sympy.Number)) and not isinstance(value, bool):
         return Tensor._wrap(as_node(value))
     raise BpgenError(f"{what} must be a bpgen.Tensor, a number or a tuple of them, not {type(value).__name__}")
+
+
+def _is_number(value) -> bool:
+    """A plain real number (Python's, NumPy's, SymPy's), not a bool."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)) or isinstance(value, sympy.Number)
 
 
 def _whole(value) -> bool:
