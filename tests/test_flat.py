@@ -104,3 +104,16 @@ def test_a_vector_that_is_not_real_numbers_is_refused_in_one_line(bad, kind):
     with pytest.raises(TypeError, match=rf"^f\.flat: v must be a flat vector of 3 real numbers, not .*{kind}"):
         obj.value_and_grad(bad)
     assert obj.value_and_grad([1, 2, 3])[0] == 6.0  # integers are real numbers
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_the_bound_inputs_are_copied_whatever_their_dtype(logistic, dtype):
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(20, 30)) * 4).astype(dtype)
+    y = (rng.random(20) < 0.5).astype(float)
+    obj = logistic.flat(X=X, y=y)
+    v = np.full(obj.size, 0.1)
+    before = obj.value_and_grad(v)[0]
+    X[:] = 0
+    y[:] = 1
+    assert obj.value_and_grad(v)[0] == before

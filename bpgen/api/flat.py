@@ -3,7 +3,8 @@
 What optimizers and samplers take (SciPy's `minimize(fun, x0, jac=True, hessp=...)`, nutpie's
 `logp(x) -> (value, gradient)`): `obj = g.flat(X=X, y=y)`, then `obj.value_and_grad(v)`, `obj.grad(v)`,
 `obj.hvp(v, p)` and `obj.hessian(v)` on flat vectors, with `obj.pack(*wrt)` and `obj.unpack(v)` between the
-flat vector and the inputs' own shapes.
+flat vector and the inputs' own shapes. The bound inputs are copied when the view is made: changing the
+caller's arrays afterwards does not change the view's function.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ class Flat:
         for k, (name, declared, p) in enumerate(zip(names, declaration.inputs, parameters(g))):
             if name in fixed:
                 value = fixed[name]
-                # converted once, as the methods would convert it at every call (Dask arrays stay where they are)
+                # converted once, as the methods would convert it at every call, and always a copy: the view
+                # keeps the values it was given, whatever the caller does to their arrays later (Dask arrays
+                # stay where they are)
                 if not is_dask_array(value):
-                    value = as_array(where, p, value, dims) if p.shape or p.kind == "labels" else \
+                    value = np.array(as_array(where, p, value, dims)) if p.shape or p.kind == "labels" else \
                         as_float(where, p.name, value)
                 self._template[k] = value
                 for axis, d in enumerate(getattr(declared, "shape", ())):
