@@ -209,3 +209,19 @@ def test_forward_mode_and_second_order_refuse_dask_arrays_by_name(logistic):
     for call in (lambda: obj.hvp(v, v), lambda: obj.hessian(v)):
         with pytest.raises(BpgenError, match=r"^logistic_regression\.(hvp|hessian) does not take Dask arrays"):
             call()
+
+
+def test_a_cluster_that_goes_away_during_a_call_is_said_in_one_line(logistic, monkeypatch):
+    import dask
+
+    class FutureCancelledError(Exception):  # as distributed raises when its client closes mid-call
+        pass
+
+    def closed(*args, **kwargs):
+        raise FutureCancelledError("finalize-... cancelled for reason: client-closed")
+
+    monkeypatch.setattr(dask, "compute", closed)
+    X, y, w, b = data()
+    with pytest.raises(BpgenError, match=r"^logistic_regression\.value_and_grad: the Dask cluster went away during "
+                                         r"the call \(FutureCancelledError\)"):
+        logistic.value_and_grad(da.from_array(X, chunks=(500, 30)), da.from_array(y, chunks=(500,)), w, b)

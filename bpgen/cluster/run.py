@@ -21,6 +21,8 @@ from ..ir.shapes import format_shape
 from ..targets.load import cache_dir
 
 METHODS = ("forward", "value_and_grad", "grad")
+# what Dask raises when the client or the cluster closes during a computation
+CLUSTER_GONE = frozenset({"FutureCancelledError", "CancelledError", "CommClosedError"})
 
 
 def run_on_dask(g, method: str, args: tuple):
@@ -62,7 +64,13 @@ def run_on_dask(g, method: str, args: tuple):
     while len(partial) > 1:  # a tree: each level adds pairs
         partial = [add(partial[j], partial[j + 1]) if j + 1 < len(partial) else partial[j]
                    for j in range(0, len(partial), 2)]
-    (result,) = dask.compute(partial[0])
+    try:
+        (result,) = dask.compute(partial[0])
+    except BaseException as exc:  # asyncio's CancelledError is no Exception
+        if type(exc).__name__ not in CLUSTER_GONE:
+            raise
+        raise BpgenError(f"{g.name}.{method}: the Dask cluster went away during the call ({type(exc).__name__}): "
+                         "connect a Client again and repeat the call") from None
     if function == "forward":
         return float(result)
     value, grads = float(result[0]), tuple(float(d) if np.ndim(d) == 0 else d for d in result[1])
