@@ -1,5 +1,5 @@
 """The pipeline's one path: `build(declaration, kinds)` lowers a declaration to the IR and derives every kind of
-function it asks for, as a target-independent `Program`. A target prints it (bpgen/targets/*/emit.py).
+function it asks for, as a target-independent `Program`. A target prints it (bpgen/targets/python/emit.py).
 
 lower -> schedule -> reverse / forward / forward over reverse
 """
@@ -192,14 +192,7 @@ def _shared_by_lines(forward: list[Node], terms: list[Node]) -> list[Node]:
 
 def all_nodes(forward: list[Node], terms: list[Node]) -> list[Node]:
     """Every node the forward schedule and the terms compute or read."""
-    seen: dict[int, Node] = {}
-    stack = list(forward) + list(terms)
-    while stack:
-        n = stack.pop()
-        if n.id not in seen:
-            seen[n.id] = n
-            stack.extend(n.args)
-    return list(seen.values())
+    return schedule([*forward, *terms])
 
 
 def _dump(title: str, text: str) -> None:

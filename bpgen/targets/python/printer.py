@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...ir.graph import READ_OPS, VIEW_OPS, Node
+from ...ir.graph import READ_OPS, VIEW_OPS, Node, schedule
 from ...ir.ops import Op
 from .syntax import ADD, ATOM, COND, MUL, UNARY, Syntax
 
@@ -152,16 +152,9 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
 def loop_parts(nodes: list[Node]) -> dict[int, dict[int, Node]]:
     """The results of each loop (scan or scan_backward) that the nodes read: loop id -> {index: part node}."""
     parts: dict[int, dict[int, Node]] = {}
-    seen: set[int] = set()
-    stack = list(nodes)
-    while stack:
-        node = stack.pop()
-        if node.id in seen:
-            continue
-        seen.add(node.id)
+    for node in schedule(nodes):
         if node.op == Op.PART:
             parts.setdefault(node.args[0].id, {})[node.attrs[0]] = node
-        stack.extend(node.args)
     return parts
 
 
