@@ -86,3 +86,39 @@ def test_any_names_compile(step_name, carry, inputs, checkpoint):
     if carry in inputs or step_name in (carry, "x", "nn", "bpgen", "loss") or step_name in inputs:
         return  # the same name twice in the user's own code
     check(declare(step_name, carry, tuple(inputs), checkpoint, jit=False), np.random.default_rng(1))
+
+
+# the locals and functions of every other template: the batch loop's, hessian's, vjp's, and the module's own
+MODULE_LOCALS = ["n", "i", "values", "value", "point_grads", "H", "gradients", "column", "k", "vx", "end_x", "seed",
+                 "forward", "value_and_grad", "grad", "value_and_grad_batch", "jvp", "hvp", "hessian", "vjp",
+                 "check_arguments", "math", "np", "numba", "sigmoid", "exp_scalar", "tx", "dx", "d", "t", "f"]
+input_names = st.sampled_from(MODULE_LOCALS) | st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(names_=st.lists(input_names, min_size=2, max_size=2, unique=True))
+def test_any_input_names_compile_in_every_kind_of_module(names_):
+    """value_and_grad, the batch loop, jvp, hvp and hessian (scalar), and vjp and hessian (tensor): inputs named
+    like the modules' own locals and functions still give the right numbers."""
+    import keyword
+
+    import sympy
+
+    if any(keyword.iskeyword(n) for n in names_):
+        return
+    a, b = sympy.symbols(names_, real=True)
+    g = bpgen.compile(a**2 * b + sympy.sin(a), inputs=[a, b], jit=False, derivatives=("jvp", "hessian"))
+    value, (da, db) = g.value_and_grad(1.5, -2.0)
+    assert np.isclose(value, 1.5**2 * -2.0 + np.sin(1.5)) and np.isclose(da, 2 * 1.5 * -2.0 + np.cos(1.5))
+    assert np.isclose(g.value_and_grad_batch(np.array([1.5]), np.array([-2.0]))[1][1][0], db)
+    assert np.isclose(g.jvp(1.5, -2.0, (1.0, 0.0))[1], da)
+    _, _, H = g.hessian(1.5, -2.0)
+    np.testing.assert_allclose(H, [[2 * -2.0 - np.sin(1.5), 3.0], [3.0, 0.0]], rtol=1e-12)
+
+    X = bpgen.Tensor(names_[0], (3,))
+    w = bpgen.Tensor(names_[1], (3,))
+    t = bpgen.compile(bpgen.sum(X * w * w), inputs=[X, w], jit=False)
+    _, (dX, dw) = t.value_and_grad(np.ones(3), np.full(3, 2.0))
+    np.testing.assert_allclose(dw, np.full(3, 4.0))
+    _, _, blocks = t.hessian(np.ones(3), np.full(3, 2.0))
+    np.testing.assert_allclose(blocks[1][1], np.eye(3) * 2.0)
