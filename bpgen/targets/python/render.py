@@ -50,7 +50,6 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    env.globals["zip"] = zip  # the loops' templates walk parallel lists of names
     env.filters["wrap"] = indented  # a statement the template writes, wrapped to the line length
     return env
 
@@ -76,8 +75,7 @@ def backward_lines(program: PrintedProgram) -> list[str]:
 
 def return_line(program: PrintedProgram) -> str:
     """value_and_grad's (or vjp's) return statement."""
-    gradients = ", ".join(program.gradients) + ("," if len(program.gradients) == 1 else "")
-    return f"return {program.returned_value}, ({gradients})"
+    return f"return {program.returned_value}, {_tuple(program.gradients)}"
 
 
 @dataclass
@@ -250,7 +248,7 @@ def _hessian_blocks(wrt: list[str], shapes: list[tuple], namespace: Namespace, n
             lines.append(f"{block} = {cut}")
             row.append(block)
         blocks.append(row)
-    returned = f"({', '.join(_tuple(row) for row in blocks)}{',' if len(blocks) == 1 else ''})"
+    returned = _tuple([_tuple(row) for row in blocks])
     return {"inputs": inputs, "offsets": offsets, "total": start, "vectors": [i["vector"] for i in inputs],
             "lines": lines, "H": blocks, "return_line": f"return {names['value']}, {names['gradients']}, {returned}"}
 
