@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .api.arguments import as_float, as_vector
 from .api.flat import Flat
 from .errors import BpgenError
 
@@ -36,11 +37,16 @@ def model(obj: Flat, *, initial=None, jitter: float = 0.1):
                     for name, value, shape in zip(obj.names, obj.unpack(x), obj.shapes)}
         return expand
 
+    where = "bpgen.nutpie.model"
+    jitter = as_float(where, "jitter", jitter)
+    if not (jitter >= 0.0 and np.isfinite(jitter)):
+        raise BpgenError(f"{where}: jitter must be a finite number >= 0, not {jitter!r}")
     make_initial = None
     if initial is not None:
-        start = np.ascontiguousarray(initial, dtype=np.float64)
-        if start.shape != (obj.size,):
-            raise BpgenError(f"bpgen.nutpie.model: initial must be a flat vector of {obj.size} numbers")
+        try:  # the rule every flat vector follows: real numbers only, never converted silently
+            start = as_vector(where, "initial", initial, obj.size)
+        except (TypeError, ValueError) as exc:
+            raise BpgenError(str(exc)) from None
 
         def make_initial(seed):
             return start + jitter * np.random.default_rng(seed).standard_normal(obj.size)
