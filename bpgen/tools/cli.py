@@ -60,12 +60,12 @@ def _no_precompile(backend: str) -> str:
 
 def _on_backend(fn, backend: str | None):
     """The function as `backend` prints it (None: as its spec declares it, Numba's unless the spec says
-    otherwise); for Numba, compiled."""
+    otherwise), with the backend's own default jit."""
     if backend is None or fn.backend == backend:
         return fn
     from ..api.compiled import compile
 
-    return compile(fn, backend=backend, jit=True if backend == "numba" else None)
+    return compile(fn, backend=backend)
 
 
 def generated_path(directory: Path, name: str, backend: str = "numba") -> Path:
