@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 
@@ -167,3 +168,17 @@ def test_a_declaration_asks_for_the_derivatives_its_module_holds():
     assert "def jvp" not in bpgen.compile(held, derivatives=()).source
     with pytest.raises(bpgen.BpgenError, match="unknown derivative 'hesian'"):
         bpgen.compile(sympy.exp(x), derivatives="hesian")
+
+
+def test_a_hessian_column_never_multiplies_an_infinite_partial_by_a_zero_direction():
+    """sqrt(x) * y at x = 0: d/dx is infinite. Each column is the tangent along one input alone, so H is
+    symmetric, with the infinities where they belong and H[y, y] = 0 (along (0, 1) as an hvp it would be nan)."""
+    x, y = sympy.symbols("x y", real=True)
+    g = bpgen.compile(sympy.sqrt(x) * y)
+    value, (dx, dy), H = g.hessian(0.0, 2.0)
+    assert (value, dx, dy) == (0.0, math.inf, 0.0)
+    np.testing.assert_array_equal(H, [[-math.inf, math.inf], [math.inf, 0.0]])
+    _, _, H = g.hessian(1.5, 2.0)
+    np.testing.assert_allclose(H, [[-2.0 / (4 * 1.5**1.5), 0.5 / math.sqrt(1.5)], [0.5 / math.sqrt(1.5), 0.0]],
+                               rtol=1e-14)
+    assert "hvp(" not in g.hvp_source.split("def hessian(")[1]  # its own tangent lines, column by column

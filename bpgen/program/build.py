@@ -20,7 +20,7 @@ from ..ir.ops import Op
 from ..ir.shapes import format_shape, size_sources
 from ..rules.algebra import Algebra
 from ..transforms.chunk import chunk_declaration
-from ..transforms.forward import forward_mode, forward_over_reverse
+from ..transforms.forward import forward_mode, forward_over_reverse, hessian_columns
 from ..transforms.reverse import backward, output_seeds
 from .program import DERIVATIVES, KINDS, Lowered, Program, Reverse, SecondOrderProgram, Tangent, VectorProgram
 
@@ -80,7 +80,7 @@ def build(declaration: Declaration, kinds: tuple[str, ...] | None = None, batch:
     # lines and the fallback names, so each function reads as if it were alone in its module
     reverse = _reverse(declaration) if {"value", "vjp", "batch"} & set(kinds) else None
     jvp = _tangent(declaration) if "jvp" in kinds else None
-    hvp = _second_order(declaration) if {"hvp", "hessian"} & set(kinds) else None
+    hvp = _second_order(declaration, "hessian" in kinds) if {"hvp", "hessian"} & set(kinds) else None
     return Program(declaration, kinds, reverse=reverse, jvp=jvp, hvp=hvp)
 
 
@@ -133,7 +133,7 @@ def _tangent(declaration: Declaration) -> Tangent:
     return Tangent(low, forward, forward_mode(forward, low.output, low.wrt, low.A))
 
 
-def _second_order(declaration: Declaration) -> SecondOrderProgram:
+def _second_order(declaration: Declaration, hessian: bool = False) -> SecondOrderProgram:
     low = lower(declaration)
     A, output = low.A, low.output
     if output.is_tensor:
@@ -143,9 +143,12 @@ def _second_order(declaration: Declaration) -> SecondOrderProgram:
     forward = schedule([output])
     grads = backward(forward, output, low.wrt, A, None, frozenset(i for i in low.hints if i != output.id))
     second = forward_over_reverse(forward, output, low.wrt, grads, A)
+    # a scalar function's Hessian column by column, from constant seeds (a tensor's, in blocks, calls hvp)
+    columns = tuple(hessian_columns(forward, output, low.wrt, grads, A)) if hessian and not output.shape \
+        and not declaration.is_tensor else ()
     terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
     forward = schedule([output, *_shared_by_lines(forward, terms)])
-    return SecondOrderProgram(low, forward, grads, second)
+    return SecondOrderProgram(low, forward, grads, second, columns)
 
 
 def _vector(declaration: Declaration) -> VectorProgram:

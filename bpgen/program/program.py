@@ -63,6 +63,7 @@ class SecondOrderProgram:
     forward: list[Node]
     backward: Backward
     second: SecondOrder
+    columns: tuple[SecondOrder, ...] = ()  # a scalar function's Hessian, one column per input (kind hessian)
 
 
 @dataclass(frozen=True)

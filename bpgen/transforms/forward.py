@@ -41,11 +41,14 @@ def tangent_of(A: Algebra, node: Node) -> Node:
     return A.graph.node(Op.TANGENT, (node,), shape=node.shape)
 
 
-def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node], A: Algebra) -> Forward:
-    """The tangent program of `forward` along the tangents of `wrt` (`output` may be several)."""
+def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node], A: Algebra,
+                 seeds: list[Node] | None = None) -> Forward:
+    """The tangent program of `forward` along the tangents of `wrt` (`output` may be several): tangent variables,
+    the parameters of jvp, or, given as `seeds`, constants (a Hessian's column: 1.0 along one input, the others
+    left out, so that no line multiplies a local derivative by a tangent that is zero)."""
     outputs = output if isinstance(output, list) else [output]
     reach = depends_on(forward, wrt)
-    seeds = [tangent_of(A, w) for w in wrt]
+    seeds = [tangent_of(A, w) for w in wrt] if seeds is None else seeds
     tangent: dict[int, Node] = {w.id: s for w, s in zip(wrt, seeds)}
     steps: list[TangentStep] = []
     for node in forward:
@@ -92,14 +95,15 @@ class SecondOrder:
     hv: list[Node]  # per wrt input: the tangent of its gradient (a "tangent" node, or the constant 0)
 
 
-def forward_over_reverse(forward: list[Node], output: Node, wrt: list[Node], backward, A: Algebra) -> SecondOrder:
+def forward_over_reverse(forward: list[Node], output: Node, wrt: list[Node], backward, A: Algebra,
+                         seeds: list[Node] | None = None) -> SecondOrder:
     """The tangent of the reverse program along the tangents of `wrt`: forward mode over the backward lines.
 
     Each backward line adds a term to an adjoint (`dden = (-1.0 / den**2) * dinvden`); its tangent line adds the
     term's tangent to the adjoint's tangent (`tdden = ...`), by the chain rule through the term's operations.
     An adjoint is complete before any line reads it, so its tangent is too. The tangents of the gradients are
     the Hessian-vector product."""
-    first_order = forward_mode(forward, output, wrt, A)
+    first_order = forward_mode(forward, output, wrt, A, seeds)
     tangent: dict[int, Node] = {w.id: s for w, s in zip(wrt, first_order.seeds)}
     for step in first_order.steps:
         tangent[step.target.id] = step.tangent
@@ -118,6 +122,14 @@ def forward_over_reverse(forward: list[Node], output: Node, wrt: list[Node], bac
         tangent[step.adjoint.id] = variable
     hv = [tangent.get(g.id, A.const(0.0)) if not g.is_const else A.const(0.0) for g in backward.gradients]
     return SecondOrder(_needed(first_order, steps), steps, lines, hv)
+
+
+def hessian_columns(forward: list[Node], output: Node, wrt: list[Node], backward, A: Algebra) -> list[SecondOrder]:
+    """The Hessian column by column, each the tangent of the reverse program along one input with the constant
+    seed 1.0 and no tangent for the others: a column never multiplies a local derivative by a zero tangent, so an
+    infinite partial (sqrt's at 0) gives inf where it belongs and no nan elsewhere."""
+    one = A.const(1.0)
+    return [forward_over_reverse(forward, output, [w], backward, A, [one]) for w in wrt]
 
 
 def _needed(first_order: Forward, steps: list[TangentStep]) -> Forward:

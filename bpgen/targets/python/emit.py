@@ -274,29 +274,43 @@ def _jvp_function(part: Tangent, target: Target) -> tuple:
 
 def _hvp_function(part: SecondOrderProgram, target: Target) -> tuple:
     """(named, the hvp function's context, its helpers, emitted): hvp(*inputs, *vectors) -> (value, gradients,
-    Hessian times the vectors), the backward pass followed by its tangent lines."""
+    Hessian times the vectors), the backward pass followed by its tangent lines; with a scalar function's
+    Hessian columns, the lines of each."""
     low, forward, grads, second = part.lowered, part.forward, part.backward, part.second
     declaration = low.declaration
     adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     variables = second.forward.seeds + [s.tangent for s in second.forward.steps if s.first] \
         + [s.tangent for s in second.steps if s.first]
+    for column in part.columns:  # a column's tangents are the hvp's, but a column may use one hvp does not
+        variables += [s.tangent for s in column.forward.steps + column.steps if s.first and s.tangent not in variables]
     named = _name_tangents(declaration, low, forward, adjoints, variables, second.forward.seeds, grads, target)
+    names, printed, expr = named.names, named.printed, named.expr
+    lines = _second_order_lines(second, named, target)
+    terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
+    terms += [s.term for column in part.columns for s in column.forward.steps + column.steps]
+    helpers = target.helpers_used(all_nodes(forward, terms))
+    header = _header(low, declaration, printed.value, names)
+    fresh = FreshReturns(second.forward.steps + second.steps)
+    hv = [_returned(h, w.shape, fresh, expr) for h, w in zip(second.hv, low.wrt)]
+    columns = [(_second_order_lines(column, named, target), [expr(h) for h in column.hv]) for column in part.columns]
+    function = hvp_context(printed, lines, header, target, [names[s.id] for s in second.forward.seeds],
+                           bool(named.checks), hv, named.dim_lines, named.tangent_checks,
+                           [w.shape for w in low.wrt] if declaration.is_tensor else None, columns,
+                           set(names.values()))
+    emitted = Emitted(low.A, low.inputs, forward, low.output, None, grads, names, printed, low.hints)
+    return named, function, helpers, emitted
+
+
+def _second_order_lines(second, named: _Named, target: Target) -> list[Statement]:
+    """The tangent lines of the forward lines, then of the backward lines, each citing the line it
+    differentiates."""
     names, printed, expr = named.names, named.printed, named.expr
     lines = print_tangents(second.forward.steps, names, target.syntax_of, printed.forward, named.dims)
     for step, index in zip(second.steps, second.lines):  # each cites the backward line it differentiates
         line = printed.backward[index]
         lines.append(Statement(names[step.tangent.id], expr(step.term, ADD + 1 if not step.first else COND),
                                step.target, accumulate=not step.first, comment=f"# {line.code}", step=step))
-    terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
-    helpers = target.helpers_used(all_nodes(forward, terms))
-    header = _header(low, declaration, printed.value, names)
-    fresh = FreshReturns(second.forward.steps + second.steps)
-    hv = [_returned(h, w.shape, fresh, expr) for h, w in zip(second.hv, low.wrt)]
-    function = hvp_context(printed, lines, header, target, [names[s.id] for s in second.forward.seeds],
-                           bool(named.checks), hv, named.dim_lines, named.tangent_checks,
-                           [w.shape for w in low.wrt] if declaration.is_tensor else None)
-    emitted = Emitted(low.A, low.inputs, forward, low.output, None, grads, names, printed, low.hints)
-    return named, function, helpers, emitted
+    return lines
 
 
 def _forward_mode_module(program: Program, target: Target) -> Artifact:

@@ -196,18 +196,24 @@ def jvp_context(program: PrintedProgram, tangents: list, target: Target, tangent
 
 def hvp_context(program: PrintedProgram, tangents: list, header: Header, target: Target,
                 tangent_params: list[str], checks: bool, hv: list[str], dims: list[str] = (),
-                tangent_checks: list[str] = (), wrt_shapes: list[tuple] | None = None) -> dict:
-    """What the hvp (and hessian) functions' macros need."""
+                tangent_checks: list[str] = (), wrt_shapes: list[tuple] | None = None,
+                columns: list[tuple[list, list[str]]] = (), taken: set[str] = frozenset()) -> dict:
+    """What the hvp (and hessian) functions' macros need. `columns`: a scalar function's Hessian, per input the
+    tangent lines along it and the column's entries; `taken`: every name the functions use."""
     context = tangent_context(program, tangents, target, tangent_params, checks, SECOND_ORDER_COMMENT, dims,
                               tangent_checks, hv + program.gradients)
     namespace = Namespace()
     namespace.taken.update(program.params)
+    namespace.taken.update(taken)
     names = {local: namespace.claim(local) for local in ("H", "value", "gradients", "column", "k")}
     count = len(hv)
     context.update(backward=backward_lines(program), backward_comment=BACKWARD_COMMENT, gradients=program.gradients,
                    hv=hv, hessian_names=names, wrt=header.wrt,
                    return_line=f"return {program.returned_value}, {_tuple(program.gradients)}, {_tuple(hv)}",
                    unit_vectors=[["1.0" if i == j else "0.0" for i in range(count)] for j in range(count)],
+                   columns=[{"wrt": w, "lines": aligned([(s.code, s.comment) for s in lines]),
+                             "entries": [f"{names['H']}[{i}, {j}] = {entry}" for i, entry in enumerate(entries)]}
+                            for j, (w, (lines, entries)) in enumerate(zip(header.wrt, columns))],
                    blocks=_hessian_blocks(header.wrt, wrt_shapes, namespace, names) if wrt_shapes and any(wrt_shapes)
                    else None)
     return context
