@@ -182,3 +182,21 @@ def test_a_hessian_column_never_multiplies_an_infinite_partial_by_a_zero_directi
     np.testing.assert_allclose(H, [[-2.0 / (4 * 1.5**1.5), 0.5 / math.sqrt(1.5)], [0.5 / math.sqrt(1.5), 0.0]],
                                rtol=1e-14)
     assert "hvp(" not in g.hvp_source.split("def hessian(")[1]  # its own tangent lines, column by column
+
+
+def test_hessian_counts_the_functions_own_arguments_and_says_hessian():
+    x, y = sympy.symbols("x y", real=True)
+    g = bpgen.compile(x**2 * y)
+    with pytest.raises(TypeError, match=r"^f\.hessian takes 2 arguments \(x, y\), not 1$"):
+        g.hessian(3.0)
+
+
+def test_a_scalar_block_of_a_tensor_hessian_is_a_float():
+    @bpgen.function(shapes={"w": (3,), "b": ()})
+    def scaled(w, b):
+        return bpgen.sum(w * w) * b + b * b
+
+    _, _, H = scaled.hessian(np.ones(3), 2.0)
+    assert isinstance(H[1][1], float) and H[1][1] == 2.0
+    assert H[0][1].shape == (3,) and H[1][0].shape == (3,) and H[0][0].shape == (3, 3)
+    np.testing.assert_allclose(H[0][1], np.full(3, 2.0))

@@ -161,6 +161,11 @@ class CompiledFunction:
         tuple of tuples of blocks, H[i][j] of shape wrt[i].shape + wrt[j].shape."""
         self._scalar_output("hessian")
         self._in_memory("hessian", args)
+        count = len(self.declaration.inputs)
+        if len(args) != count:  # said here, with the names: Numba's own message names no function
+            names = ", ".join(str(getattr(i, "name", i)) for i in self.declaration.inputs)
+            raise TypeError(f"{self.name}.hessian takes {count} argument{'s' if count != 1 else ''} ({names}), "
+                            f"not {len(args)}")
         return self._second_order_module("hessian")(*args)
 
     def _in_memory(self, method: str, args: tuple) -> None:
