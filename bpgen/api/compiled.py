@@ -156,7 +156,7 @@ class CompiledFunction:
         return self._second_order_module("hvp")(*point, *vectors)
 
     def hessian(self, *args):
-        """(value, gradients, H): the Hessian restricted to `wrt`, one hvp per column: the generated module's own
+        """(value, gradients, H): the Hessian restricted to `wrt`, column by column: the generated module's own
         `hessian`, beside its `hvp`. H is an (n, n) float64 array when every `wrt` input is a number, else a
         tuple of tuples of blocks, H[i][j] of shape wrt[i].shape + wrt[j].shape."""
         self._scalar_output("hessian")

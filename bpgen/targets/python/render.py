@@ -341,7 +341,7 @@ def hvp_docstring(header: Header, params: list[str], tangent_params: list[str], 
              "gradients", f"with respect to ({_joined(header.wrt)}), and the Hessian times the vector "
              f"({_joined(tangent_params)}),", "forward mode over the reverse pass."]
     if hessian:
-        lines.append("hessian(...) returns (value, gradients, H), one hvp per column.")
+        lines.append("hessian(...) returns (value, gradients, H), column by column.")
     return _fitted(lines + ["Needs only {needs}."])
 
 
