@@ -169,12 +169,15 @@ class CompiledFunction:
         return self._second_order_module("hessian")(*args)
 
     def _in_memory(self, method: str, args: tuple) -> None:
-        """Forward mode and second order run in this process: a Dask array is refused by name."""
-        from .arguments import is_dask_array
+        """Forward mode and second order run in this process: a Dask array is refused by name. (A call's fast
+        path: only an argument of a Dask type is looked at further.)"""
+        for a in args:
+            if type(a).__module__.startswith("dask."):
+                from .arguments import is_dask_array
 
-        if any(is_dask_array(a) for a in args):
-            raise BpgenError(f"{self.name}.{method} does not take Dask arrays (forward, value_and_grad and grad do): "
-                             "compute them into NumPy arrays first")
+                if is_dask_array(a):
+                    raise BpgenError(f"{self.name}.{method} does not take Dask arrays (forward, value_and_grad and "
+                                     "grad do): compute them into NumPy arrays first")
 
     def _scalar_output(self, method: str) -> None:
         output = self.declaration.output
