@@ -1,5 +1,6 @@
 """The Target machinery shared by every Python target: runtime helpers and the backend switch."""
 
+import math
 import sys
 
 import sympy
@@ -30,3 +31,26 @@ def test_a_new_backend_brings_its_own_default_jit():
     compiled = bpgen.compile(plain, backend="numba")
     assert (compiled.backend, compiled.jit) == ("numba", True)
     assert bpgen.compile(plain, backend="numba", jit=False).jit is False
+
+
+def test_bpgen_compiles_at_its_own_level_and_leaves_the_users_alone():
+    from numba.core import config
+
+    from bpgen.targets.load import OPT_LEVEL, optimization_level
+
+    seen = []
+    before = config.OPT
+    with optimization_level(OPT_LEVEL):
+        seen.append(int(config.OPT))
+    assert seen == [min(OPT_LEVEL, int(before))] and config.OPT is before
+    x = sympy.Symbol("x", real=True)
+    g = bpgen.compile(sympy.sin(x) * x)
+    assert g.value_and_grad(2.0)[0] == math.sin(2.0) * 2.0
+    assert config.OPT is before  # a first call compiled, and the process's level is as it was
+    saved = config.OPT
+    try:
+        config.OPT = config._OptLevel("max")  # a user who asked for everything keeps it
+        with optimization_level(OPT_LEVEL):
+            assert config.OPT.is_opt_max
+    finally:
+        config.OPT = saved
