@@ -150,7 +150,7 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
     loop = {"carries": carries, "inits": inits, "seqs": seqs, "closed": closed, "tapes": tapes, "ys": ys,
             "step_out": carries + ys + [v for v, r in zip(values, residuals) if r.id not in results],
             "stacks": stacks, "residuals": values, "saved": saved, "scalar": [not c.shape for c in body.carries],
-            "k": k, "steps_value": steps, **local, "params": inits + seqs + closed,
+            "steps_value": steps, **local, "params": inits + seqs + closed,
             "slices": [f"{s}[{local['t']}]" for s in seqs],
             "tape_shapes": [shape_of(c.shape, tape_length) for c in body.carries],
             "stack_shapes": [shape_of(y.shape, local["steps"]) for y in body.ys],
@@ -177,8 +177,6 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
                  "closed_step": [namespace.claim(f"d{c}_step") for c in closed],
                  "segments": [namespace.claim(f"segment_{c}") for c in carries]}
         loop.update(grads=grads, wanted_seqs=wanted_seqs, wanted_closed=wanted_closed,
-                    backward_params=loop["params"] + tapes + (saved if k == 1 else []) + grads["finals"]
-                    + grads["stacks"],
                     closed_scalar=[not c.shape for c in body.closed],
                     segment_shapes=[shape_of(c.shape, str(k)) for c in body.carries],
                     # what the step's backward returns: every carry's gradient, the wanted slices' and weights'
