@@ -77,6 +77,11 @@ def erf_array(x):
     return out
 
 
+def matmul(a, b):
+    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    return a @ b
+
+
 def transpose_matmul(a, g):
     """a.T @ g, the gradient of a matrix with more rows than columns. For a tall a (a large batch) it is computed
     as (g.T @ a).T and copied to C order: dgemm then gets the long side of the result as its M dimension, which
@@ -192,6 +197,11 @@ def same_shape(a, b):
         if a.shape[k] != b.shape[k]:
             return False
     return True
+
+
+def sum_all(a):
+    """a.sum(), as a function: compiled in bpgen's runtime once per machine for each array type."""
+    return a.sum()
 
 
 def sum_axis0(a):

@@ -16,21 +16,21 @@ def forward(X, T, W1, b1, W2, b2, W3, b3):
     # fmt: off
     check_arguments(X, T, W1, b1, W2, b2, W3, b3)
     N = X.shape[0]
-    matmul1 = X @ W1
+    matmul1 = matmul(X, W1)
     z1 = matmul1 + b1
     softplus1 = softplus_array(z1)
     tanh1 = np.tanh(softplus1)
     h1 = z1 * tanh1
-    matmul2 = h1 @ W2
+    matmul2 = matmul(h1, W2)
     z2 = matmul2 + b2
     softplus2 = softplus_array(z2)
     tanh2 = np.tanh(softplus2)
     h2 = z2 * tanh2
-    matmul3 = h2 @ W3
+    matmul3 = matmul(h2, W3)
     pred = matmul3 + b3
     sub1 = pred - T
     pow1 = sub1**2
-    sum1 = pow1.sum()
+    sum1 = sum_all(pow1)
     loss = sum1 / N
     return loss
 
@@ -41,46 +41,46 @@ def value_and_grad(X, T, W1, b1, W2, b2, W3, b3):
     check_arguments(X, T, W1, b1, W2, b2, W3, b3)
     N = X.shape[0]
     # forward
-    matmul1 = X @ W1
+    matmul1 = matmul(X, W1)
     z1 = matmul1 + b1
     softplus1 = softplus_array(z1)
     tanh1 = np.tanh(softplus1)
     h1 = z1 * tanh1
-    matmul2 = h1 @ W2
+    matmul2 = matmul(h1, W2)
     z2 = matmul2 + b2
     softplus2 = softplus_array(z2)
     tanh2 = np.tanh(softplus2)
     h2 = z2 * tanh2
-    matmul3 = h2 @ W3
+    matmul3 = matmul(h2, W3)
     pred = matmul3 + b3
     sub1 = pred - T
     pow1 = sub1**2
-    sum1 = pow1.sum()
+    sum1 = sum_all(pow1)
     loss = sum1 / N
     # backward: each line adds one local derivative times the upstream gradient
     dsum1 = 1.0 / N                                        # loss = sum1 / N
-    dpow1 = np.full((N, 1), dsum1)                         # sum1 = pow1.sum()
+    dpow1 = np.full((N, 1), dsum1)                         # sum1 = sum_all(pow1)
     dsub1 = (2.0 * sub1) * dpow1                           # pow1 = sub1**2
     dpred = dsub1                                          # sub1 = pred - T
     dmatmul3 = dpred                                       # pred = matmul3 + b3
     db3 = sum_axis0(dpred)                                 # pred = matmul3 + b3
-    dh2 = dmatmul3 @ W3.T                                  # matmul3 = h2 @ W3
-    dW3 = h2.T @ dmatmul3                                  # matmul3 = h2 @ W3
+    dh2 = matmul(dmatmul3, W3.T)                           # matmul3 = matmul(h2, W3)
+    dW3 = matmul(h2.T, dmatmul3)                           # matmul3 = matmul(h2, W3)
     dz2 = tanh2 * dh2                                      # h2 = z2 * tanh2
     dtanh2 = z2 * dh2                                      # h2 = z2 * tanh2
     dsoftplus2 = ((1.0 - tanh2) * (tanh2 + 1.0)) * dtanh2  # tanh2 = np.tanh(softplus2)
     dz2 = dz2 + exp_array(z2 - softplus2) * dsoftplus2     # softplus2 = softplus_array(z2)
     dmatmul2 = dz2                                         # z2 = matmul2 + b2
     db2 = sum_axis0(dz2)                                   # z2 = matmul2 + b2
-    dh1 = dmatmul2 @ W2.T                                  # matmul2 = h1 @ W2
-    dW2 = h1.T @ dmatmul2                                  # matmul2 = h1 @ W2
+    dh1 = matmul(dmatmul2, W2.T)                           # matmul2 = matmul(h1, W2)
+    dW2 = matmul(h1.T, dmatmul2)                           # matmul2 = matmul(h1, W2)
     dz1 = tanh1 * dh1                                      # h1 = z1 * tanh1
     dtanh1 = z1 * dh1                                      # h1 = z1 * tanh1
     dsoftplus1 = ((1.0 - tanh1) * (tanh1 + 1.0)) * dtanh1  # tanh1 = np.tanh(softplus1)
     dz1 = dz1 + exp_array(z1 - softplus1) * dsoftplus1     # softplus1 = softplus_array(z1)
     dmatmul1 = dz1                                         # z1 = matmul1 + b1
     db1 = sum_axis0(dz1)                                   # z1 = matmul1 + b1
-    dW1 = X.T @ dmatmul1                                   # matmul1 = X @ W1
+    dW1 = matmul(X.T, dmatmul1)                            # matmul1 = matmul(X, W1)
     return loss, (dW1, db1, dW2, db2, dW3, db3)
 
 
@@ -148,6 +148,12 @@ def exp_array(x):
     return out.reshape(x.shape)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def matmul(a, b):
+    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    return a @ b
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(t) with t = exp(-|x|), without overflow, in arithmetic LLVM can
@@ -187,9 +193,28 @@ def softplus_array(x):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def sum_all(a):
+    """a.sum(), as a function: compiled in bpgen's runtime once per machine for each array type."""
+    return a.sum()
+
+
+@numba.njit(cache=True, error_model="numpy")
 def sum_axis0(a):
     """a.sum(axis=0)."""
     out = np.zeros(a.shape[1:])
     for i in range(a.shape[0]):
         out += a[i]
     return out
+
+
+# Where bpgen is installed, its own copies of the helpers above, compiled and cached once per machine: a new module
+# then compiles only its own functions. They are the same source (the digest says which); without bpgen, or with
+# another version of it, the definitions above serve.
+try:
+    from bpgen.targets.numba.runtime import compiled_helpers
+except ImportError:
+    pass
+else:
+    exp_scalar, exp_array, matmul = compiled_helpers("4e9464c8cd39cee9", exp_scalar, exp_array, matmul)
+    softplus, softplus_array, sum_all = compiled_helpers("4e9464c8cd39cee9", softplus, softplus_array, sum_all)
+    (sum_axis0,) = compiled_helpers("4e9464c8cd39cee9", sum_axis0)

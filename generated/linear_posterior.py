@@ -14,14 +14,14 @@ import numpy as np
 def forward(X, y, beta):
     # fmt: off
     check_arguments(X, y, beta)
-    matmul1 = X @ beta
+    matmul1 = matmul(X, beta)
     residual = y - matmul1
     mul1 = residual * residual
-    sum1 = mul1.sum()
+    sum1 = sum_all(mul1)
     neg1 = -sum1
     log_likelihood = neg1 / 0.5
     mul2 = beta * beta
-    sum2 = mul2.sum()
+    sum2 = sum_all(mul2)
     neg2 = -sum2
     log_prior = neg2 / 8.0
     linear_posterior = log_likelihood + log_prior
@@ -34,30 +34,30 @@ def value_and_grad(X, y, beta):
     check_arguments(X, y, beta)
     N = X.shape[0]
     # forward
-    matmul1 = X @ beta
+    matmul1 = matmul(X, beta)
     residual = y - matmul1
     mul1 = residual * residual
-    sum1 = mul1.sum()
+    sum1 = sum_all(mul1)
     neg1 = -sum1
     log_likelihood = neg1 / 0.5
     mul2 = beta * beta
-    sum2 = mul2.sum()
+    sum2 = sum_all(mul2)
     neg2 = -sum2
     log_prior = neg2 / 8.0
     linear_posterior = log_likelihood + log_prior
     # backward: each line adds one local derivative times the upstream gradient
-    dlog_likelihood = 1.0                 # linear_posterior = log_likelihood + log_prior
-    dlog_prior = 1.0                      # linear_posterior = log_likelihood + log_prior
-    dneg2 = 0.125 * dlog_prior            # log_prior = neg2 / 8.0
-    dsum2 = -dneg2                        # neg2 = -sum2
-    dmul2 = np.full((3,), dsum2)          # sum2 = mul2.sum()
-    dbeta = (2.0 * beta) * dmul2          # mul2 = beta * beta
-    dneg1 = 2.0 * dlog_likelihood         # log_likelihood = neg1 / 0.5
-    dsum1 = -dneg1                        # neg1 = -sum1
-    dmul1 = np.full((N,), dsum1)          # sum1 = mul1.sum()
-    dresidual = (2.0 * residual) * dmul1  # mul1 = residual * residual
-    dmatmul1 = -dresidual                 # residual = y - matmul1
-    dbeta = dbeta + X.T @ dmatmul1        # matmul1 = X @ beta
+    dlog_likelihood = 1.0                  # linear_posterior = log_likelihood + log_prior
+    dlog_prior = 1.0                       # linear_posterior = log_likelihood + log_prior
+    dneg2 = 0.125 * dlog_prior             # log_prior = neg2 / 8.0
+    dsum2 = -dneg2                         # neg2 = -sum2
+    dmul2 = np.full((3,), dsum2)           # sum2 = sum_all(mul2)
+    dbeta = (2.0 * beta) * dmul2           # mul2 = beta * beta
+    dneg1 = 2.0 * dlog_likelihood          # log_likelihood = neg1 / 0.5
+    dsum1 = -dneg1                         # neg1 = -sum1
+    dmul1 = np.full((N,), dsum1)           # sum1 = sum_all(mul1)
+    dresidual = (2.0 * residual) * dmul1   # mul1 = residual * residual
+    dmatmul1 = -dresidual                  # residual = y - matmul1
+    dbeta = dbeta + matmul(X.T, dmatmul1)  # matmul1 = matmul(X, beta)
     return linear_posterior, (dbeta,)
 
 
@@ -77,3 +77,29 @@ def check_arguments(X, y, beta):
         raise ValueError("linear_posterior: y must have shape (N,), where N is X.shape[0]")
     if not (beta.shape[0] == 3):
         raise ValueError("linear_posterior: beta must have shape (3,)")
+
+
+# runtime helpers the functions above call (bpgen/runtime.py)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def matmul(a, b):
+    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    return a @ b
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sum_all(a):
+    """a.sum(), as a function: compiled in bpgen's runtime once per machine for each array type."""
+    return a.sum()
+
+
+# Where bpgen is installed, its own copies of the helpers above, compiled and cached once per machine: a new module
+# then compiles only its own functions. They are the same source (the digest says which); without bpgen, or with
+# another version of it, the definitions above serve.
+try:
+    from bpgen.targets.numba.runtime import compiled_helpers
+except ImportError:
+    pass
+else:
+    matmul, sum_all = compiled_helpers("4e9464c8cd39cee9", matmul, sum_all)

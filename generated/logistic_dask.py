@@ -15,15 +15,15 @@ def forward(X, y, w, b):
     # fmt: off
     check_arguments(X, y, w, b)
     N = X.shape[0]
-    matmul1 = X @ w
+    matmul1 = matmul(X, w)
     z = matmul1 + b
     softplus1 = softplus_array(z)
     mul1 = y * z
     sub1 = softplus1 - mul1
-    sum1 = sub1.sum()
+    sum1 = sum_all(sub1)
     data_loss = sum1 / N
     mul2 = w * w
-    sum2 = mul2.sum()
+    sum2 = sum_all(mul2)
     penalty = 0.0001 * sum2
     loss = data_loss + penalty
     return loss
@@ -35,32 +35,32 @@ def value_and_grad(X, y, w, b):
     check_arguments(X, y, w, b)
     N = X.shape[0]
     # forward
-    matmul1 = X @ w
+    matmul1 = matmul(X, w)
     z = matmul1 + b
     softplus1 = softplus_array(z)
     mul1 = y * z
     sub1 = softplus1 - mul1
-    sum1 = sub1.sum()
+    sum1 = sum_all(sub1)
     data_loss = sum1 / N
     mul2 = w * w
-    sum2 = mul2.sum()
+    sum2 = sum_all(mul2)
     penalty = 0.0001 * sum2
     loss = data_loss + penalty
     # backward: each line adds one local derivative times the upstream gradient
     ddata_loss = 1.0                                 # loss = data_loss + penalty
     dpenalty = 1.0                                   # loss = data_loss + penalty
     dsum2 = 0.0001 * dpenalty                        # penalty = 0.0001 * sum2
-    dmul2 = np.full((50,), dsum2)                    # sum2 = mul2.sum()
+    dmul2 = np.full((50,), dsum2)                    # sum2 = sum_all(mul2)
     dw = (2.0 * w) * dmul2                           # mul2 = w * w
     dsum1 = ddata_loss / N                           # data_loss = sum1 / N
-    dsub1 = np.full((N,), dsum1)                     # sum1 = sub1.sum()
+    dsub1 = np.full((N,), dsum1)                     # sum1 = sum_all(sub1)
     dsoftplus1 = dsub1                               # sub1 = softplus1 - mul1
     dmul1 = -dsub1                                   # sub1 = softplus1 - mul1
     dz = y * dmul1                                   # mul1 = y * z
     dz = dz + exp_array(z - softplus1) * dsoftplus1  # softplus1 = softplus_array(z)
     dmatmul1 = dz                                    # z = matmul1 + b
-    db = dz.sum()                                    # z = matmul1 + b
-    dw = dw + X.T @ dmatmul1                         # matmul1 = X @ w
+    db = sum_all(dz)                                 # z = matmul1 + b
+    dw = dw + matmul(X.T, dmatmul1)                  # matmul1 = matmul(X, w)
     return loss, (dw, db)
 
 
@@ -118,6 +118,12 @@ def exp_array(x):
     return out.reshape(x.shape)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def matmul(a, b):
+    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    return a @ b
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(t) with t = exp(-|x|), without overflow, in arithmetic LLVM can
@@ -154,3 +160,21 @@ def softplus_array(x):
     for i in range(flat.shape[0]):
         out[i] = softplus(flat[i])
     return out.reshape(x.shape)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sum_all(a):
+    """a.sum(), as a function: compiled in bpgen's runtime once per machine for each array type."""
+    return a.sum()
+
+
+# Where bpgen is installed, its own copies of the helpers above, compiled and cached once per machine: a new module
+# then compiles only its own functions. They are the same source (the digest says which); without bpgen, or with
+# another version of it, the definitions above serve.
+try:
+    from bpgen.targets.numba.runtime import compiled_helpers
+except ImportError:
+    pass
+else:
+    exp_scalar, exp_array, matmul = compiled_helpers("4e9464c8cd39cee9", exp_scalar, exp_array, matmul)
+    softplus, softplus_array, sum_all = compiled_helpers("4e9464c8cd39cee9", softplus, softplus_array, sum_all)

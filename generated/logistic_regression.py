@@ -17,15 +17,15 @@ def forward(X, y, w, b):
     # fmt: off
     check_arguments(X, y, w, b)
     N = X.shape[0]
-    Xw = X @ w
+    Xw = matmul(X, w)
     z = Xw + b
     softplus1 = softplus_array(z)
     mul1 = y * z
     sub1 = softplus1 - mul1
-    sum1 = sub1.sum()
+    sum1 = sum_all(sub1)
     data_loss = sum1 / N
     wsq = w * w
-    sumsq = wsq.sum()
+    sumsq = sum_all(wsq)
     penalty = 0.001 * sumsq
     loss = data_loss + penalty
     return loss
@@ -37,32 +37,32 @@ def value_and_grad(X, y, w, b):
     check_arguments(X, y, w, b)
     N = X.shape[0]
     # forward
-    Xw = X @ w
+    Xw = matmul(X, w)
     z = Xw + b
     softplus1 = softplus_array(z)
     mul1 = y * z
     sub1 = softplus1 - mul1
-    sum1 = sub1.sum()
+    sum1 = sum_all(sub1)
     data_loss = sum1 / N
     wsq = w * w
-    sumsq = wsq.sum()
+    sumsq = sum_all(wsq)
     penalty = 0.001 * sumsq
     loss = data_loss + penalty
     # backward: each line adds one local derivative times the upstream gradient
     ddata_loss = 1.0                                 # loss = data_loss + penalty
     dpenalty = 1.0                                   # loss = data_loss + penalty
     dsumsq = 0.001 * dpenalty                        # penalty = 0.001 * sumsq
-    dwsq = np.full((30,), dsumsq)                    # sumsq = wsq.sum()
+    dwsq = np.full((30,), dsumsq)                    # sumsq = sum_all(wsq)
     dw = (2.0 * w) * dwsq                            # wsq = w * w
     dsum1 = ddata_loss / N                           # data_loss = sum1 / N
-    dsub1 = np.full((N,), dsum1)                     # sum1 = sub1.sum()
+    dsub1 = np.full((N,), dsum1)                     # sum1 = sum_all(sub1)
     dsoftplus1 = dsub1                               # sub1 = softplus1 - mul1
     dmul1 = -dsub1                                   # sub1 = softplus1 - mul1
     dz = y * dmul1                                   # mul1 = y * z
     dz = dz + exp_array(z - softplus1) * dsoftplus1  # softplus1 = softplus_array(z)
     dXw = dz                                         # z = Xw + b
-    db = dz.sum()                                    # z = Xw + b
-    dw = dw + X.T @ dXw                              # Xw = X @ w
+    db = sum_all(dz)                                 # z = Xw + b
+    dw = dw + matmul(X.T, dXw)                       # Xw = matmul(X, w)
     return loss, (dw, db)
 
 
@@ -80,15 +80,15 @@ def hvp(X, y, w, b, tw, tb):
     if not (tw.shape[0] == 30):
         raise ValueError("logistic_regression: tw must have shape (30,)")
     # forward
-    Xw = X @ w
+    Xw = matmul(X, w)
     z = Xw + b
     softplus1 = softplus_array(z)
     mul1 = y * z
     sub1 = softplus1 - mul1
-    sum1 = sub1.sum()
+    sum1 = sum_all(sub1)
     data_loss = sum1 / N
     wsq = w * w
-    sumsq = wsq.sum()
+    sumsq = sum_all(wsq)
     penalty = 0.001 * sumsq
     loss = data_loss + penalty
     sub2 = z - softplus1
@@ -97,27 +97,27 @@ def hvp(X, y, w, b, tw, tb):
     ddata_loss = 1.0               # loss = data_loss + penalty
     dpenalty = 1.0                 # loss = data_loss + penalty
     dsumsq = 0.001 * dpenalty      # penalty = 0.001 * sumsq
-    dwsq = np.full((30,), dsumsq)  # sumsq = wsq.sum()
+    dwsq = np.full((30,), dsumsq)  # sumsq = sum_all(wsq)
     dw = (2.0 * w) * dwsq          # wsq = w * w
     dsum1 = ddata_loss / N         # data_loss = sum1 / N
-    dsub1 = np.full((N,), dsum1)   # sum1 = sub1.sum()
+    dsub1 = np.full((N,), dsum1)   # sum1 = sum_all(sub1)
     dsoftplus1 = dsub1             # sub1 = softplus1 - mul1
     dmul1 = -dsub1                 # sub1 = softplus1 - mul1
     dz = y * dmul1                 # mul1 = y * z
     dz = dz + exp1 * dsoftplus1    # softplus1 = softplus_array(z)
     dXw = dz                       # z = Xw + b
-    db = dz.sum()                  # z = Xw + b
-    dw = dw + X.T @ dXw            # Xw = X @ w
+    db = sum_all(dz)               # z = Xw + b
+    dw = dw + matmul(X.T, dXw)     # Xw = matmul(X, w)
     # tangents of the forward and backward lines: the Hessian times the vectors is the gradients' tangent
-    tXw = X @ tw                                    # Xw = X @ w
+    tXw = matmul(X, tw)                             # Xw = matmul(X, w)
     tz = tXw                                        # z = Xw + b
     tz = tz + tb                                    # z = Xw + b
     tsoftplus1 = exp1 * tz                          # softplus1 = softplus_array(z)
     tdw = dwsq * (2.0 * tw)                         # dw = (2.0 * w) * dwsq
     tdz = dsoftplus1 * (exp1 * (tz + -tsoftplus1))  # dz = dz + exp1 * dsoftplus1
     tdXw = tdz                                      # dXw = dz
-    tdb = tdz.sum()                                 # db = dz.sum()
-    tdw = tdw + X.T @ tdXw                          # dw = dw + X.T @ dXw
+    tdb = sum_all(tdz)                              # db = sum_all(dz)
+    tdw = tdw + matmul(X.T, tdXw)                   # dw = dw + matmul(X.T, dXw)
     return loss, (dw, db), (tdw, tdb)
 
 
@@ -170,6 +170,12 @@ def exp_array(x):
     return out.reshape(x.shape)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def matmul(a, b):
+    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    return a @ b
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(t) with t = exp(-|x|), without overflow, in arithmetic LLVM can
@@ -206,3 +212,21 @@ def softplus_array(x):
     for i in range(flat.shape[0]):
         out[i] = softplus(flat[i])
     return out.reshape(x.shape)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sum_all(a):
+    """a.sum(), as a function: compiled in bpgen's runtime once per machine for each array type."""
+    return a.sum()
+
+
+# Where bpgen is installed, its own copies of the helpers above, compiled and cached once per machine: a new module
+# then compiles only its own functions. They are the same source (the digest says which); without bpgen, or with
+# another version of it, the definitions above serve.
+try:
+    from bpgen.targets.numba.runtime import compiled_helpers
+except ImportError:
+    pass
+else:
+    exp_scalar, exp_array, matmul = compiled_helpers("4e9464c8cd39cee9", exp_scalar, exp_array, matmul)
+    softplus, softplus_array, sum_all = compiled_helpers("4e9464c8cd39cee9", softplus, softplus_array, sum_all)

@@ -16,10 +16,10 @@ import numpy as np
 def forward(X, Y, W1, b1, W2, b2):
     # fmt: off
     check_arguments(X, Y, W1, b1, W2, b2)
-    matmul1 = X @ W1
+    matmul1 = matmul(X, W1)
     z1 = matmul1 + b1
     h1 = np.maximum(z1, 0.0)
-    matmul2 = h1 @ W2
+    matmul2 = matmul(h1, W2)
     logits = matmul2 + b2
     loss = softmax_cross_entropy(logits, Y)
     return loss
@@ -31,22 +31,22 @@ def value_and_grad(X, Y, W1, b1, W2, b2):
     check_arguments(X, Y, W1, b1, W2, b2)
     N = X.shape[0]
     # forward
-    matmul1 = X @ W1
+    matmul1 = matmul(X, W1)
     z1 = matmul1 + b1
     h1 = np.maximum(z1, 0.0)
-    matmul2 = h1 @ W2
+    matmul2 = matmul(h1, W2)
     logits = matmul2 + b2
     loss = softmax_cross_entropy(logits, Y)
     # backward: each line adds one local derivative times the upstream gradient
     dlogits = (softmax(logits) * sum_last(Y).reshape((N, 1)) - Y) / N  # loss = softmax_cross_entropy(logits, Y)
     dmatmul2 = dlogits                                        # logits = matmul2 + b2
     db2 = sum_axis0(dlogits)                                  # logits = matmul2 + b2
-    dh1 = dmatmul2 @ W2.T                                     # matmul2 = h1 @ W2
-    dW2 = h1.T @ dmatmul2                                     # matmul2 = h1 @ W2
+    dh1 = matmul(dmatmul2, W2.T)                              # matmul2 = matmul(h1, W2)
+    dW2 = matmul(h1.T, dmatmul2)                              # matmul2 = matmul(h1, W2)
     dz1 = dh1 * (z1 > 0.0)                                    # h1 = np.maximum(z1, 0.0)
     dmatmul1 = dz1                                            # z1 = matmul1 + b1
     db1 = sum_axis0(dz1)                                      # z1 = matmul1 + b1
-    dW1 = X.T @ dmatmul1                                      # matmul1 = X @ W1
+    dW1 = matmul(X.T, dmatmul1)                               # matmul1 = matmul(X, W1)
     return loss, (dW1, db1, dW2, db2)
 
 
@@ -94,6 +94,12 @@ def logsumexp_rows(a):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def matmul(a, b):
+    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    return a @ b
+
+
+@numba.njit(cache=True, error_model="numpy")
 def softmax(logits):
     """Row-wise softmax through the log-sum-exp, so exp never overflows."""
     n, c = logits.shape
@@ -133,3 +139,16 @@ def sum_last(a):
     for index in np.ndindex(out.shape):
         out[index] = a[index].sum()
     return out
+
+
+# Where bpgen is installed, its own copies of the helpers above, compiled and cached once per machine: a new module
+# then compiles only its own functions. They are the same source (the digest says which); without bpgen, or with
+# another version of it, the definitions above serve.
+try:
+    from bpgen.targets.numba.runtime import compiled_helpers
+except ImportError:
+    pass
+else:
+    logsumexp_rows, matmul, softmax = compiled_helpers("4e9464c8cd39cee9", logsumexp_rows, matmul, softmax)
+    softmax_cross_entropy, sum_axis0 = compiled_helpers("4e9464c8cd39cee9", softmax_cross_entropy, sum_axis0)
+    (sum_last,) = compiled_helpers("4e9464c8cd39cee9", sum_last)

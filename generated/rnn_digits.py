@@ -17,7 +17,7 @@ def forward(X, Y, h0, Wxh, Whh, bh, Why, by):
     # fmt: off
     check_arguments(X, Y, h0, Wxh, Whh, bh, Why, by)
     h, elman_tape = elman_scan(h0, X, Wxh, Whh, bh)
-    matmul1 = h @ Why
+    matmul1 = matmul(h, Why)
     logits = matmul1 + by
     loss = softmax_cross_entropy(logits, Y)
     return loss
@@ -30,15 +30,15 @@ def value_and_grad(X, Y, h0, Wxh, Whh, bh, Why, by):
     N = X.shape[1]
     # forward
     h, elman_tape = elman_scan(h0, X, Wxh, Whh, bh)
-    matmul1 = h @ Why
+    matmul1 = matmul(h, Why)
     logits = matmul1 + by
     loss = softmax_cross_entropy(logits, Y)
     # backward: each line adds one local derivative times the upstream gradient
     dlogits = (softmax(logits) * sum_last(Y).reshape((N, 1)) - Y) / N  # loss = softmax_cross_entropy(logits, Y)
     dmatmul1 = dlogits                                        # logits = matmul1 + by
     dby = sum_axis0(dlogits)                                  # logits = matmul1 + by
-    dh = dmatmul1 @ Why.T                                     # matmul1 = h @ Why
-    dWhy = h.T @ dmatmul1                                     # matmul1 = h @ Why
+    dh = matmul(dmatmul1, Why.T)                              # matmul1 = matmul(h, Why)
+    dWhy = matmul(h.T, dmatmul1)                              # matmul1 = matmul(h, Why)
     # h, elman_tape = elman_scan(h0, X, Wxh, Whh, bh)
     dWxh, dWhh, dbh = elman_scan_backward(h0, X, Wxh, Whh, bh, elman_tape, dh)
     return loss, (dWxh, dWhh, dbh, dWhy, dby)
@@ -76,8 +76,8 @@ def check_arguments(X, Y, h0, Wxh, Whh, bh, Why, by):
 def elman(h, x, Wxh, Whh, bh):
     """One step: the new carries, the ys, and the values its backward reads."""
     # fmt: off
-    matmul1 = h @ Whh
-    matmul2 = x @ Wxh
+    matmul1 = matmul(h, Whh)
+    matmul2 = matmul(x, Wxh)
     add1 = matmul2 + matmul1
     a = add1 + bh
     h_next = np.tanh(a)
@@ -93,9 +93,9 @@ def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):
     dbh = sum_axis0(da)                               # a = add1 + bh
     dmatmul2 = dadd1                                  # add1 = matmul2 + matmul1
     dmatmul1 = dadd1                                  # add1 = matmul2 + matmul1
-    dWxh = x.T @ dmatmul2                             # matmul2 = x @ Wxh
-    dh = dmatmul1 @ Whh.T                             # matmul1 = h @ Whh
-    dWhh = h.T @ dmatmul1                             # matmul1 = h @ Whh
+    dWxh = matmul(x.T, dmatmul2)                      # matmul2 = matmul(x, Wxh)
+    dh = matmul(dmatmul1, Whh.T)                      # matmul1 = matmul(h, Whh)
+    dWhh = matmul(h.T, dmatmul1)                      # matmul1 = matmul(h, Whh)
     return dh, dWxh, dWhh, dbh
 
 
@@ -153,6 +153,12 @@ def logsumexp_rows(a):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def matmul(a, b):
+    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    return a @ b
+
+
+@numba.njit(cache=True, error_model="numpy")
 def softmax(logits):
     """Row-wise softmax through the log-sum-exp, so exp never overflows."""
     n, c = logits.shape
@@ -192,3 +198,16 @@ def sum_last(a):
     for index in np.ndindex(out.shape):
         out[index] = a[index].sum()
     return out
+
+
+# Where bpgen is installed, its own copies of the helpers above, compiled and cached once per machine: a new module
+# then compiles only its own functions. They are the same source (the digest says which); without bpgen, or with
+# another version of it, the definitions above serve.
+try:
+    from bpgen.targets.numba.runtime import compiled_helpers
+except ImportError:
+    pass
+else:
+    logsumexp_rows, matmul, softmax = compiled_helpers("4e9464c8cd39cee9", logsumexp_rows, matmul, softmax)
+    softmax_cross_entropy, sum_axis0 = compiled_helpers("4e9464c8cd39cee9", softmax_cross_entropy, sum_axis0)
+    (sum_last,) = compiled_helpers("4e9464c8cd39cee9", sum_last)

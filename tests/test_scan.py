@@ -244,7 +244,7 @@ def test_the_step_functions_are_staged_in_the_users_names():
                  "def rnn_step_scan(h_init, xs, W, U, b):", "dU += dU_step", "dW += dW_step",
                  "h_new = np.tanh(a)"):
         assert line in source, line
-    assert "dh = dmatmul" in source  # the carry's gradient, staged like any other
+    assert "dh = matmul(dmatmul" in source  # the carry's gradient, staged like any other
     backward = source.split("def value_and_grad(")[1].split("def grad(")[0]
     assert "dh0, dX, dW, dU, db = rnn_step_scan_backward(" in backward
 

@@ -357,7 +357,9 @@ def _statement_label(e, head: Node, members: set[int]) -> str:
             if not isinstance(d, int) and d not in dims:
                 dims[d] = e.names.get(e.algebra.dim(d).id, str(d))
     try:
-        return f"{e.names[head.id]} = {ExpressionPrinter(names, target_of().syntax_of, dims).statement(head)}"
+        # NumPy's spelling (`X @ W1`), not Numba's helper calls: a picture shows the maths as the user wrote it
+        printer = ExpressionPrinter(names, target_of("numpy").syntax_of, dims)
+        return f"{e.names[head.id]} = {printer.statement(head)}"
     except Exception:  # a label is a nicety: the name alone will do
         return e.names[head.id]
 

@@ -22,26 +22,28 @@ def _large_and_tall(shape: tuple) -> bool:
     return isinstance(rows, int) and isinstance(cols, int) and rows > cols and rows * cols >= 65536
 
 
-def matmul_helper(node: Node) -> tuple[str, tuple[Node, ...]] | None:
-    """`x.T @ g` with a large tall result (a weight's gradient) calls transpose_matmul(x, g); a batch times a
-    large tall matrix (the forward X @ W, or dX = dz @ W.T for a wide W) calls tall_matmul: each picks the
-    faster orientation for dgemm."""
+def matmul_helper(node: Node) -> tuple[str, tuple[Node, ...]]:
+    """Every product calls a runtime helper: the compiled runtime then holds Numba's code for each layout of it
+    (about 0.3 s of compile apiece), compiled once per machine rather than in every new module. `x.T @ g` with
+    a large tall result (a weight's gradient) calls transpose_matmul(x, g); a batch times a large tall matrix
+    (the forward X @ W, or dX = dz @ W.T for a wide W) calls tall_matmul: each picks the faster orientation for
+    dgemm. Any other product calls matmul(a, b)."""
     a, b = node.args
-    if len(a.shape) != 2 or len(b.shape) != 2:
-        return None
-    if a.op == Op.TRANSPOSE and _large_and_tall(node.shape):
-        return "transpose_matmul", (a.args[0], b)
-    if _large_and_tall(b.shape):
-        return "tall_matmul", (a, b)
-    return None
+    if len(a.shape) == 2 and len(b.shape) == 2:
+        if a.op == Op.TRANSPOSE and _large_and_tall(node.shape):
+            return "transpose_matmul", (a.args[0], b)
+        if _large_and_tall(b.shape):
+            return "tall_matmul", (a, b)
+    return "matmul", (a, b)
 
 
 def sum_helper(node: Node) -> str | None:
-    """Sums over the first or the last axis of a matrix call small loops."""
+    """Sums call small runtime loops: over the first or the last axis (Numba's `sum(axis=...)` takes seconds to
+    compile), and of a whole array (`sum_all`, compiled once per machine in the runtime)."""
     (a,) = node.args
     axis = node.attrs[0]
     if axis is None:
-        return None
+        return "sum_all"
     return "sum_axis0" if axis == 0 else "sum_last" if axis == len(a.shape) - 1 else None
 
 
@@ -56,6 +58,6 @@ SYNTAX: dict[str, Printing] = {
     Op.ERF: _on_arrays("erf", "erf_array"),  # NumPy has no vectorized erf
     Op.LGAMMA: _on_arrays("lgamma", "lgamma_array"),
     Op.GAMMA: _on_arrays("gamma", "gamma_array"),
-    Op.MATMUL: Printing(MatrixProduct(matmul_helper), helper=lambda node: (matmul_helper(node) or (None,))[0]),
+    Op.MATMUL: Printing(MatrixProduct(matmul_helper), helper=lambda node: matmul_helper(node)[0]),
     Op.SUM: Printing(Reduction("sum", sum_helper), helper=sum_helper),
 }

@@ -17,7 +17,7 @@ import jinja2
 
 from ...errors import BpgenError
 from .guards import Guard, guard_lines
-from .layout import LINE_LENGTH, aligned, header_lines, indented, wrap
+from .layout import INDENT, LINE_LENGTH, aligned, header_lines, indented, wrap
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
 from .target import Target
@@ -105,8 +105,26 @@ def render(module: Module) -> str:
         "loop_decorator": target.decorator(inlined=True),
         "helpers": [(target.helper_decorator(h), target.helper_source(h).rstrip("\n")) for h in module.helpers],
         "runtime": ", ".join(f"{m.replace('.', '/')}.py" for m in target.runtimes),
+        "compiled_runtime": target.compiled_runtime if module.helpers else "",
+        "compiled_swaps": compiled_swaps(module.helpers, target.runtime_version),
     }
     return _render("module.py.j2", context, module.header.name)
+
+
+def compiled_swaps(helpers: list[str], version: str) -> list[str]:
+    """`a, b = compiled_helpers("<version>", a, b)`: the helpers in groups whose statement fits a line."""
+    def statement(group: list[str]) -> str:
+        names = ", ".join(group)
+        targets = names if len(group) > 1 else f"({names},)"  # compiled_helpers returns a tuple
+        return f'{targets} = compiled_helpers("{version}", {names})'
+
+    groups: list[list[str]] = []
+    for name in helpers:
+        if groups and len(INDENT + statement(groups[-1] + [name])) <= LINE_LENGTH:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return [statement(group) for group in groups]
 
 
 def wrapped(codes: list[str], indent: int = 4) -> list[str]:

@@ -31,6 +31,10 @@ class Target:
     inlined_decorator: str = ""  # above a function that callers inline (loops over points, elements)
     inlined_helpers: frozenset[str] = frozenset()  # helpers that callers inline
     jit: bool = False  # whether the module's functions are compiled when it is imported
+    # a module whose compiled_helpers(version, *helpers) returns bpgen's compiled copies of a generated module's
+    # helpers, cached once per machine ("" for none), and the version (digest) this target's helpers have
+    compiled_runtime: str = ""
+    runtime_version: str = ""
 
     def printing(self, node: Node) -> Printing:
         if node.op == Op.CALL:  # a SymPy function outside the table, printed as SymPy prints it
