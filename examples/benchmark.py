@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported in main(), after the thread count is set
     import numpy as np
 
+PROCESS_START = time.perf_counter()  # the cold-start children count from here (the standard library aside)
+
 REPO = Path(__file__).resolve().parent.parent
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -1519,11 +1521,147 @@ def child_hvp_setup(key: str, workdir: Path, sizes: Sizes) -> dict:
     return out
 
 
+# --- time to the first gradient: fresh processes --------------------------------------------------------------
+
+COLD_START = {  # key: (title, the workload in build_bpgen and the peers, whether the first call is the hvp)
+    "a": ("(a) seed f(x, y)", "a", False),
+    "d": ("(d) logistic regression 10,000 x 100", "d", False),
+    "c": ("(c) MLP 784-128-10, batch 64", "c", False),
+    "hvp": ("(c) the MLP's hvp, batch 64", "c", True),
+    "f": ("(f) deep composition as a scan, depth 100", "f", False),
+}
+COLD_START_SYSTEMS = ("numba", "bpgen", "jax", "torch")
+
+
+def child_first_gradient(system: str, name: str, workdir: Path) -> dict:
+    """In a fresh process: the time from the script's start (its standard-library imports aside) to the first
+    value and gradient in hand (the first hvp for "hvp"): imports, declaration, generation, compile or cache
+    load, and the call. The workloads at their full sizes; the scan at depth 100."""
+    _, key, hvp = COLD_START[name]
+    sizes = FULL
+    reps = deep_reps(key, sizes)
+    if hvp:
+        inputs, vectors = second_order_inputs(key, sizes)
+    else:
+        inputs = make_inputs(key, setup_config(key, sizes))
+    if system == "bpgen":
+        os.environ["BPGEN_CACHE_DIR"] = str(workdir / "bpgen")
+        g = build_bpgen(key, sizes)
+        if hvp:
+            g.hvp(*inputs, tuple(vectors))
+        else:
+            g.value_and_grad(*inputs)
+    elif system == "numba":
+        module = import_path(workdir / "numba" / f"reference_{key}.py", f"reference_{key}")
+        reference_runner(system, key, module, inputs).value_and_grad(*inputs)
+    elif system == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        if hvp:
+            jax_hvp(key, inputs, vectors, reps)()
+        else:
+            runner = jax_runner(key, inputs, reps)
+            runner.value_and_grad(*runner.args)
+    elif system == "torch":
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        if hvp:
+            torch_hvp(key, inputs, vectors, reps)()
+        else:
+            runner = torch_runner(key, inputs, reps)
+            runner.value_and_grad(*runner.args)
+    else:
+        raise ValueError(system)
+    return {"seconds": time.perf_counter() - PROCESS_START}
+
+
+def first_gradient(system: str, name: str, workdir: Path, numba_cache: Path, opts) -> float | None:
+    """One fresh process's time to the first gradient, with Numba's cache in `numba_cache` and bpgen's in
+    workdir/bpgen."""
+    answer, error = run_child(["--child", f"firstgrad:{system}:{name}", "--workdir", str(workdir),
+                               "--numba-cache", str(numba_cache), "--threads", str(opts.threads)], timeout=600)
+    if answer is None:
+        print(f"  !! {system} on {COLD_START[name][0]}: {error}")
+        return None
+    return answer["seconds"]
+
+
+def cold_start(systems: list[str], workdir: Path, opts) -> None:
+    """Time to the first gradient in fresh processes, the median of `repeats` runs of each:
+    - hand-written Numba: cold (an empty Numba cache) and warm (its cache filled);
+    - bpgen: cold (every cache empty: a new machine), new function (bpgen's compiled runtime cached by an
+      earlier run, the function's own module new: what a user meets after editing a model) and warm;
+    - JAX jit and PyTorch eager, in a fresh process (neither keeps a cache between processes by default)."""
+    repeats = 1 if opts.quick else 3
+    section(f"time to the first gradient: fresh processes, imports included (median of {repeats})")
+    rows = []
+    for name, (title, key, hvp) in COLD_START.items():
+        times: dict[str, list[float]] = {}
+
+        def record(column: str, seconds: float | None, times: dict = times) -> None:
+            if seconds is not None:
+                times.setdefault(column, []).append(seconds)
+
+        for r in range(repeats):
+            run = workdir / f"firstgrad-{name}-{r}"
+            if not hvp:
+                (run / "numba").mkdir(parents=True)
+                (run / "numba" / f"reference_{key}.py").write_text(reference_source("numba", deep_reps(key, FULL)))
+                record("numba cold", first_gradient("numba", name, run, run / "numba-cache-ref", opts))
+                record("numba warm", first_gradient("numba", name, run, run / "numba-cache-ref", opts))
+            cache = run / "numba-cache"
+            record("bpgen cold", first_gradient("bpgen", name, run / "cold", cache, opts))
+            record("bpgen new", first_gradient("bpgen", name, run / "new", cache, opts))
+            record("bpgen warm", first_gradient("bpgen", name, run / "new", cache, opts))
+            for peer in ("jax", "torch"):
+                if peer in systems:
+                    record(peer, first_gradient(peer, name, run, cache, opts))
+        median = {column: statistics.median(values) for column, values in times.items()}
+        rows.append((title, name, median))
+
+    def cell(median: dict, column: str) -> str:
+        return fmt_time(median.get(column))
+
+    def ratio(median: dict, a: str, b: str, limit: float) -> str:
+        if a not in median or b not in median:
+            return "-"
+        r = median[a] / median[b]
+        return f"{fmt_ratio(r)} " + ("ok" if r <= limit else "MISS")
+
+    mlp_cold = next((m.get("bpgen cold") for _, n, m in rows if n == "c"), None)
+    table_rows = []
+    for title, name, median in rows:
+        cold_limit = (f"{fmt_ratio(median['bpgen cold'] / mlp_cold)} of v&g "
+                      + ("ok" if median["bpgen cold"] <= 2.0 * mlp_cold else "MISS")
+                      if name == "hvp" and mlp_cold and "bpgen cold" in median
+                      else ("ok" if median.get("bpgen cold", 9e9) <= 1.0 else "MISS") if name == "f" else "")
+        fastest_peer = min((median[p] for p in ("jax", "torch") if p in median), default=None)
+        table_rows.append([
+            title, cell(median, "numba cold"), cell(median, "numba warm"), cell(median, "bpgen cold"),
+            cell(median, "bpgen new"), cell(median, "bpgen warm"), cell(median, "jax"), cell(median, "torch"),
+            ratio(median, "bpgen cold", "numba cold", 1.3) if name not in ("hvp", "f") else cold_limit,
+            ratio(median, "bpgen new", "jax", 1.0),
+            "-" if "bpgen warm" not in median else f"{fmt_time(median['bpgen warm'])} "
+            + ("ok" if median["bpgen warm"] <= 0.8 else "MISS"),
+            "-" if fastest_peer is None or "bpgen new" not in median
+            else fmt_ratio(median["bpgen new"] / fastest_peer),
+        ])
+    print(table(["workload", "Numba cold", "Numba warm", "bpgen cold", "bpgen new fn", "bpgen warm", "JAX",
+                 "PyTorch", "bpgen cold / Numba cold (<= 1.3)", "new fn / JAX (<= 1)", "warm (<= 0.8 s)",
+                 "new fn / fastest peer"], table_rows))
+    print("  cold: every cache empty; new fn: bpgen's compiled runtime in the cache from an earlier run, the "
+          "function's module new;\n  warm: every cache filled. The hvp row's cold ratio is to the MLP's own "
+          "cold value_and_grad (<= 2); the scan's cold target is <= 1.0 s.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller sizes (~2 minutes)")
-    parser.add_argument("--only", default="a,b,c,d,e,f,g,second,cluster,codegen",
-                        help="comma-separated workloads: a b c d e f g second cluster codegen (default: all)")
+    parser.add_argument("--only", default="a,b,c,d,e,f,g,coldstart,second,cluster,codegen",
+                        help="comma-separated workloads: a b c d e f g coldstart second cluster codegen "
+                             "(default: all)")
     parser.add_argument("--threads", type=int, default=1, help="threads for every library (default 1)")
     parser.add_argument("--no-setup", action="store_true", help="skip the fresh-process setup measurements")
     parser.add_argument("--profile", action="store_true",
@@ -1533,8 +1671,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--detail", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", help=argparse.SUPPRESS)
+    parser.add_argument("--numba-cache", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     set_threads(opts.threads)  # before numpy, numba, torch or jax is imported
+    if opts.numba_cache:  # a child whose every Numba cache (bpgen's runtime included) lives in one directory
+        os.environ["NUMBA_CACHE_DIR"] = opts.numba_cache
     if not available("bpgen"):
         sys.path.insert(0, str(REPO))  # run from a checkout without installing
     sizes = QUICK if opts.quick else FULL
@@ -1545,6 +1686,9 @@ def main(argv: list[str] | None = None) -> int:
             answer = child_construct(int(rest))
         elif what == "hvpsetup":
             answer = child_hvp_setup(rest, Path(opts.workdir), sizes)
+        elif what == "firstgrad":
+            system, _, name = rest.partition(":")
+            answer = child_first_gradient(system, name, Path(opts.workdir))
         elif what == "codegen":
             kind, _, size = rest.partition(":")
             answer = child_codegen(kind, int(size), opts.profile_to)
@@ -1554,9 +1698,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     wanted = [w.strip() for w in opts.only.split(",") if w.strip()]
-    unknown = [w for w in wanted if w not in (*WORKLOADS, "second", "cluster", "codegen")]
+    unknown = [w for w in wanted if w not in (*WORKLOADS, "second", "cluster", "codegen", "coldstart")]
     if unknown:
-        parser.error(f"unknown workload {unknown[0]!r} (choose from a, b, c, d, e, f, g, second, cluster, codegen)")
+        parser.error(f"unknown workload {unknown[0]!r} (choose from a, b, c, d, e, f, g, second, cluster, codegen, "
+                     "coldstart)")
     systems = ["numba", "bpgen", "bpgen module", "numpy"]
     systems += [s for s in ("torch", "jax") if available(s)]
     began = STARTED[0] = time.perf_counter()
@@ -1591,6 +1736,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.extend(run_workload(key, systems, workdir, opts, sizes))
         firsts = {r.key: r for r in reversed(results)}  # the setup runs belong to a workload, not a batch size
         compile_per_line([firsts[k] for k in "ce" if k in firsts and firsts[k].setup])
+        if "coldstart" in wanted:
+            cold_start(systems, workdir, opts)
         if "second" in wanted:
             second_order(systems, sizes, workdir, opts)
         if "cluster" in wanted:

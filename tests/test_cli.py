@@ -218,7 +218,7 @@ def test_show_backward_only_of_a_tensor_layer_is_its_vjp(tmp_path):
     write(tmp_path / "layer.py", LAYER)
     result = bpgen_cli("show", "layer.py", "--backward-only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "dW = X.T @ " in result.stdout and result.stdout.strip().endswith("return layer, (dX, dW)")
+    assert "dW = matmul(X.T, " in result.stdout and result.stdout.strip().endswith("return layer, (dX, dW)")
 
 
 # check ------------------------------------------------------------------------------------------------------------

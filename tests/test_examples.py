@@ -87,7 +87,7 @@ def test_rnn_digits_trains_with_the_generated_backpropagation_through_time(repo)
     assert abs(sum(float(np.sum(g * d)) for g, d in zip(grads, direction)) - numeric) < 1e-6 * max(1.0, abs(numeric))
     source = (repo / "generated/rnn_digits.py").read_text()
     for line in ("def elman(h, x, Wxh, Whh, bh):", "def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):",
-                 "dWhh += dWhh_step", "dh = dmatmul1 @ Whh.T"):
+                 "dWhh += dWhh_step", "dh = matmul(dmatmul1, Whh.T)"):
         assert line in source, line
 
 

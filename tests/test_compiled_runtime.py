@@ -1,0 +1,145 @@
+"""bpgen's compiled runtime (bpgen/targets/numba/runtime.py): a generated module swaps in its compiled helpers
+only for the same helpers' source, computes bit for bit what its own copies compute, and a new module loads the
+helpers from Numba's cache instead of compiling them again; a warm process compiles nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from helpers import REPO
+
+import bpgen
+from bpgen import nn
+from bpgen.targets.numba import runtime
+from bpgen.targets.numba.options import runtime_version
+from bpgen.targets.numba.target import numba_target
+
+MLP_SHAPES = {"X": ("N", 20), "Y": ("N", 4), "W1": (20, 8), "b1": (8,), "W2": (8, 4), "b2": (4,)}
+
+
+def mlp(X, Y, W1, b1, W2, b2):
+    h1 = nn.relu(X @ W1 + b1)
+    logits = h1 @ W2 + b2
+    return nn.softmax_cross_entropy(logits, Y)
+
+
+def mlp_point(seed: int = 3) -> list:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(6, 20)), np.eye(4)[rng.integers(0, 4, 6)], rng.normal(size=(20, 8)) * 0.3,
+            rng.normal(size=8) * 0.1, rng.normal(size=(8, 4)) * 0.3, rng.normal(size=4) * 0.1]
+
+
+@pytest.fixture(scope="module")
+def compiled_mlp():
+    return bpgen.function(mlp, shapes=MLP_SHAPES, wrt=["W1", "b1", "W2", "b2"])
+
+
+def test_the_target_and_the_runtime_name_one_version():
+    assert numba_target().runtime_version == runtime.VERSION == runtime_version()
+    assert len(runtime.VERSION) == 16
+    assert numba_target(jit=False).compiled_runtime == ""  # plain Python keeps its own helpers
+
+
+def test_compiled_helpers_swaps_only_for_the_same_version(compiled_mlp):
+    module = compiled_mlp.module
+    own = (module.softmax_cross_entropy.py_func, module.sum_axis0.py_func)
+    swapped = runtime.compiled_helpers(runtime.VERSION, *own)
+    assert [h.py_func.__name__ for h in swapped] == ["softmax_cross_entropy", "sum_axis0"]
+    assert all(h is runtime._compiled[h.py_func.__name__] for h in swapped)
+    assert runtime.compiled_helpers("0123456789abcdef", *own) == own  # another bpgen wrote the module
+
+
+def test_a_generated_module_calls_the_compiled_runtime(compiled_mlp):
+    source = compiled_mlp.source
+    assert f'compiled_helpers("{runtime.VERSION}", ' in source
+    module = compiled_mlp.module
+    for name in ("matmul", "softmax_cross_entropy", "sum_axis0"):
+        assert f"def {name}(" in source  # the module's own copy, for use without bpgen
+        assert getattr(module, name) is runtime._compiled[name]
+    value, grads = compiled_mlp.value_and_grad(*mlp_point())
+    assert np.isfinite(value) and len(grads) == 4
+
+
+def test_without_bpgen_the_module_computes_the_same_bits(compiled_mlp, tmp_path):
+    """The module's own helpers (bpgen not importable) and the compiled runtime's give identical results."""
+    point = mlp_point()
+    value, grads = compiled_mlp.value_and_grad(*point)
+    mine = [np.float64(value).tobytes().hex()] + [np.ascontiguousarray(g).tobytes().hex() for g in grads]
+    path = compiled_mlp.save(tmp_path / "mlp_module.py")
+    np.savez(tmp_path / "point.npz", *point)
+    script = textwrap.dedent(f"""
+        import importlib.util, json, sys
+        import numpy as np
+
+        class NoBpgen:
+            def find_spec(self, name, path=None, target=None):
+                if name == "bpgen" or name.startswith("bpgen."):
+                    raise ImportError("bpgen is not installed here")
+
+        sys.meta_path.insert(0, NoBpgen())
+        spec = importlib.util.spec_from_file_location("mlp_module", {str(path)!r})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mlp_module"] = module
+        spec.loader.exec_module(module)
+        data = np.load({str(tmp_path / "point.npz")!r})
+        value, grads = module.value_and_grad(*(data[f"arr_{{i}}"] for i in range(6)))
+        assert "bpgen" not in sys.modules
+        print(json.dumps([np.float64(value).tobytes().hex()] + [np.ascontiguousarray(g).tobytes().hex() for g in grads]))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == mine
+
+
+PROCESS = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    import bpgen
+    from bpgen.targets.numba import runtime
+    from test_compiled_runtime import MLP_SHAPES, mlp, mlp_point
+
+    g = bpgen.function(mlp, shapes=MLP_SHAPES, wrt=["W1", "b1", "W2", "b2"])
+    g.value_and_grad(*mlp_point())
+    module = g.module
+
+    def misses(dispatchers):
+        return sorted(name for name, d in dispatchers if sum(d.stats.cache_misses.values()))
+
+    helpers = [(name, runtime._compiled[name]) for name in ("matmul", "softmax_cross_entropy", "sum_axis0")]
+    print(json.dumps({{"module_misses": misses([("value_and_grad", module.value_and_grad)]),
+                      "runtime_misses": misses(helpers),
+                      "runtime_hits": sorted(name for name, d in helpers if sum(d.stats.cache_hits.values()))}}))
+""")
+
+
+@pytest.mark.slow
+def test_a_new_module_loads_the_helpers_from_the_cache_and_a_warm_process_compiles_nothing(tmp_path):
+    """Three fresh processes sharing one Numba cache: the first (a new machine) compiles the helpers; the second,
+    with a new module (an edited model), compiles only the module's own function and loads the helpers; the
+    third (warm) compiles nothing."""
+    def run(bpgen_cache: str) -> dict:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), BPGEN_CACHE_DIR=str(tmp_path / bpgen_cache),
+                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        script = PROCESS.format(tests=str(REPO / "tests"))
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = run("one")
+    assert first["module_misses"] == ["value_and_grad"]
+    assert first["runtime_misses"] == ["matmul", "softmax_cross_entropy", "sum_axis0"]
+    new_module = run("two")
+    assert new_module["module_misses"] == ["value_and_grad"]
+    assert new_module["runtime_misses"] == []
+    assert new_module["runtime_hits"] == ["matmul", "softmax_cross_entropy", "sum_axis0"]
+    warm = run("two")
+    assert warm == {"module_misses": [], "runtime_misses": [], "runtime_hits": []}  # nothing even loaded
