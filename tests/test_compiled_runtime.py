@@ -90,7 +90,8 @@ def test_without_bpgen_the_module_computes_the_same_bits(compiled_mlp, tmp_path)
         data = np.load({str(tmp_path / "point.npz")!r})
         value, grads = module.value_and_grad(*(data[f"arr_{{i}}"] for i in range(6)))
         assert "bpgen" not in sys.modules
-        print(json.dumps([np.float64(value).tobytes().hex()] + [np.ascontiguousarray(g).tobytes().hex() for g in grads]))
+        bits = [np.float64(value).tobytes().hex()] + [np.ascontiguousarray(g).tobytes().hex() for g in grads]
+        print(json.dumps(bits))
     """)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
