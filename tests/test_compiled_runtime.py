@@ -51,8 +51,16 @@ def test_compiled_helpers_swaps_only_for_the_same_version(compiled_mlp):
     own = (module.softmax_cross_entropy.py_func, module.sum_axis0.py_func)
     swapped = runtime.compiled_helpers(runtime.VERSION, *own)
     assert [h.py_func.__name__ for h in swapped] == ["softmax_cross_entropy", "sum_axis0"]
-    assert all(h is runtime._compiled[h.py_func.__name__] for h in swapped)
+    assert all(h is runtime._for_modules[h.py_func.__name__] for h in swapped)
     assert runtime.compiled_helpers("0123456789abcdef", *own) == own  # another bpgen wrote the module
+
+
+def test_modules_call_the_elementwise_helpers_that_the_runtime_inlines():
+    """A module's scalar code calls sigmoid (compiled once, cached); the runtime's own loops inline it."""
+    for name in ("exp_scalar", "sigmoid", "softplus"):
+        assert runtime._compiled[name].targetoptions["inline"] == "always"
+        assert runtime._for_modules[name].targetoptions.get("inline", "never") == "never"
+        assert runtime._for_modules[name].py_func.__code__ is runtime._compiled[name].py_func.__code__
 
 
 def test_a_generated_module_calls_the_compiled_runtime(compiled_mlp):
@@ -61,7 +69,7 @@ def test_a_generated_module_calls_the_compiled_runtime(compiled_mlp):
     module = compiled_mlp.module
     for name in ("matmul", "softmax_cross_entropy", "sum_axis0"):
         assert f"def {name}(" in source  # the module's own copy, for use without bpgen
-        assert getattr(module, name) is runtime._compiled[name]
+        assert getattr(module, name) is runtime._for_modules[name]
     value, grads = compiled_mlp.value_and_grad(*mlp_point())
     assert np.isfinite(value) and len(grads) == 4
 
@@ -115,7 +123,7 @@ PROCESS = textwrap.dedent("""
     def misses(dispatchers):
         return sorted(name for name, d in dispatchers if sum(d.stats.cache_misses.values()))
 
-    helpers = [(name, runtime._compiled[name]) for name in ("matmul", "softmax_cross_entropy", "sum_axis0")]
+    helpers = [(name, runtime._for_modules[name]) for name in ("matmul", "softmax_cross_entropy", "sum_axis0")]
     print(json.dumps({{"module_misses": misses([("value_and_grad", module.value_and_grad)]),
                       "runtime_misses": misses(helpers),
                       "runtime_hits": sorted(name for name, d in helpers if sum(d.stats.cache_hits.values()))}}))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from ..api.arguments import numba_types
 from ..api.parameters import output_shape, parameters
 from ..errors import BpgenError
-from ..targets.load import OPT_LEVEL, import_path, optimization_level
+from ..targets.load import import_path, opt_level_for, optimization_level
 
 if TYPE_CHECKING:
     from ..api.compiled import CompiledFunction
@@ -69,6 +69,6 @@ def precompile(fn: CompiledFunction, path: Path, module_name: str, starting=None
         if starting is not None:
             starting(name, signature)
         start = time.perf_counter()
-        with optimization_level(OPT_LEVEL):  # as bpgen compiles on a first call: the same machine code
+        with optimization_level(opt_level_for(name)):  # as bpgen compiles on a first call: the same code
             dispatcher.compile(argtypes)
         yield Compiled(name, signature, time.perf_counter() - start)
