@@ -1,6 +1,6 @@
 """Benchmark bpgen's generated modules against hand-written NumPy and Numba code, PyTorch and JAX.
 
-    python examples/benchmark.py [--quick] [--only a,c,second,codegen] [--threads 1] [--profile]
+    python examples/benchmark.py [--quick] [--only a,c,coldstart,second,codegen] [--threads 1] [--profile]
 
 Workloads (all float64):
   a  the seed f(x, y) = (x + sigmoid(y)) / (sigmoid(x) + (x + y)**2) at one point, called from Python
@@ -12,6 +12,9 @@ Workloads (all float64):
   g  the scan at depth 1,000
   cluster  the logistic regression's gradient over 4 million x 100 rows on a Dask LocalCluster of 1 and 2
            worker processes, against the in-memory call (needs bpgen[dask])
+  coldstart  time to the first gradient in fresh processes, imports included, on (a), (d), (c), the MLP's hvp
+             and (f) at depth 100: the hand-written reference cold and warm, bpgen cold (every cache empty),
+             with a new function (bpgen's compiled runtime cached) and warm, JAX and PyTorch; with ratios
   second  hvp (forward over reverse) on (a), (d) and (c) at batch 64, against value_and_grad and against
           JAX jit(jvp(grad(f))) and torch.func.jvp(grad(f)); the cold setup of the MLP's hvp; (a)'s jvp and hessian
   codegen  time to build and emit (no Numba) random scalar DAGs of 1,000 to 100,000 nodes, and Numba's
@@ -977,7 +980,9 @@ def run_setups(key: str, systems: list[str], wdir: Path, opts, sizes: Sizes) -> 
     for system in systems:
         if system == "bpgen module":
             continue
-        base = ["--child", f"{system}:{key}", "--workdir", str(wdir), "--threads", str(opts.threads)]
+        # one Numba cache per system and workload, empty for the cold run: bpgen's compiled runtime included
+        base = ["--child", f"{system}:{key}", "--workdir", str(wdir), "--threads", str(opts.threads),
+                "--numba-cache", str(wdir / f"numba-cache-{system}")]
         if opts.quick:
             base.append("--quick")
         cold, error = run_child(base + (["--detail"] if key in "ce" and not opts.quick else []), timeout=600)
