@@ -200,9 +200,9 @@ def sum_last(a):
     return out
 
 
-# Where bpgen is installed, its own copies of the helpers above, compiled and cached once per machine: a new module
-# then compiles only its own functions. They are the same source (the digest says which); without bpgen, or with
-# another version of it, the definitions above serve.
+# Loaded by bpgen itself (bpgen.compile, bpgen.function), the module takes bpgen's copies of the helpers above,
+# compiled and cached once per machine, so that a new module compiles only its own functions: the same source (the
+# digest says which). Imported anywhere else, or by another version of bpgen, it keeps the definitions above.
 try:
     from bpgen.targets.numba.runtime import compiled_helpers
 except ImportError:

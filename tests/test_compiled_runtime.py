@@ -49,10 +49,12 @@ def test_the_target_and_the_runtime_name_one_version():
 def test_compiled_helpers_swaps_only_for_the_same_version(compiled_mlp):
     module = compiled_mlp.module
     own = (module.softmax_cross_entropy.py_func, module.sum_axis0.py_func)
-    swapped = runtime.compiled_helpers(runtime.VERSION, *own)
+    assert runtime.compiled_helpers(runtime.VERSION, *own) == own  # a module imported by anyone but bpgen
+    with runtime.runtime_helpers():
+        swapped = runtime.compiled_helpers(runtime.VERSION, *own)
+        assert runtime.compiled_helpers("0123456789abcdef", *own) == own  # another bpgen wrote the module
     assert [h.py_func.__name__ for h in swapped] == ["softmax_cross_entropy", "sum_axis0"]
     assert all(h is runtime._for_modules[h.py_func.__name__] for h in swapped)
-    assert runtime.compiled_helpers("0123456789abcdef", *own) == own  # another bpgen wrote the module
 
 
 def test_modules_call_the_elementwise_helpers_that_the_runtime_inlines():
@@ -106,6 +108,44 @@ def test_without_bpgen_the_module_computes_the_same_bits(compiled_mlp, tmp_path)
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == mine
+
+
+def test_a_module_imported_with_bpgen_installed_keeps_a_cache_that_loads_without_it(compiled_mlp, tmp_path):
+    """Imported as a file (not by bpgen), a module keeps its own helpers even where bpgen is installed, so the
+    cache it leaves loads in a process that cannot import bpgen."""
+    path = compiled_mlp.save(tmp_path / "shipped_mlp.py")
+    np.savez(tmp_path / "point.npz", *mlp_point())
+    script = textwrap.dedent(f"""
+        import importlib.util, json, sys
+        import numpy as np
+
+        class NoBpgen:
+            def find_spec(self, name, path=None, target=None):
+                if name == "bpgen" or name.startswith("bpgen."):
+                    raise ImportError("bpgen is not installed here")
+
+        if sys.argv[1] == "without":
+            sys.meta_path.insert(0, NoBpgen())
+        spec = importlib.util.spec_from_file_location("shipped_mlp", {str(path)!r})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["shipped_mlp"] = module
+        spec.loader.exec_module(module)
+        data = np.load({str(tmp_path / "point.npz")!r})
+        module.value_and_grad(*(data[f"arr_{{i}}"] for i in range(6)))
+        stats = module.value_and_grad.stats
+        print(json.dumps({{"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+                          "helpers": module.softmax_cross_entropy.py_func.__module__}}))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    answers = []
+    for which in ("with", "without"):
+        run = subprocess.run([sys.executable, "-c", script, which], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr
+        answers.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert answers == [{"hits": 0, "misses": 1, "helpers": "shipped_mlp"},  # its own helpers, though bpgen is here
+                       {"hits": 1, "misses": 0, "helpers": "shipped_mlp"}]  # its cache, loaded without bpgen
 
 
 PROCESS = textwrap.dedent("""

@@ -57,7 +57,7 @@ class CompiledFunction:
     @property
     def module(self) -> ModuleType:
         if self._module is None:
-            self._module = load_source(self.source, self.name)
+            self._module = load_source(self.source, self.name, self.artifact.target.compiled_runtime)
         return self._module
 
     def __getattr__(self, attr: str):
@@ -200,7 +200,8 @@ class CompiledFunction:
     @functools.cached_property
     def hvp_module(self) -> ModuleType:
         """The forward-over-reverse module, imported: its `hvp` and `hessian`, taking float64 as declared."""
-        return load_source(self._second_order_artifact.source, f"{self.name}_hvp")
+        artifact = self._second_order_artifact
+        return load_source(artifact.source, f"{self.name}_hvp", artifact.target.compiled_runtime)
 
     @functools.cache  # noqa: B019 - one per compiled object and function name, kept as long as the object
     def _second_order_module(self, function_name: str):
@@ -255,7 +256,8 @@ class CompiledFunction:
     @functools.cached_property
     def jvp_module(self) -> ModuleType:
         """The forward-mode module, imported: its `jvp`, taking float64 as declared."""
-        return load_source(self._jvp_artifact.source, f"{self.name}_jvp")
+        artifact = self._jvp_artifact
+        return load_source(artifact.source, f"{self.name}_jvp", artifact.target.compiled_runtime)
 
     @functools.cached_property
     def _jvp_function(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import importlib
 import importlib.util
 import os
 import stat
@@ -110,9 +111,10 @@ STEM_MAX = 40  # of a cached module's file name: a long function name must not m
 _loading = threading.Lock()  # one thread writes and imports a module; the others wait for the finished one
 
 
-def load_source(source: str, stem: str) -> ModuleType:
+def load_source(source: str, stem: str, runtime: str = "") -> ModuleType:
     """Import generated `source` as a module (one module per distinct source text), thread-safely: a module is
-    in sys.modules before it has finished executing, so a second thread must not take it from there early."""
+    in sys.modules before it has finished executing, so a second thread must not take it from there early.
+    `runtime` names the target's compiled runtime, whose helpers the module then takes (runtime_helpers())."""
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     module_name = f"_bpgen_{stem[:STEM_MAX]}_{digest}"
     with _loading:
@@ -126,7 +128,10 @@ def load_source(source: str, stem: str) -> ModuleType:
         path = directory / f"{module_name}.py"
         if not _holds(path, source):  # missing, or damaged: written again
             write_atomic(path, source)
-        return import_path(path, module_name)
+        if not runtime:
+            return import_path(path, module_name)
+        with importlib.import_module(runtime).runtime_helpers():
+            return import_path(path, module_name)
 
 
 def _holds(path: Path, source: str) -> bool:
