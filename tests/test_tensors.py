@@ -900,3 +900,22 @@ def test_array_form_computes_what_the_scalar_form_computes(rule):
 @pytest.mark.parametrize("rule", [pytest.param(r, id=r.op) for r in ELEMENTWISE if r.elementwise])
 def test_array_form_compiles_under_numba(rule):
     _check_array_form(rule, jit=True)
+
+
+def test_locals_holding_a_sympy_constant_or_a_lambda_declare():
+    """A SymPy constant or Lambda kept in a local of a tensor declaration is used, not taken for a tensor's name."""
+    t = sympy.Symbol("t")
+
+    @bpgen.function(shapes={"x": ("N",), "mu": ()}, jit=False)
+    def gaussian_nll(x, mu):
+        half_log_2pi = sympy.log(2 * sympy.pi) / 2
+        bump = sympy.Lambda(t, t**2 + sympy.sin(t))
+        r = x - mu
+        return bpgen.sum(r * r / 2 + half_log_2pi + nn.elementwise(bump, r))
+
+    x = np.array([1.0, 2.0, 3.5])
+    value, (dx, dmu) = gaussian_nll.value_and_grad(x, 0.5)
+    r = x - 0.5
+    assert value == pytest.approx(np.sum(r * r / 2 + 0.5 * np.log(2 * np.pi) + r**2 + np.sin(r)), rel=1e-12)
+    np.testing.assert_allclose(dx, r + 2 * r + np.cos(r), rtol=1e-12)
+    assert dmu == pytest.approx(-np.sum(r + 2 * r + np.cos(r)), rel=1e-12)

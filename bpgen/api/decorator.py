@@ -123,6 +123,8 @@ def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=(), backend
     output, hints = _run(fn, tensors)
     if not isinstance(output, Tensor):
         raise BpgenError(f"{fn.__name__} must return a Tensor, not {type(output).__name__}")
+    # the names of tensors; a local holding a SymPy constant or Lambda (no IR node) names nothing
+    names = [(node.id, local) for node, local in hints if not isinstance(node, sympy.Basic)]
     declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
-                                 name or fn.__name__, _origin(fn), [(node.id, local) for node, local in hints])
+                                 name or fn.__name__, _origin(fn), names)
     return CompiledFunction(artifact(declaration, derivatives, backend, jit))
