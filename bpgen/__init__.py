@@ -12,15 +12,27 @@ The package is the pipeline, bottom-up (no import runs back up; tests/test_archi
     tools/       the command line, the gradient check, precompiling
 """
 
-import importlib
+import importlib as _importlib
+from typing import TYPE_CHECKING
 
-# The public API, imported on first use (PEP 562): `import bpgen.targets.numba.runtime`, which generated modules
-# do for their compiled helpers, then costs only NumPy and Numba, not SymPy and the pipeline.
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below imports on first use
+    from . import nn
+    from .api.compiled import CompiledFunction, compile
+    from .api.decorator import function
+    from .errors import BpgenError
+    from .frontend.scan import scan
+    from .frontend.tensor import Tensor, abs, cos, exp, log, max, mean, sin, sqrt, sum, swapaxes, tanh, transpose
+    from .rules.sympy_functions import relu, sigmoid, softplus
+    from .targets.load import load
+
+# The public API, imported on first use (PEP 562): importing a part of bpgen that needs no SymPy (the compiled
+# runtime, bpgen.runtime) costs only what that part imports, not SymPy and the whole pipeline.
 _EXPORTS = {
     "BpgenError": "errors", "CompiledFunction": "api.compiled", "compile": "api.compiled", "function": "api.decorator",
     "scan": "frontend.scan", "Tensor": "frontend.tensor", "abs": "frontend.tensor", "cos": "frontend.tensor",
     "exp": "frontend.tensor", "log": "frontend.tensor", "max": "frontend.tensor", "mean": "frontend.tensor",
     "sin": "frontend.tensor", "sqrt": "frontend.tensor", "sum": "frontend.tensor", "tanh": "frontend.tensor",
+    "transpose": "frontend.tensor", "swapaxes": "frontend.tensor",
     "relu": "rules.sympy_functions", "sigmoid": "rules.sympy_functions", "softplus": "rules.sympy_functions",
     "load": "targets.load",
 }
@@ -28,14 +40,14 @@ _EXPORTS = {
 __version__ = "0.1.0"
 
 __all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "cos", "exp", "function", "load", "log", "max",
-           "mean", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "sum", "tanh"]
+           "mean", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "sum", "swapaxes", "tanh", "transpose"]
 
 
 def __getattr__(name: str):
     if name == "nn":
-        value = importlib.import_module(".nn", __name__)
+        value = _importlib.import_module(".nn", __name__)
     elif name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(_importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     else:
         raise AttributeError(f"module 'bpgen' has no attribute {name!r}")
     globals()[name] = value  # later lookups find it directly
@@ -43,4 +55,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) - {"_EXPORTS", "_importlib", "TYPE_CHECKING"} | set(__all__))

@@ -168,13 +168,10 @@ def sum_all(a):
     return a.sum()
 
 
-# Loaded by bpgen itself (bpgen.compile, bpgen.function), the module takes bpgen's copies of the helpers above,
-# compiled and cached once per machine, so that a new module compiles only its own functions: the same source (the
-# digest says which). Imported anywhere else, or by another version of bpgen, it keeps the definitions above.
-try:
-    from bpgen.targets.numba.runtime import compiled_helpers
-except ImportError:
-    pass
-else:
+# Loaded by bpgen itself (bpgen.compile, bpgen.function), the module finds compiled_helpers in its namespace and
+# takes bpgen's copies of the helpers above, compiled and cached once per machine, so that a new module compiles
+# only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
+compiled_helpers = globals().get("compiled_helpers")
+if compiled_helpers is not None:
     exp_scalar, exp_array, matmul = compiled_helpers("4e9464c8cd39cee9", exp_scalar, exp_array, matmul)
     softplus, softplus_array, sum_all = compiled_helpers("4e9464c8cd39cee9", softplus, softplus_array, sum_all)

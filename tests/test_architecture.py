@@ -171,3 +171,13 @@ def test_one_module_template():
         text = path.read_text(encoding="utf-8")
         assert (text.count("def check_arguments(") == (1 if path.name == "functions.j2" else 0)), path.name
         assert (text.count("runtime helpers the functions above call") == (1 if path.name == "module.py.j2" else 0))
+
+
+def test_the_lazy_package_exports_what_it_lists():
+    """bpgen/__init__.py imports its API on first use: every name in __all__ resolves, and nothing else is exported."""
+    import bpgen
+
+    assert set(bpgen.__all__) == set(bpgen._EXPORTS) | {"nn"}
+    assert all(getattr(bpgen, name) is not None for name in bpgen.__all__)
+    assert set(bpgen.__all__) <= set(dir(bpgen))
+    assert not {"_EXPORTS", "_importlib", "TYPE_CHECKING"} & set(dir(bpgen))  # the machinery is not API

@@ -46,15 +46,14 @@ def test_the_target_and_the_runtime_name_one_version():
     assert numba_target(jit=False).compiled_runtime == ""  # plain Python keeps its own helpers
 
 
-def test_compiled_helpers_swaps_only_for_the_same_version(compiled_mlp):
-    module = compiled_mlp.module
-    own = (module.softmax_cross_entropy.py_func, module.sum_axis0.py_func)
-    assert runtime.compiled_helpers(runtime.VERSION, *own) == own  # a module imported by anyone but bpgen
-    with runtime.runtime_helpers():
-        swapped = runtime.compiled_helpers(runtime.VERSION, *own)
-        assert runtime.compiled_helpers("0123456789abcdef", *own) == own  # another bpgen wrote the module
+def test_compiled_helpers_swaps_only_for_the_same_version(compiled_mlp, tmp_path):
+    own = bpgen.load(compiled_mlp.save(tmp_path / "own_mlp.py"))  # imported as a file: its own helpers
+    assert own.softmax_cross_entropy.py_func.__module__ == "own_mlp"
+    helpers = (own.softmax_cross_entropy, own.sum_axis0)
+    swapped = runtime.compiled_helpers(runtime.VERSION, *helpers)
     assert [h.py_func.__name__ for h in swapped] == ["softmax_cross_entropy", "sum_axis0"]
     assert all(h is runtime._for_modules[h.py_func.__name__] for h in swapped)
+    assert runtime.compiled_helpers("0123456789abcdef", *helpers) == helpers  # another bpgen wrote the module
 
 
 def test_modules_call_the_elementwise_helpers_that_the_runtime_inlines():
@@ -68,7 +67,7 @@ def test_modules_call_the_elementwise_helpers_that_the_runtime_inlines():
 def test_a_generated_module_calls_the_compiled_runtime(compiled_mlp):
     source = compiled_mlp.source
     assert f'compiled_helpers("{runtime.VERSION}", ' in source
-    module = compiled_mlp.module
+    module = compiled_mlp.module  # loaded by bpgen: the runtime's helpers
     for name in ("matmul", "softmax_cross_entropy", "sum_axis0"):
         assert f"def {name}(" in source  # the module's own copy, for use without bpgen
         assert getattr(module, name) is runtime._for_modules[name]

@@ -13,7 +13,7 @@ import sympy
 from ..errors import BpgenError
 from ..ir.graph import Graph, Node
 from ..ir.ops import Op
-from ..ir.shapes import ShapeError, check_dim, format_shape, normalize_axis, same_size
+from ..ir.shapes import ShapeError, check_dim, format_shape, normalize_axis, permutation, same_size
 from ..ir.shapes import broadcast as broadcast_shape
 from ..ir.shapes import size as shape_size
 from ..rules import sympy_functions
@@ -134,6 +134,15 @@ class Tensor:
     def T(self) -> Tensor:
         return Tensor._wrap(ALGEBRA.transpose(self.node))
 
+    def transpose(self, *axes) -> Tensor:
+        """NumPy's: the axes reversed, or in the order given (`t.transpose(0, 2, 1)` or `t.transpose((0, 2, 1))`)."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return transpose(self, axes or None)
+
+    def swapaxes(self, axis1: int, axis2: int) -> Tensor:
+        return swapaxes(self, axis1, axis2)
+
     def reshape(self, *shape) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], tuple):
             shape = shape[0]
@@ -187,6 +196,28 @@ def _binary(verb: str, a, b, make, matmul: bool = False) -> Tensor:
 
 
 # reductions and elementwise functions --------------------------------------------
+
+
+def _check_tensor(t, verb: str) -> None:
+    if not isinstance(t, Tensor):
+        raise BpgenError(f"bpgen.{verb} takes a Tensor, not {type(t).__name__} {t!r}")
+
+
+def transpose(t: Tensor, axes=None) -> Tensor:
+    """numpy.transpose: the axes reversed (axes None), or permuted as `axes` says."""
+    _check_tensor(t, "transpose")
+    if axes is None:
+        return Tensor._wrap(ALGEBRA.transpose(t.node))
+    return Tensor._wrap(ALGEBRA.permute(t.node, permutation(t.shape, axes)))
+
+
+def swapaxes(t: Tensor, axis1: int, axis2: int) -> Tensor:
+    """numpy.swapaxes: two axes exchanged."""
+    _check_tensor(t, "swapaxes")
+    axes = list(range(t.ndim))
+    first, second = normalize_axis(t.shape, axis1), normalize_axis(t.shape, axis2)
+    axes[first], axes[second] = axes[second], axes[first]
+    return Tensor._wrap(ALGEBRA.permute(t.node, tuple(axes)))
 
 
 def sum(t: Tensor, axis: int | None = None) -> Tensor:  # noqa: A001 - mirrors numpy.sum

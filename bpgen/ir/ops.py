@@ -60,6 +60,7 @@ class Op(StrEnum):
     MATMUL = "matmul"
     OUTER = "outer"
     TRANSPOSE = "transpose"
+    PERMUTE = "permute"
     RESHAPE = "reshape"
     SUM = "sum"
     MAX_ALL = "max_all"

@@ -71,6 +71,28 @@ def normalize_axis(shape: tuple, axis: int | None) -> int | None:
     return axis % len(shape)
 
 
+def permutation(shape: tuple, axes) -> tuple[int, ...]:
+    """`axes` as NumPy's transpose takes them (negative axes allowed), checked to be a permutation of the axes
+    of `shape`."""
+    ndim = len(shape)
+    try:
+        normalized = tuple(int(a) % ndim if isinstance(a, int) and -ndim <= a < ndim else None for a in axes)
+    except TypeError:
+        normalized = (None,)
+    if len(normalized) != ndim or None in normalized or sorted(normalized) != list(range(ndim)):
+        raise ShapeError(f"axes {tuple(axes)!r} are not a permutation of the {ndim} axes of shape "
+                         f"{format_shape(shape)}")
+    return normalized
+
+
+def inverse_permutation(axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes that undo permuting by `axes`."""
+    inverse = [0] * len(axes)
+    for position, axis in enumerate(axes):
+        inverse[axis] = position
+    return tuple(inverse)
+
+
 def size(shape: tuple):
     """The number of elements: an int, or a SymPy expression when a dimension is symbolic. Evaluated whatever
     SymPy's global switch says (`@bpgen.function` declares under `sympy.evaluate(False)`)."""

@@ -237,6 +237,19 @@ class Algebra:
             return a.args[0]
         return self.make(Op.TRANSPOSE, (a,))
 
+    def permute(self, a: Node, axes: tuple[int, ...]) -> Node:
+        """`a`'s axes in the order `axes` (normalized): nothing for the identity, a transpose when they are
+        reversed, one permutation for a permutation of a permutation."""
+        axes = tuple(axes)
+        if axes == tuple(range(len(a.shape))):
+            return a
+        if axes == tuple(reversed(range(len(a.shape)))):
+            return self.transpose(a)
+        if a.op == Op.PERMUTE and a.id not in self.keep:
+            inner = a.attrs[0]
+            return self.permute(a.args[0], tuple(inner[i] for i in axes))
+        return self.make(Op.PERMUTE, (a,), (axes,))
+
     def reshape(self, a: Node, shape: tuple) -> Node:
         if a.shape == shape:
             return a

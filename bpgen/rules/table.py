@@ -360,6 +360,10 @@ _TENSOR_RULES = [
             _bilinear_jvp(lambda A, a, b: A.outer(a, b))),
     _tensor(Op.TRANSPOSE, lambda args, attrs: args[0].shape[::-1], lambda A, args, out, g: [A.transpose(g)],
             _linear_jvp(lambda A, t, out: A.transpose(t))),
+    # axes permuted (NumPy's transpose(axes)): the gradient goes back through the inverse permutation
+    _tensor(Op.PERMUTE, lambda args, attrs: tuple(args[0].shape[i] for i in attrs[0]),
+            lambda A, args, out, g: [A.permute(g, shapes.inverse_permutation(out.attrs[0]))],
+            _linear_jvp(lambda A, t, out: A.permute(t, out.attrs[0]))),
     _tensor(Op.RESHAPE, lambda args, attrs: attrs[0], lambda A, args, out, g: [A.reshape(g, args[0].shape)],
             _linear_jvp(lambda A, t, out: A.reshape(t, out.shape))),
     _tensor(Op.SUM, _reduced, _sum_vjp, _linear_jvp(lambda A, t, out: A.make(Op.SUM, (t,), out.attrs))),

@@ -114,7 +114,7 @@ _loading = threading.Lock()  # one thread writes and imports a module; the other
 def load_source(source: str, stem: str, runtime: str = "") -> ModuleType:
     """Import generated `source` as a module (one module per distinct source text), thread-safely: a module is
     in sys.modules before it has finished executing, so a second thread must not take it from there early.
-    `runtime` names the target's compiled runtime, whose helpers the module then takes (runtime_helpers())."""
+    `runtime` names the target's compiled runtime, whose helpers the module then takes."""
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     module_name = f"_bpgen_{stem[:STEM_MAX]}_{digest}"
     with _loading:
@@ -130,8 +130,8 @@ def load_source(source: str, stem: str, runtime: str = "") -> ModuleType:
             write_atomic(path, source)
         if not runtime:
             return import_path(path, module_name)
-        with importlib.import_module(runtime).runtime_helpers():
-            return import_path(path, module_name)
+        # the module finds compiled_helpers in its namespace, and so takes the runtime's helpers (see its end)
+        return import_path(path, module_name, {"compiled_helpers": importlib.import_module(runtime).compiled_helpers})
 
 
 def _holds(path: Path, source: str) -> bool:
@@ -141,10 +141,12 @@ def _holds(path: Path, source: str) -> bool:
         return False
 
 
-def import_path(path: str | os.PathLike, module_name: str) -> ModuleType:
+def import_path(path: str | os.PathLike, module_name: str, provided: dict | None = None) -> ModuleType:
+    """Import the file at `path` as `module_name`, with `provided` in its namespace before it runs."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     for attempt in (1, 2):
         module = importlib.util.module_from_spec(spec)
+        module.__dict__.update(provided or {})
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
@@ -258,25 +260,54 @@ def optimization_level(level: int):
 
 def compile_cached(dispatcher, signature: tuple) -> None:
     """dispatcher.compile(signature) at bpgen's optimization level, taking the machine code from Numba's on-disk
-    cache when it is there. A damaged cache (a truncated index or data file: UnpicklingError, EOFError, LLVM's
-    "Invalid record") is emptied for every function of the module, since a function's compile also loads its
-    callees', and the function is compiled afresh."""
-    with optimization_level(opt_level_for(dispatcher.py_func.__name__)):
+    cache when it is there, one compile at a time per cache directory (see _one_compile_at_a_time). A damaged
+    cache (a truncated index or data file: UnpicklingError, EOFError, LLVM's "Invalid record") is emptied for
+    the module's functions, since a function's compile also loads its callees', and the function is compiled
+    afresh; if that fails too, the caches of the compiled helpers it calls are emptied as well."""
+    with _one_compile_at_a_time(), optimization_level(opt_level_for(dispatcher.py_func.__name__)):
         _compile_cached(dispatcher, signature)
 
 
-def _compile_cached(dispatcher, signature: tuple) -> None:
+@contextlib.contextmanager
+def _one_compile_at_a_time():
+    """An exclusive lock on a file in bpgen's cache directory, across processes. Every process compiles into the
+    same on-disk cache of bpgen's compiled runtime, and Numba numbers a new entry's data file by the count in an
+    index it read earlier: two processes adding entries to one helper's cache at once could leave an index that
+    points a signature at the other's code (numba#4807). Processes with different BPGEN_CACHE_DIRs do not share
+    the lock; where there is no fcntl (not POSIX), there is no lock."""
     try:
-        dispatcher.compile(signature)
+        import fcntl
+    except ImportError:
+        yield
         return
-    except Exception:
-        module = sys.modules.get(dispatcher.py_func.__module__)
-        caches = [f._cache for f in vars(module).values() if hasattr(f, "_cache")] if module else []
-        if not caches:
-            raise
-    for cache in caches:
+    try:
+        directory = cache_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = open(directory / "compile.lock", "a")  # held for the block below
+    except OSError:  # a read-only cache: nothing is written to it either
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            cache.flush()  # an empty index: the damaged files are ignored, then overwritten
-        except OSError:
-            pass
-    dispatcher.compile(signature)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _compile_cached(dispatcher, signature: tuple) -> None:
+    module = sys.modules.get(dispatcher.py_func.__module__)
+    functions = [f for f in vars(module).values() if hasattr(f, "_cache")] if module else []
+    own = [f for f in functions if f.py_func.__module__ == module.__name__]
+    for flushed in ([], own, functions):  # nothing, then the module's functions, then its helpers too
+        for function in flushed:
+            try:
+                function._cache.flush()  # an empty index: the damaged files are ignored, then overwritten
+            except OSError:
+                pass
+        try:
+            dispatcher.compile(signature)
+            return
+        except Exception:
+            if flushed is functions or not functions:
+                raise

@@ -1,8 +1,10 @@
 """bpgen's runtime helpers (bpgen/runtime.py) compiled by Numba, cached on disk once per machine.
 
 A generated module holds the source of every helper it calls, so that it runs where bpgen is not installed.
-When bpgen itself loads the module (`bpgen.compile`, `@bpgen.function`), the module swaps its copies for these
-(`compiled_helpers`, at the end of the module). Numba
+When bpgen itself loads the module (`bpgen.compile`, `@bpgen.function`), it puts `compiled_helpers` in the
+module's namespace, and the module's last lines swap its copies for these. Imported any other way, a module
+keeps its own copies and never imports bpgen, so that its Numba cache never refers to bpgen either (a cached
+function that called these would need bpgen to load: its Numba environment is bpgen's). Numba
 caches a helper's machine code per argument types, and a new function can take a cached helper but not the
 callee of another module's cached function: with the module's own copies, every new model (every edited
 declaration) compiled its helpers, and the matrix products and sums inside them, again. With these, the first
@@ -13,7 +15,6 @@ Imports NumPy and Numba only (bpgen's package imports the rest on first use).
 
 from __future__ import annotations
 
-import contextlib
 import types
 
 import numba
@@ -51,25 +52,9 @@ for _function in _helpers:
         _for_modules[_function.__name__] = numba.njit(**JIT_OPTIONS)(_copy(_function, _compiled))
 
 
-_swapping = [False]
-
-
-@contextlib.contextmanager
-def runtime_helpers():
-    """Modules imported inside the block take these helpers: bpgen's own loads of the modules it generates into
-    its cache. A module imported anywhere else keeps its own helpers, so that its Numba cache never refers to
-    this module: a cached function that calls these needs bpgen to load (its Numba environment is bpgen's), and
-    a module and its cache may be shipped where bpgen is not installed (`bpgen generate --precompile`)."""
-    _swapping.append(True)
-    try:
-        yield
-    finally:
-        _swapping.pop()
-
-
 def compiled_helpers(version: str, *helpers):
     """The compiled copies of a generated module's `helpers` (its own, in order) when the module was written for
     this runtime (`version`, the digest of the helpers' source and options); else the module's own."""
-    if version != VERSION or not _swapping[-1]:
+    if version != VERSION:
         return helpers
     return tuple(_for_modules[getattr(h, "py_func", h).__name__] for h in helpers)

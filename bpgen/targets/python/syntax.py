@@ -155,6 +155,15 @@ class Reshape(Syntax):
 
 
 @dataclass(frozen=True)
+class Permute(Syntax):
+    """`np.transpose(x, (0, 2, 1))`: the axes of x in a new order (a view)."""
+
+    def render(self, node, arg):
+        (a,) = node.args
+        return f"np.transpose({arg(a, COND)}, {node.attrs[0]!r})"
+
+
+@dataclass(frozen=True)
 class AttrCall(Syntax):
     """`max_along(x, 1)`, `one_hot(labels, C)`: a helper call given the op's attributes (an axis, a size)
     after its arguments."""
@@ -283,7 +292,7 @@ def _tensor_helper(name: str, syntax: type = Call) -> Printing:
 
 
 # ops whose results may be strided views of other arrays (all others make new C-order arrays)
-STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.BROADCAST_TO})
+STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.PERMUTE, Op.BROADCAST_TO})
 
 BASE: dict[str, Printing] = {
     Op.ADD: Printing(Infix("+", ADD)),
@@ -331,6 +340,7 @@ BASE: dict[str, Printing] = {
     Op.MATMUL: Printing(MatrixProduct()),
     Op.OUTER: Printing(Call("np.outer")),
     Op.TRANSPOSE: Printing(Method(".T")),
+    Op.PERMUTE: Printing(Permute()),
     Op.RESHAPE: Printing(Reshape(STRIDED_OPS)),
     Op.SUM: Printing(Reduction("sum")),
     Op.MAX_ALL: Printing(Method(".max()")),
