@@ -19,6 +19,8 @@ class B:
     transpose = staticmethod(lambda a: a.T)
     T = transpose
     reshape = staticmethod(lambda a, shape: a.reshape(shape))
+    permute = staticmethod(lambda a, axes: a.transpose(axes))
+    swapaxes = staticmethod(bpgen.swapaxes)
     sum = staticmethod(bpgen.sum)
     mean = staticmethod(bpgen.mean)
     max = staticmethod(bpgen.max)
@@ -80,6 +82,8 @@ class A:
     transpose = staticmethod(anp.transpose)
     T = transpose
     reshape = staticmethod(anp.reshape)
+    permute = staticmethod(anp.transpose)
+    swapaxes = staticmethod(anp.swapaxes)
     sum = staticmethod(anp.sum)
     mean = staticmethod(anp.mean)
     max = staticmethod(anp.max)

@@ -18,6 +18,7 @@ from test_rules import RTOL as RULE_RTOL
 import bpgen
 from bpgen import nn
 from bpgen.frontend.lower import Lowerer
+from bpgen.ir.shapes import ShapeError
 from bpgen.rules.table import sympy_builder
 
 RTOL = 1e-9
@@ -68,6 +69,13 @@ CASES = [
     ("reshape_2d", {"X": (4, 6)}, {}, ["X"], lambda m, X: m.reshape(X, (3, 8))),
     ("reshape_flat", {"X": (4, 6)}, {}, ["X"], lambda m, X: m.reshape(X, (24,))),
     ("reshape_unflat", {"v": (12,), "W": (4, 2)}, {}, ["v", "W"], lambda m, v, W: m.reshape(v, (3, 4)) @ W),
+    # axes permuted (NumPy's transpose(axes) and swapaxes)
+    ("permute_3d", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.tanh(m.permute(X, (2, 0, 1))) * 2.0),
+    ("permute_composed", {"X": (2, 3, 4)}, {}, ["X"],
+     lambda m, X: m.permute(m.permute(X, (1, 2, 0)), (2, 1, 0)) * m.swapaxes(X, 1, 2)),
+    ("permute_reshape", {"X": (2, 3, 4), "W": (8, 2)}, {}, ["X", "W"],
+     lambda m, X, W: m.reshape(m.permute(X, (1, 0, 2)), (3, 8)) @ W),
+    ("swapaxes_2d", {"X": ("N", 3), "W": ("N", 4)}, {}, ["X", "W"], lambda m, X, W: m.swapaxes(X, 0, -1) @ W),
     # reductions
     ("sum_all", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.sum(X * X)),
     ("sum_axis0", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.sum(X * X, axis=0)),
@@ -244,7 +252,8 @@ def test_rule_against_finite_differences(case_id, way):
 
 @pytest.mark.parametrize("case_id", ["add_row", "matmul_chain", "scalar_bias", "mean_axis0", "softmax_ce", "gelu",
                                      "max_all", "max_3d_middle", "max_transposed", "maxout_layer",
-                                     "reshape_transposed", "softmax_axis0", "logsumexp_vector"])
+                                     "reshape_transposed", "softmax_axis0", "logsumexp_vector", "permute_3d",
+                                     "permute_reshape"])
 def test_jit_matches_python(case_id, numba_agrees):
     g_jit, arrays, wrt_idx, ref = setup_case(case_id, jit=True)
     assert "@numba.njit" in g_jit.source and "@numba.njit" not in bpgen.compile(g_jit, jit=False).source
@@ -919,3 +928,17 @@ def test_locals_holding_a_sympy_constant_or_a_lambda_declare():
     assert value == pytest.approx(np.sum(r * r / 2 + 0.5 * np.log(2 * np.pi) + r**2 + np.sin(r)), rel=1e-12)
     np.testing.assert_allclose(dx, r + 2 * r + np.cos(r), rtol=1e-12)
     assert dmu == pytest.approx(-np.sum(r + 2 * r + np.cos(r)), rel=1e-12)
+
+
+def test_permuted_axes_print_as_numpy_writes_them_and_refuse_a_wrong_permutation():
+    X = bpgen.Tensor("perm_X", ("N", 3, 4))
+    g = bpgen.compile(bpgen.sum(bpgen.tanh(X.transpose(0, 2, 1))), inputs=[X], jit=False)
+    body = function_body(g.source, "value_and_grad")
+    assert re.search(r"^\s*permute1 = np\.transpose\(perm_X, \(0, 2, 1\)\)$", body, re.M), body
+    assert re.search(r"^\s*dperm_X = np\.transpose\(dpermute1, \(0, 2, 1\)\)", body, re.M), body
+    assert X.transpose().shape == X.T.shape == (4, 3, X.shape[0])  # no axes: reversed, as NumPy does
+    assert X.transpose(0, 1, 2).node is X.node  # the identity is no op
+    with pytest.raises(ShapeError, match=r"axes \(0, 0, 1\) are not a permutation of the 3 axes of shape "):
+        X.transpose(0, 0, 1)
+    with pytest.raises(ShapeError, match=r"axis 3 is out of range"):
+        bpgen.swapaxes(X, 0, 3)
