@@ -69,6 +69,8 @@ CASES = [
     ("reshape_2d", {"X": (4, 6)}, {}, ["X"], lambda m, X: m.reshape(X, (3, 8))),
     ("reshape_flat", {"X": (4, 6)}, {}, ["X"], lambda m, X: m.reshape(X, (24,))),
     ("reshape_unflat", {"v": (12,), "W": (4, 2)}, {}, ["v", "W"], lambda m, v, W: m.reshape(v, (3, 4)) @ W),
+    ("reshape_minus_one", {"X": ("N", 6)}, {}, ["X"], lambda m, X: m.tanh(m.reshape(X, (-1, 2, 3))) * 2.0),
+    ("reshape_minus_one_fixed", {"X": (4, 6), "W": (8, 3)}, {}, ["X", "W"], lambda m, X, W: m.reshape(X, (3, -1)) @ W),
     # axes permuted (NumPy's transpose(axes) and swapaxes)
     ("permute_3d", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.tanh(m.permute(X, (2, 0, 1))) * 2.0),
     ("permute_composed", {"X": (2, 3, 4)}, {}, ["X"],
@@ -942,3 +944,14 @@ def test_permuted_axes_print_as_numpy_writes_them_and_refuse_a_wrong_permutation
         X.transpose(0, 0, 1)
     with pytest.raises(ShapeError, match=r"axis 3 is out of range"):
         bpgen.swapaxes(X, 0, 3)
+
+
+def test_reshape_infers_one_minus_one_and_names_what_it_cannot():
+    X = bpgen.Tensor("rs_X", ("N", 784))
+    assert X.reshape(-1, 28, 28).shape == (X.shape[0], 28, 28)  # the batch symbol itself
+    assert bpgen.Tensor("rs_Y", (4, 6)).reshape([-1, 2]).shape == (12, 2)
+    with pytest.raises(ShapeError, match=r"cannot reshape rs_X \(N, 784\) to \(-1,\): the -1 would be 784\*N, "
+                                         "and a size is a whole number or one symbol"):
+        X.reshape(-1)
+    with pytest.raises(ShapeError, match=r"only one entry may be -1"):
+        X.reshape(-1, -1)

@@ -134,6 +134,24 @@ class Tensor:
     def T(self) -> Tensor:
         return Tensor._wrap(ALGEBRA.transpose(self.node))
 
+    def _inferred(self, shape: tuple) -> tuple:
+        """`shape` with a -1 replaced by the size the other entries leave (an int, or a symbol: N for
+        (N, 784) reshaped to (-1, 28, 28)); an error when there is none."""
+        unknown = [i for i, d in enumerate(shape) if isinstance(d, int) and not isinstance(d, bool) and d == -1]
+        if len(unknown) > 1:
+            raise ShapeError(f"cannot reshape {self.describe()} to {format_shape(shape)}: only one entry may be -1")
+        if not unknown:
+            return tuple(_dim(d) for d in shape)
+        known = tuple(_dim(d) for i, d in enumerate(shape) if i != unknown[0])
+        with sympy.evaluate(True):
+            missing = sympy.simplify(sympy.sympify(shape_size(self.shape)) / sympy.sympify(shape_size(known)))
+        if missing.is_Integer and int(missing) >= 1:
+            missing = int(missing)
+        elif not isinstance(missing, sympy.Symbol):
+            raise ShapeError(f"cannot reshape {self.describe()} to {format_shape(shape)}: the -1 would be {missing}, "
+                             "and a size is a whole number or one symbol")
+        return tuple(missing if i == unknown[0] else _dim(d) for i, d in enumerate(shape))
+
     def transpose(self, *axes) -> Tensor:
         """NumPy's: the axes reversed, or in the order given (`t.transpose(0, 2, 1)` or `t.transpose((0, 2, 1))`)."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
@@ -144,9 +162,10 @@ class Tensor:
         return swapaxes(self, axis1, axis2)
 
     def reshape(self, *shape) -> Tensor:
-        if len(shape) == 1 and isinstance(shape[0], tuple):
-            shape = shape[0]
-        shape = tuple(_dim(d) for d in shape)
+        """NumPy's: the same elements in a new shape; one entry may be -1, the size the others leave."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        shape = self._inferred(shape)
         if not same_size(shape, self.shape):
             raise ShapeError(f"cannot reshape {self.describe()} to {format_shape(shape)}: the sizes differ")
         return Tensor._wrap(ALGEBRA.reshape(self.node, shape))
