@@ -21,7 +21,23 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from .api.decorator import function
     from .errors import BpgenError
     from .frontend.scan import scan
-    from .frontend.tensor import Tensor, abs, cos, exp, log, max, mean, sin, sqrt, sum, swapaxes, tanh, transpose
+    from .frontend.tensor import (
+        Tensor,
+        abs,
+        cos,
+        exp,
+        log,
+        max,
+        mean,
+        min,
+        sin,
+        sqrt,
+        sum,
+        swapaxes,
+        tanh,
+        transpose,
+        var,
+    )
     from .rules.sympy_functions import relu, sigmoid, softplus
     from .targets.load import load
 
@@ -32,7 +48,7 @@ _EXPORTS = {
     "scan": "frontend.scan", "Tensor": "frontend.tensor", "abs": "frontend.tensor", "cos": "frontend.tensor",
     "exp": "frontend.tensor", "log": "frontend.tensor", "max": "frontend.tensor", "mean": "frontend.tensor",
     "sin": "frontend.tensor", "sqrt": "frontend.tensor", "sum": "frontend.tensor", "tanh": "frontend.tensor",
-    "transpose": "frontend.tensor", "swapaxes": "frontend.tensor",
+    "transpose": "frontend.tensor", "swapaxes": "frontend.tensor", "min": "frontend.tensor", "var": "frontend.tensor",
     "relu": "rules.sympy_functions", "sigmoid": "rules.sympy_functions", "softplus": "rules.sympy_functions",
     "load": "targets.load",
 }
@@ -40,7 +56,8 @@ _EXPORTS = {
 __version__ = "0.1.0"
 
 __all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "cos", "exp", "function", "load", "log", "max",
-           "mean", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "sum", "swapaxes", "tanh", "transpose"]
+           "mean", "min", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "sum", "swapaxes", "tanh",
+           "transpose", "var"]
 
 
 def __getattr__(name: str):

@@ -90,6 +90,16 @@ CASES = [
     ("mean_fixed", {"X": (4, 3)}, {}, ["X"], lambda m, X: m.mean(X * X, axis=0) + m.mean(X)),
     ("mean_broadcast_back", {"X": ("N", 3)}, {}, ["X"],
      lambda m, X: X - m.reshape(m.mean(X, axis=1), (X.shape[0], 1))),
+    # NumPy's axis tuples and keepdims; min and var
+    ("sum_axes_tuple", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.sum(X * X, axis=(0, 2))),
+    ("sum_keepdims", {"X": ("N", 3)}, {}, ["X"], lambda m, X: X * m.sum(m.tanh(X), axis=1, keepdims=True)),
+    ("mean_axes_keepdims", {"X": ("N", 3, 4)}, {}, ["X"],
+     lambda m, X: X / (1.0 + m.mean(X * X, axis=(1, -1), keepdims=True))),
+    ("max_axes_tuple", {"X": (2, 3, 4)}, {}, ["X"], lambda m, X: m.max(X, axis=(0, 2))),
+    ("min_axis", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.min(m.tanh(X), axis=1)),
+    ("min_all_keepdims", {"X": (4, 3)}, {}, ["X"], lambda m, X: X * m.min(X, keepdims=True)),
+    ("var_axis", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.var(X, axis=1)),
+    ("var_all", {"X": (3, 4)}, {}, ["X"], lambda m, X: m.var(X * 2.0) * X),
     ("max_all", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.max(X * X)),
     ("max_axis0", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.max(X, axis=0)),
     ("max_axis1", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.max(m.tanh(X), axis=1)),
@@ -955,3 +965,11 @@ def test_reshape_infers_one_minus_one_and_names_what_it_cannot():
         X.reshape(-1)
     with pytest.raises(ShapeError, match=r"only one entry may be -1"):
         X.reshape(-1, -1)
+
+
+def test_a_repeated_reduction_axis_is_a_one_line_error():
+    X = bpgen.Tensor("red_X", ("N", 3, 4))
+    with pytest.raises(ShapeError, match=r"axis \(1, -2\) repeats an axis of shape \(N, 3, 4\)"):
+        bpgen.sum(X, axis=(1, -2))
+    with pytest.raises(bpgen.BpgenError, match=r"bpgen.min reduces a Tensor"):
+        bpgen.min(2.0)

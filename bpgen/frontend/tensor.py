@@ -170,14 +170,20 @@ class Tensor:
             raise ShapeError(f"cannot reshape {self.describe()} to {format_shape(shape)}: the sizes differ")
         return Tensor._wrap(ALGEBRA.reshape(self.node, shape))
 
-    def sum(self, axis: int | None = None) -> Tensor:
-        return sum(self, axis)
+    def sum(self, axis=None, keepdims: bool = False) -> Tensor:
+        return sum(self, axis, keepdims)
 
-    def mean(self, axis: int | None = None) -> Tensor:
-        return mean(self, axis)
+    def mean(self, axis=None, keepdims: bool = False) -> Tensor:
+        return mean(self, axis, keepdims)
 
-    def max(self, axis: int | None = None) -> Tensor:
-        return max(self, axis)
+    def max(self, axis=None, keepdims: bool = False) -> Tensor:
+        return max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims: bool = False) -> Tensor:
+        return min(self, axis, keepdims)
+
+    def var(self, axis=None, keepdims: bool = False) -> Tensor:
+        return var(self, axis, keepdims)
 
 
 def _divide(a: Node, b: Node) -> Node:
@@ -239,35 +245,85 @@ def swapaxes(t: Tensor, axis1: int, axis2: int) -> Tensor:
     return Tensor._wrap(ALGEBRA.permute(t.node, tuple(axes)))
 
 
-def sum(t: Tensor, axis: int | None = None) -> Tensor:  # noqa: A001 - mirrors numpy.sum
-    """Sum over all elements (axis=None) or over one axis."""
+def _reduced_axes(shape: tuple, axis) -> tuple[int, ...] | None:
+    """NumPy's `axis` (None, an int or a tuple of ints, negative ones allowed) as distinct axes, largest first
+    (the order one-axis reductions apply them in without renumbering); None for all of them."""
+    if axis is None:
+        return None
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    normalized = [normalize_axis(shape, a) for a in axes]
+    if len(set(normalized)) != len(normalized):
+        raise ShapeError(f"axis {tuple(axes)!r} repeats an axis of shape {format_shape(shape)}")
+    return tuple(sorted(normalized, reverse=True))
+
+
+def _reduce(node: Node, axes: tuple[int, ...] | None, one_axis) -> Node:
+    """A reduction over `axes` (None: all of them) as one-axis reductions `one_axis(node, axis)`."""
+    if axes is None:
+        return one_axis(node, None)
+    for axis in axes:
+        node = one_axis(node, axis)
+    return node
+
+
+def _kept(out: Node, shape: tuple, axes: tuple[int, ...] | None, keepdims: bool) -> Tensor:
+    """The reduction's result, with each reduced axis kept as a 1 when `keepdims` (NumPy's meaning)."""
+    if keepdims and shape:
+        reduced = set(range(len(shape))) if axes is None else set(axes)
+        out = ALGEBRA.reshape(out, tuple(1 if i in reduced else d for i, d in enumerate(shape)))
+    return Tensor._wrap(out)
+
+
+def sum(t: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - mirrors numpy.sum
+    """Sum over all elements (axis=None), one axis or a tuple of axes; keepdims as in NumPy."""
     node = as_node(t)
-    axis = normalize_axis(node.shape, axis)
-    return Tensor._wrap(ALGEBRA.sum(node, axis))
+    axes = _reduced_axes(node.shape, axis)
+    return _kept(_reduce(node, axes, ALGEBRA.sum), node.shape, axes, keepdims)
 
 
-def max(t: Tensor, axis: int | None = None) -> Tensor:  # noqa: A001 - mirrors numpy.max
-    """The largest entry over all elements (axis=None) or along one axis; its gradient goes to the winner
-    (the first one on ties). For the larger of SymPy expressions use sympy.Max."""
+def max(t: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - mirrors numpy.max
+    """The largest entry over all elements (axis=None), one axis or a tuple of axes; its gradient goes to the
+    winner (the first one on ties). For the larger of SymPy expressions use sympy.Max."""
     if not isinstance(t, Tensor):
         raise BpgenError(f"bpgen.max reduces a Tensor, not {type(t).__name__} {t!r}: for the larger of "
                          "SymPy expressions write sympy.Max(x, y)")
     node = t.node
-    return Tensor._wrap(ALGEBRA.max(node, normalize_axis(node.shape, axis)))
+    axes = _reduced_axes(node.shape, axis)
+    return _kept(_reduce(node, axes, ALGEBRA.max), node.shape, axes, keepdims)
 
 
-def mean(t: Tensor, axis: int | None = None) -> Tensor:
-    """Mean over all elements (axis=None) or over one axis."""
+def min(t: Tensor, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001 - mirrors numpy.min
+    """The smallest entry, as -max(-t): its gradient goes to the winner (the first one on ties). For the smaller
+    of SymPy expressions use sympy.Min."""
+    if not isinstance(t, Tensor):
+        raise BpgenError(f"bpgen.min reduces a Tensor, not {type(t).__name__} {t!r}: for the smaller of "
+                         "SymPy expressions write sympy.Min(x, y)")
+    return -max(-t, axis, keepdims)
+
+
+def mean(t: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    """Mean over all elements (axis=None), one axis or a tuple of axes; keepdims as in NumPy."""
     node = as_node(t)
-    axis = normalize_axis(node.shape, axis)
-    count = shape_size(node.shape) if axis is None else node.shape[axis]
-    total = ALGEBRA.sum(node, axis)
+    axes = _reduced_axes(node.shape, axis)
+    counted = node.shape if axes is None else tuple(node.shape[a] for a in axes)
+    total = _reduce(node, axes, ALGEBRA.sum)
+    count = shape_size(counted)
     if isinstance(count, int):
-        return Tensor._wrap(ALGEBRA.div(total, ALGEBRA.const(float(count))))
-    divisor = ALGEBRA.const(1.0)
-    for d in (node.shape if axis is None else (node.shape[axis],)):
-        divisor = ALGEBRA.mul(divisor, ALGEBRA.dim(d))
-    return Tensor._wrap(ALGEBRA.div(total, divisor))
+        out = ALGEBRA.div(total, ALGEBRA.const(float(count)))
+    else:
+        divisor = ALGEBRA.const(1.0)
+        for d in counted:
+            divisor = ALGEBRA.mul(divisor, ALGEBRA.dim(d))
+        out = ALGEBRA.div(total, divisor)
+    return _kept(out, node.shape, axes, keepdims)
+
+
+def var(t: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    """Variance (NumPy's, ddof 0): the mean square deviation from the mean, over all elements, one axis or a
+    tuple of axes."""
+    _check_tensor(t, "var")
+    deviation = t - mean(t, axis, keepdims=True)
+    return mean(deviation * deviation, axis, keepdims)
 
 
 def apply(op: str, *tensors) -> Tensor:
