@@ -71,6 +71,16 @@ CASES = [
     ("reshape_unflat", {"v": (12,), "W": (4, 2)}, {}, ["v", "W"], lambda m, v, W: m.reshape(v, (3, 4)) @ W),
     ("reshape_minus_one", {"X": ("N", 6)}, {}, ["X"], lambda m, X: m.tanh(m.reshape(X, (-1, 2, 3))) * 2.0),
     ("reshape_minus_one_fixed", {"X": (4, 6), "W": (8, 3)}, {}, ["X", "W"], lambda m, X, W: m.reshape(X, (3, -1)) @ W),
+    # basic indexing (its gradient: the upstream one in zeros), concatenate and stack
+    ("index_gates", {"X": ("N", 3), "W": (3, 8)}, {}, ["X", "W"],
+     lambda m, X, W: m.tanh((X @ W)[:, 0:4]) * m.sigmoid((X @ W)[:, 4:])),
+    ("index_int_negative", {"W": (3, 8)}, {}, ["W"], lambda m, W: W[-1] * W[0] + W[1, 2:6].sum()),
+    ("index_ellipsis_newaxis", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.tanh(X[..., 1:3][:, None]) * 2.0),
+    ("index_twice", {"X": (4, 6)}, {}, ["X"], lambda m, X: X[1:3][:, 2:5] * X[0:2, 0:3]),
+    ("concatenate", {"P": ("N", 2), "Q": ("N", 3)}, {}, ["P", "Q"],
+     lambda m, P, Q: m.concatenate([P, m.tanh(Q), P * P], axis=1)),
+    ("concatenate_rows", {"P": (2, 3), "Q": (4, 3)}, {}, ["Q"], lambda m, P, Q: m.concatenate([P, Q * Q], axis=0)),
+    ("stack", {"u": (4,), "v": (4,)}, {}, ["u", "v"], lambda m, u, v: m.stack([u, v * v], axis=1)),
     # axes permuted (NumPy's transpose(axes) and swapaxes)
     ("permute_3d", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.tanh(m.permute(X, (2, 0, 1))) * 2.0),
     ("permute_composed", {"X": (2, 3, 4)}, {}, ["X"],
@@ -973,3 +983,33 @@ def test_a_repeated_reduction_axis_is_a_one_line_error():
         bpgen.sum(X, axis=(1, -2))
     with pytest.raises(bpgen.BpgenError, match=r"bpgen.min reduces a Tensor"):
         bpgen.min(2.0)
+
+
+def test_indexing_prints_numpy_slices_and_names_what_it_refuses():
+    W = bpgen.Tensor("ix_W", (3, 8))
+    X = bpgen.Tensor("ix_X", ("N", 3))
+    g = bpgen.compile(bpgen.sum(bpgen.tanh(W[:, 2:5])), inputs=[W], jit=False)
+    body = function_body(g.source, "value_and_grad")
+    assert re.search(r"^\s*slice_axis1 = ix_W\[:, 2:5\]$", body, re.M), body
+    assert re.search(r"dix_W = np\.concatenate\(\(np\.zeros\(\(3, 2\)\), dslice_axis1, np\.zeros\(\(3, 3\)\)\), "
+                     r"axis=1\)", body), body
+    for key, message in [((slice(None), 8), r"index 8 is out of range for axis 1 of size 8"),
+                         ((slice(None, None, 2),), r"a slice's step must be 1, not 2"),
+                         ((0, 0, 0), r"too many indices for 2 axes"),
+                         ((slice(3, 3),), r"the slice of axis 0 is empty"),
+                         ((1.5,), r"an index is an int, a slice, ... or None, not float 1.5")]:
+        with pytest.raises(ShapeError, match=message):
+            W[key]
+    with pytest.raises(ShapeError, match=r"ix_X \(N, 3\)\[0\]: axis 0 has the symbolic size N, which takes ':' only"):
+        X[0]
+    assert X[:, 1].shape == (X.shape[0],) and X[None].shape == (1, X.shape[0], 3)
+    with pytest.raises(ShapeError, match=r"concatenate along axis 0: ix_W \(3, 8\) and ix_X \(N, 3\) differ"):
+        bpgen.concatenate([W, X])
+
+
+def test_a_tensor_iterates_over_a_concrete_first_axis_only():
+    W = bpgen.Tensor("it_W", (2, 3))
+    first, second = W
+    assert first.shape == second.shape == (3,)
+    with pytest.raises(ShapeError, match=r"cannot iterate over it_X \(N, 3\): its first axis has the symbolic size N"):
+        list(bpgen.Tensor("it_X", ("N", 3)))

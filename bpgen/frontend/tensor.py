@@ -134,6 +134,22 @@ class Tensor:
     def T(self) -> Tensor:
         return Tensor._wrap(ALGEBRA.transpose(self.node))
 
+    def __getitem__(self, key) -> Tensor:
+        """NumPy's basic indexing: ints (negative ones too), slices with step 1, `...` and None (a new axis).
+        An int or a partial slice needs a concrete axis; a symbolic one (N) takes `:` only."""
+        return index(self, key)
+
+    def __iter__(self):
+        """Over the first axis, as NumPy iterates (`a, b = t` for a (2, ...) tensor); a symbolic axis is refused:
+        a loop over it is a bpgen.scan."""
+        if not self.shape:
+            raise TypeError(f"cannot iterate over the number {self.describe()}")
+        first = self.shape[0]
+        if not isinstance(first, int):
+            raise ShapeError(f"cannot iterate over {self.describe()}: its first axis has the symbolic size {first} "
+                             "(a loop over it is a bpgen.scan)")
+        return iter([self[i] for i in range(first)])
+
     def _inferred(self, shape: tuple) -> tuple:
         """`shape` with a -1 replaced by the size the other entries leave (an int, or a symbol: N for
         (N, 784) reshaped to (-1, 28, 28)); an error when there is none."""
@@ -221,6 +237,94 @@ def _binary(verb: str, a, b, make, matmul: bool = False) -> Tensor:
 
 
 # reductions and elementwise functions --------------------------------------------
+
+
+def index(t: Tensor, key) -> Tensor:
+    """t[key]: each axis's range as a slice of that axis (its gradient: the upstream one in zeros), then a reshape
+    that drops the axes an int took and adds those None asks for."""
+    _check_tensor(t, "index")
+    key = key if isinstance(key, tuple) else (key,)
+    where = f"{t.describe()}[{', '.join(_key_text(k) for k in key)}]"
+    if len([k for k in key if k is Ellipsis]) > 1:
+        raise ShapeError(f"{where}: an index may hold one ... only")
+    named = [k for k in key if k is not None and k is not Ellipsis]
+    if len(named) > t.ndim:
+        raise ShapeError(f"{where}: too many indices for {t.ndim} axes")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key = key[:at] + (slice(None),) * (t.ndim - len(named)) + key[at + 1:]
+    else:
+        key = key + (slice(None),) * (t.ndim - len(named))
+    node, axis, shape = t.node, 0, []
+    for k in key:
+        if k is None:
+            shape.append(1)
+            continue
+        size = t.shape[axis]
+        if isinstance(k, slice) and k == slice(None):
+            shape.append(size)
+        elif isinstance(k, (int, slice)) and not isinstance(k, bool):
+            if not isinstance(size, int):
+                raise ShapeError(f"{where}: axis {axis} has the symbolic size {size}, which takes ':' only")
+            if isinstance(k, int):
+                if not -size <= k < size:
+                    raise ShapeError(f"{where}: index {k} is out of range for axis {axis} of size {size}")
+                start, stop = k % size, k % size + 1
+            else:
+                start, stop, step = k.indices(size)
+                if step != 1:
+                    raise ShapeError(f"{where}: a slice's step must be 1, not {step}")
+                if stop <= start:
+                    raise ShapeError(f"{where}: the slice of axis {axis} is empty")
+                shape.append(stop - start)
+            node = ALGEBRA.slice_axis(node, axis, start, stop)
+        else:
+            raise ShapeError(f"{where}: an index is an int, a slice, ... or None, not {type(k).__name__} {k!r}")
+        axis += 1
+    return Tensor._wrap(ALGEBRA.reshape(node, tuple(shape)))
+
+
+def _key_text(k) -> str:
+    if k is Ellipsis:
+        return "..."
+    if isinstance(k, slice):
+        text = f"{'' if k.start is None else k.start}:{'' if k.stop is None else k.stop}"
+        return text + (f":{k.step}" if k.step is not None else "")
+    return repr(k)
+
+
+def concatenate(tensors, axis: int = 0) -> Tensor:
+    """numpy.concatenate: tensors joined along a concrete axis; every other axis the same."""
+    tensors = list(tensors)
+    for t in tensors:
+        _check_tensor(t, "concatenate")
+    if not tensors:
+        raise ShapeError("bpgen.concatenate needs at least one tensor")
+    first = tensors[0]
+    if not first.shape:
+        raise ShapeError(f"bpgen.concatenate joins arrays, not the number {first.describe()}")
+    axis = normalize_axis(first.shape, axis)
+    for t in tensors:
+        other = t.shape[:axis] + t.shape[axis + 1:] if len(t.shape) == len(first.shape) else None
+        if other != first.shape[:axis] + first.shape[axis + 1:] or not isinstance(t.shape[axis], int):
+            raise ShapeError(f"bpgen.concatenate along axis {axis}: {first.describe()} and {t.describe()} differ "
+                             "elsewhere, or the axis is symbolic")
+    return Tensor._wrap(ALGEBRA.concat([t.node for t in tensors], axis))
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """numpy.stack: tensors of one shape joined along a new axis."""
+    tensors = list(tensors)
+    for t in tensors:
+        _check_tensor(t, "stack")
+    if not tensors:
+        raise ShapeError("bpgen.stack needs at least one tensor")
+    shape = tensors[0].shape
+    if any(t.shape != shape for t in tensors):
+        raise ShapeError(f"bpgen.stack needs one shape: {', '.join(t.describe() for t in tensors)}")
+    axis = normalize_axis(shape + (1,), axis)
+    expanded = shape[:axis] + (1,) + shape[axis:]
+    return concatenate([t.reshape(expanded) for t in tensors], axis)
 
 
 def _check_tensor(t, verb: str) -> None:

@@ -20,7 +20,7 @@ from .ops import Op
 READ_OPS = frozenset({Op.INPUT, Op.CONST, Op.DIM})
 NO_RULE_OPS = READ_OPS | {Op.ADJ, Op.TANGENT}
 # ops whose results may share their argument's memory (views)
-VIEW_OPS = frozenset({Op.TRANSPOSE, Op.PERMUTE, Op.RESHAPE, Op.BROADCAST_TO})
+VIEW_OPS = frozenset({Op.TRANSPOSE, Op.PERMUTE, Op.SLICE_AXIS, Op.RESHAPE, Op.BROADCAST_TO})
 
 
 class Node:

@@ -250,6 +250,23 @@ class Algebra:
             return self.permute(a.args[0], tuple(inner[i] for i in axes))
         return self.make(Op.PERMUTE, (a,), (axes,))
 
+    def slice_axis(self, a: Node, axis: int, start: int, stop: int) -> Node:
+        """a[..., start:stop, ...] along `axis` (a concrete one): `a` itself for the whole axis."""
+        if start == 0 and stop == a.shape[axis]:
+            return a
+        return self.make(Op.SLICE_AXIS, (a,), (axis, start, stop))
+
+    def embed_axis(self, a: Node, axis: int, start: int, size: int) -> Node:
+        """Zeros of `a`'s shape but `size` along `axis`, holding `a` from `start` on."""
+        if start == 0 and a.shape[axis] == size:
+            return a
+        return self.make(Op.EMBED_AXIS, (a,), (axis, start, size))
+
+    def concat(self, parts: list[Node], axis: int) -> Node:
+        if len(parts) == 1:
+            return parts[0]
+        return self.make(Op.CONCAT, tuple(parts), (axis,))
+
     def reshape(self, a: Node, shape: tuple) -> Node:
         if a.shape == shape:
             return a

@@ -335,6 +335,44 @@ def _one_hot(A, logits, labels):
     return A.make(Op.ONE_HOT, (labels,), (logits.shape[1],))
 
 
+def _sliced_shape(args, attrs):
+    axis, start, stop = attrs
+    shape = args[0].shape
+    return shape[:axis] + (stop - start,) + shape[axis + 1:]
+
+
+def _embedded_shape(args, attrs):
+    axis, _, size = attrs
+    shape = args[0].shape
+    return shape[:axis] + (size,) + shape[axis + 1:]
+
+
+def _concatenated_shape(args, attrs):
+    (axis,) = attrs
+    first = args[0].shape
+    return first[:axis] + (sum(a.shape[axis] for a in args),) + first[axis + 1:]
+
+
+def _concat_vjp(A, args, out, g):
+    (axis,) = out.attrs
+    parts, start = [], 0
+    for a in args:
+        parts.append(A.slice_axis(g, axis, start, start + a.shape[axis]))
+        start += a.shape[axis]
+    return parts
+
+
+def _concat_jvp(A, args, out, t):
+    """Per argument with a tangent, that tangent in zeros at the argument's place: together, the tangents
+    joined."""
+    (axis,) = out.attrs
+    terms, start = [], 0
+    for a, tangent in zip(args, t):
+        terms.append(None if tangent is None else A.embed_axis(tangent, axis, start, out.shape[axis]))
+        start += a.shape[axis]
+    return terms
+
+
 def _tensor(op: str, shape: Callable[[tuple, tuple], tuple], vjp=None, jvp=None) -> Rule:
     """A tensor op: its result's shape from (args, attrs), its VJP and its JVP."""
     return Rule(op, None, shape=shape, vjp=vjp, jvp=jvp)
@@ -364,6 +402,16 @@ _TENSOR_RULES = [
     _tensor(Op.PERMUTE, lambda args, attrs: tuple(args[0].shape[i] for i in attrs[0]),
             lambda A, args, out, g: [A.permute(g, shapes.inverse_permutation(out.attrs[0]))],
             _linear_jvp(lambda A, t, out: A.permute(t, out.attrs[0]))),
+    # a range of one axis, x[..., start:stop] (a view): its gradient is the upstream one embedded in zeros
+    _tensor(Op.SLICE_AXIS, _sliced_shape,
+            lambda A, args, out, g: [A.embed_axis(g, out.attrs[0], out.attrs[1], args[0].shape[out.attrs[0]])],
+            _linear_jvp(lambda A, t, out: A.slice_axis(t, *out.attrs))),
+    _tensor(Op.EMBED_AXIS, _embedded_shape,
+            lambda A, args, out, g: [A.slice_axis(g, out.attrs[0], out.attrs[1],
+                                                  out.attrs[1] + args[0].shape[out.attrs[0]])],
+            _linear_jvp(lambda A, t, out: A.embed_axis(t, *out.attrs))),
+    # arrays joined along an axis: each one's gradient is its range of the upstream one
+    _tensor(Op.CONCAT, _concatenated_shape, _concat_vjp, _concat_jvp),
     _tensor(Op.RESHAPE, lambda args, attrs: attrs[0], lambda A, args, out, g: [A.reshape(g, args[0].shape)],
             _linear_jvp(lambda A, t, out: A.reshape(t, out.shape))),
     _tensor(Op.SUM, _reduced, _sum_vjp, _linear_jvp(lambda A, t, out: A.make(Op.SUM, (t,), out.attrs))),

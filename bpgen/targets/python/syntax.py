@@ -164,6 +164,42 @@ class Permute(Syntax):
 
 
 @dataclass(frozen=True)
+class SliceAxis(Syntax):
+    """`x[:, 2:5]`: a range of one axis (a view)."""
+
+    def render(self, node, arg):
+        (a,) = node.args
+        axis, start, stop = node.attrs
+        return f"{arg(a, ATOM)}[{':, ' * axis}{start}:{stop}]"
+
+
+@dataclass(frozen=True)
+class EmbedAxis(Syntax):
+    """`np.concatenate((np.zeros((N, 2)), g, np.zeros((N, 3))), axis=1)`: `g` in zeros along one axis (a slice's
+    gradient)."""
+
+    def render(self, node, arg):
+        (g,) = node.args
+        axis, start, size = node.attrs
+        shape = g.shape
+        parts = [arg(g, COND)]
+        if start:
+            parts.insert(0, f"np.zeros({arg.shape_text(shape[:axis] + (start,) + shape[axis + 1:])})")
+        after = size - start - shape[axis]
+        if after:
+            parts.append(f"np.zeros({arg.shape_text(shape[:axis] + (after,) + shape[axis + 1:])})")
+        return f"np.concatenate(({', '.join(parts)}), axis={axis})"
+
+
+@dataclass(frozen=True)
+class Concatenate(Syntax):
+    """`np.concatenate((a, b), axis=1)`."""
+
+    def render(self, node, arg):
+        return f"np.concatenate(({', '.join(arg(a, COND) for a in node.args)}), axis={node.attrs[0]})"
+
+
+@dataclass(frozen=True)
 class AttrCall(Syntax):
     """`max_along(x, 1)`, `one_hot(labels, C)`: a helper call given the op's attributes (an axis, a size)
     after its arguments."""
@@ -292,7 +328,7 @@ def _tensor_helper(name: str, syntax: type = Call) -> Printing:
 
 
 # ops whose results may be strided views of other arrays (all others make new C-order arrays)
-STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.PERMUTE, Op.BROADCAST_TO})
+STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.PERMUTE, Op.SLICE_AXIS, Op.BROADCAST_TO})
 
 BASE: dict[str, Printing] = {
     Op.ADD: Printing(Infix("+", ADD)),
@@ -341,6 +377,9 @@ BASE: dict[str, Printing] = {
     Op.OUTER: Printing(Call("np.outer")),
     Op.TRANSPOSE: Printing(Method(".T")),
     Op.PERMUTE: Printing(Permute()),
+    Op.SLICE_AXIS: Printing(SliceAxis()),
+    Op.EMBED_AXIS: Printing(EmbedAxis()),
+    Op.CONCAT: Printing(Concatenate()),
     Op.RESHAPE: Printing(Reshape(STRIDED_OPS)),
     Op.SUM: Printing(Reduction("sum")),
     Op.MAX_ALL: Printing(Method(".max()")),
