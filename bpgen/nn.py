@@ -13,7 +13,7 @@ from .rules.sympy_functions import relu, sigmoid, softplus
 
 __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "maxout", "softmax", "log_softmax",
            "logsumexp", "softmax_cross_entropy", "cross_entropy", "mse", "binary_cross_entropy_with_logits",
-           "elementwise"]
+           "elementwise", "gelu", "layer_norm"]
 
 
 def _wrap(node) -> Tensor:
@@ -136,3 +136,34 @@ def elementwise(function: sympy.Lambda, t: Tensor) -> Tensor:
     (u,) = function.variables
     x = as_node(t)
     return _wrap(ALGEBRA.broadcast_to(Lowerer(ALGEBRA, {u: x}).lower(function.expr), x.shape))
+
+
+_GELU_U = sympy.Symbol("u", real=True)
+_GELU = {  # x * Phi(x), exactly (erf) or by PyTorch's and JAX's tanh approximation
+    "none": sympy.Lambda(_GELU_U, _GELU_U * (1 + sympy.erf(_GELU_U / sympy.sqrt(2))) / 2),
+    "tanh": sympy.Lambda(_GELU_U, _GELU_U * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi)
+                                                              * (_GELU_U + sympy.Float(0.044715) * _GELU_U**3))) / 2),
+}
+
+
+def gelu(t: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x), Phi the standard normal's distribution function: with erf (approximate="none", as
+    torch.nn.functional.gelu), or tanh's approximation (approximate="tanh")."""
+    if approximate not in _GELU:
+        raise BpgenError(f"gelu: approximate is 'none' or 'tanh', not {approximate!r}")
+    return elementwise(_GELU[approximate], t)
+
+
+def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
+    """Each row (the last axis) less its mean, over its standard deviation (variance + eps, ddof 0), times gamma
+    plus beta, both of the last axis's size: torch.nn.LayerNorm over the last axis."""
+    for name, t in (("x", x), ("gamma", gamma), ("beta", beta)):
+        if not isinstance(t, Tensor):
+            raise BpgenError(f"layer_norm: {name} must be a Tensor, not {type(t).__name__}")
+    if not x.shape or gamma.shape != x.shape[-1:] or beta.shape != x.shape[-1:]:
+        raise ShapeError(f"layer_norm normalizes the last axis of {x.describe()}: gamma and beta must have shape "
+                         f"{format_shape(x.shape[-1:])}, not {format_shape(gamma.shape)} and "
+                         f"{format_shape(beta.shape)}")
+    centered = x - mean(x, -1, keepdims=True)
+    variance = mean(centered * centered, -1, keepdims=True)
+    return centered / (variance + eps) ** 0.5 * gamma + beta

@@ -50,6 +50,9 @@ class B:
     cross_entropy = staticmethod(nn.cross_entropy)
     mse = staticmethod(nn.mse)
     bce_logits = staticmethod(nn.binary_cross_entropy_with_logits)
+    nn_gelu = staticmethod(nn.gelu)
+    gelu_tanh = staticmethod(lambda x: nn.gelu(x, approximate="tanh"))
+    layer_norm = staticmethod(nn.layer_norm)
 
     @staticmethod
     def gelu(x):
@@ -124,6 +127,17 @@ class A:
     @staticmethod
     def gelu(x):
         return x * (1 + asp.erf(x / np.sqrt(2.0))) / 2
+
+    nn_gelu = gelu
+
+    @staticmethod
+    def gelu_tanh(x):  # PyTorch's gelu(x, approximate="tanh")
+        return 0.5 * x * (1 + anp.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+    @staticmethod
+    def layer_norm(x, gamma, beta, eps=1e-5):  # torch.nn.LayerNorm over the last axis
+        centered = x - anp.mean(x, axis=-1, keepdims=True)
+        return centered / anp.sqrt(anp.mean(centered**2, axis=-1, keepdims=True) + eps) * gamma + beta
 
     @staticmethod
     def swish(x):

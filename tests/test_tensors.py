@@ -160,6 +160,12 @@ CASES = [
     ("mse", {"P": ("N", 3), "T": ("N", 3)}, {}, ["P", "T"], lambda m, P, T: m.mse(P, T)),
     ("bce_logits", {"Z": ("N", 3), "Y": ("N", 3)}, {"Y": "prob"}, ["Z", "Y"], lambda m, Z, Y: m.bce_logits(Z, Y)),
     ("gelu", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.gelu(X)),
+    ("nn_gelu", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.nn_gelu(X)),
+    ("gelu_tanh", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.gelu_tanh(X)),
+    ("layer_norm", {"X": ("N", 5), "g": (5,), "b": (5,)}, {}, ["X", "g", "b"],
+     lambda m, X, g, b: m.layer_norm(X, g, b)),
+    ("layer_norm_3d", {"X": (2, 3, 4), "g": (4,), "b": (4,)}, {}, ["X", "g", "b"],
+     lambda m, X, g, b: m.layer_norm(X, g, b)),
     ("swish", {"X": ("N", 3)}, {}, ["X"], lambda m, X: m.swish(X)),
 ]
 
@@ -1013,3 +1019,12 @@ def test_a_tensor_iterates_over_a_concrete_first_axis_only():
     assert first.shape == second.shape == (3,)
     with pytest.raises(ShapeError, match=r"cannot iterate over it_X \(N, 3\): its first axis has the symbolic size N"):
         list(bpgen.Tensor("it_X", ("N", 3)))
+
+
+def test_layer_norm_and_gelu_name_what_they_refuse():
+    X = bpgen.Tensor("ln_X", ("N", 4))
+    with pytest.raises(ShapeError, match=r"layer_norm normalizes the last axis of ln_X \(N, 4\): gamma and beta must "
+                                         r"have shape \(4,\), not \(3,\) and \(4,\)"):
+        nn.layer_norm(X, bpgen.Tensor("ln_g", (3,)), bpgen.Tensor("ln_b", (4,)))
+    with pytest.raises(bpgen.BpgenError, match=r"gelu: approximate is 'none' or 'tanh', not 'fast'"):
+        nn.gelu(X, approximate="fast")
