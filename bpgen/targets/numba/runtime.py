@@ -1,14 +1,14 @@
 """bpgen's runtime helpers (bpgen/runtime.py) compiled by Numba, cached on disk once per machine.
 
 A generated module holds the source of every helper it calls, so that it runs where bpgen is not installed.
-When bpgen itself loads the module (`bpgen.compile`, `@bpgen.function`), it puts `compiled_helpers` in the
-module's namespace, and the module's last lines swap its copies for these. Imported any other way, a module
-keeps its own copies and never imports bpgen, so that its Numba cache never refers to bpgen either (a cached
-function that called these would need bpgen to load: its Numba environment is bpgen's). Numba
-caches a helper's machine code per argument types, and a new function can take a cached helper but not the
-callee of another module's cached function: with the module's own copies, every new model (every edited
-declaration) compiled its helpers, and the matrix products and sums inside them, again. With these, the first
-use on a machine compiles each helper once, and later modules load them.
+Numba caches a function's machine code per argument types, and a new function can take a cached helper, but
+not the callees of another module's cached function: with only its own copies, every new model (every edited
+declaration) compiled its helpers, and the matrix products and sums inside them, again. When bpgen itself
+loads a module (`bpgen.compile`, `@bpgen.function`), it puts `compiled_helpers` in the module's namespace, and
+the module's last lines swap its copies for these, which the first use on a machine compiles and later modules
+load. Imported any other way, a module keeps its own copies and never imports bpgen, so that its Numba cache
+never refers to bpgen either (a cached function that called these would need bpgen to load: its Numba
+environment is bpgen's).
 
 Imports NumPy and Numba only (bpgen's package imports the rest on first use).
 """
