@@ -199,6 +199,13 @@ def same_shape(a, b):
     return True
 
 
+def at_index(index, shape, value):
+    """Zeros of `shape` holding `value` at `index` (a tuple of ints): the gradient of one entry, x[i, j]."""
+    out = np.zeros(shape)
+    out[index] = value
+    return out
+
+
 def sum_all(a):
     """a.sum(), as a function: compiled in bpgen's runtime once per machine for each array type."""
     return a.sum()

@@ -77,6 +77,7 @@ CASES = [
     ("index_int_negative", {"W": (3, 8)}, {}, ["W"], lambda m, W: W[-1] * W[0] + W[1, 2:6].sum()),
     ("index_ellipsis_newaxis", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.tanh(X[..., 1:3][:, None]) * 2.0),
     ("index_twice", {"X": (4, 6)}, {}, ["X"], lambda m, X: X[1:3][:, 2:5] * X[0:2, 0:3]),
+    ("index_element", {"v": (5,), "W": (3, 4)}, {}, ["v", "W"], lambda m, v, W: v[0] * v[-1] * W + W[1, 2] * m.tanh(W)),
     ("concatenate", {"P": ("N", 2), "Q": ("N", 3)}, {}, ["P", "Q"],
      lambda m, P, Q: m.concatenate([P, m.tanh(Q), P * P], axis=1)),
     ("concatenate_rows", {"P": (2, 3), "Q": (4, 3)}, {}, ["Q"], lambda m, P, Q: m.concatenate([P, Q * Q], axis=0)),
@@ -1003,11 +1004,16 @@ def test_indexing_prints_numpy_slices_and_names_what_it_refuses():
                          ((slice(None, None, 2),), r"a slice's step must be 1, not 2"),
                          ((0, 0, 0), r"too many indices for 2 axes"),
                          ((slice(3, 3),), r"the slice of axis 0 is empty"),
-                         ((1.5,), r"an index is an int, a slice, ... or None, not float 1.5")]:
+                         ((1.5,), r"an index is an int, a slice, ... or None, not float 1.5"),
+                         ((5, 0), r"ix_W \(3, 8\)\[5, 0\]: index 5 is out of range for axis 0 of size 3")]:
         with pytest.raises(ShapeError, match=message):
             W[key]
     with pytest.raises(ShapeError, match=r"ix_X \(N, 3\)\[0\]: axis 0 has the symbolic size N, which takes ':' only"):
         X[0]
+    with pytest.raises(ShapeError, match=r"ix_X \(N, 3\)\[0, 1\]: axis 0 has the symbolic size N"):
+        X[0, 1]
+    entry = bpgen.compile(W[1, 2] * W[0, 0], inputs=[W], jit=False).source
+    assert "element1 = ix_W[1, 2]" in entry and "dix_W = at_index((0, 0), (3, 8), delement2)" in entry, entry
     assert X[:, 1].shape == (X.shape[0],) and X[None].shape == (1, X.shape[0], 3)
     with pytest.raises(ShapeError, match=r"concatenate along axis 0: ix_W \(3, 8\) and ix_X \(N, 3\) differ"):
         bpgen.concatenate([W, X])

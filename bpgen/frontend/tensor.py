@@ -255,6 +255,13 @@ def index(t: Tensor, key) -> Tensor:
         key = key[:at] + (slice(None),) * (t.ndim - len(named)) + key[at + 1:]
     else:
         key = key + (slice(None),) * (t.ndim - len(named))
+    if all(isinstance(k, int) and not isinstance(k, bool) for k in key) and key:  # one entry: x[i, j]
+        for axis, (k, size) in enumerate(zip(key, t.shape)):
+            if not isinstance(size, int):
+                raise ShapeError(f"{where}: axis {axis} has the symbolic size {size}, which takes ':' only")
+            if not -size <= k < size:
+                raise ShapeError(f"{where}: index {k} is out of range for axis {axis} of size {size}")
+        return Tensor._wrap(ALGEBRA.element(t.node, tuple(k % size for k, size in zip(key, t.shape))))
     node, axis, shape = t.node, 0, []
     for k in key:
         if k is None:

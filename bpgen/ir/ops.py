@@ -62,6 +62,8 @@ class Op(StrEnum):
     TRANSPOSE = "transpose"
     PERMUTE = "permute"
     SLICE_AXIS = "slice_axis"
+    ELEMENT = "element"
+    AT_INDEX = "at_index"
     EMBED_AXIS = "embed_axis"
     CONCAT = "concat"
     RESHAPE = "reshape"

@@ -256,6 +256,14 @@ class Algebra:
             return a
         return self.make(Op.SLICE_AXIS, (a,), (axis, start, stop))
 
+    def element(self, a: Node, index: tuple[int, ...]) -> Node:
+        """The entry of `a` at `index` (one int per axis, normalized)."""
+        return self.make(Op.ELEMENT, (a,), (tuple(index),))
+
+    def at_index(self, g: Node, index: tuple[int, ...], shape: tuple) -> Node:
+        """Zeros of `shape` holding the number `g` at `index`."""
+        return self.make(Op.AT_INDEX, (g,), (tuple(index), tuple(shape)))
+
     def embed_axis(self, a: Node, axis: int, start: int, size: int) -> Node:
         """Zeros of `a`'s shape but `size` along `axis`, holding `a` from `start` on."""
         if start == 0 and a.shape[axis] == size:

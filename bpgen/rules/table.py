@@ -406,6 +406,11 @@ _TENSOR_RULES = [
     _tensor(Op.SLICE_AXIS, _sliced_shape,
             lambda A, args, out, g: [A.embed_axis(g, out.attrs[0], out.attrs[1], args[0].shape[out.attrs[0]])],
             _linear_jvp(lambda A, t, out: A.slice_axis(t, *out.attrs))),
+    # one entry, x[i, j]: its gradient is the upstream number at that place in zeros
+    _tensor(Op.ELEMENT, _scalar, lambda A, args, out, g: [A.at_index(g, out.attrs[0], args[0].shape)],
+            _linear_jvp(lambda A, t, out: A.element(t, out.attrs[0]))),
+    _tensor(Op.AT_INDEX, lambda args, attrs: attrs[1], lambda A, args, out, g: [A.element(g, out.attrs[0])],
+            _linear_jvp(lambda A, t, out: A.at_index(t, *out.attrs))),
     _tensor(Op.EMBED_AXIS, _embedded_shape,
             lambda A, args, out, g: [A.slice_axis(g, out.attrs[0], out.attrs[1],
                                                   out.attrs[1] + args[0].shape[out.attrs[0]])],

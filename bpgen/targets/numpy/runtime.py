@@ -19,6 +19,13 @@ import numpy as np
 from ...runtime import digamma, polygamma  # applied to every element below
 
 
+def at_index(index, shape, value):
+    """Zeros of `shape` holding `value` at `index` (bpgen/runtime.py's, in NumPy already)."""
+    out = np.zeros(shape)
+    out[index] = value
+    return out
+
+
 def class_index(label, c):
     """Labels (a number or an array) as column indices, checked: a label that is not a whole number from 0 to
     c - 1 is refused, as bpgen/runtime.py's class_index refuses it."""

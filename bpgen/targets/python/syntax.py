@@ -174,6 +174,26 @@ class SliceAxis(Syntax):
 
 
 @dataclass(frozen=True)
+class Element(Syntax):
+    """`x[1, 2]`: one entry, a number."""
+
+    def render(self, node, arg):
+        (a,) = node.args
+        return f"{arg(a, ATOM)}[{', '.join(str(i) for i in node.attrs[0])}]"
+
+
+@dataclass(frozen=True)
+class AtIndex(Syntax):
+    """`at_index((1, 2), (3, 4), g)`: zeros holding the number g at one index (an entry's gradient)."""
+
+    def render(self, node, arg):
+        (g,) = node.args
+        index, shape = node.attrs
+        index_text = "(" + ", ".join(str(i) for i in index) + ("," if len(index) == 1 else "") + ")"
+        return f"at_index({index_text}, {arg.shape_text(shape)}, {arg(g, COND)})"
+
+
+@dataclass(frozen=True)
 class EmbedAxis(Syntax):
     """`np.concatenate((np.zeros((N, 2)), g, np.zeros((N, 3))), axis=1)`: `g` in zeros along one axis (a slice's
     gradient)."""
@@ -378,6 +398,8 @@ BASE: dict[str, Printing] = {
     Op.TRANSPOSE: Printing(Method(".T")),
     Op.PERMUTE: Printing(Permute()),
     Op.SLICE_AXIS: Printing(SliceAxis()),
+    Op.ELEMENT: Printing(Element()),
+    Op.AT_INDEX: Printing(AtIndex(), helper="at_index"),
     Op.EMBED_AXIS: Printing(EmbedAxis()),
     Op.CONCAT: Printing(Concatenate()),
     Op.RESHAPE: Printing(Reshape(STRIDED_OPS)),
