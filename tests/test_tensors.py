@@ -282,7 +282,10 @@ def test_rule_against_finite_differences(case_id, way):
 @pytest.mark.parametrize("case_id", ["add_row", "matmul_chain", "scalar_bias", "mean_axis0", "softmax_ce", "gelu",
                                      "max_all", "max_3d_middle", "max_transposed", "maxout_layer",
                                      "reshape_transposed", "softmax_axis0", "logsumexp_vector", "permute_3d",
-                                     "permute_reshape"])
+                                     "permute_reshape", "permute_composed", "reshape_minus_one", "sum_keepdims",
+                                     "min_all_keepdims", "var_all", "index_gates", "index_int_negative",
+                                     "index_ellipsis_newaxis", "index_twice", "index_element", "concatenate",
+                                     "stack", "layer_norm_3d", "gelu_tanh"])
 def test_jit_matches_python(case_id, numba_agrees):
     g_jit, arrays, wrt_idx, ref = setup_case(case_id, jit=True)
     assert "@numba.njit" in g_jit.source and "@numba.njit" not in bpgen.compile(g_jit, jit=False).source
@@ -1034,3 +1037,25 @@ def test_layer_norm_and_gelu_name_what_they_refuse():
         nn.layer_norm(X, bpgen.Tensor("ln_g", (3,)), bpgen.Tensor("ln_b", (4,)))
     with pytest.raises(bpgen.BpgenError, match=r"gelu: approximate is 'none' or 'tanh', not 'fast'"):
         nn.gelu(X, approximate="fast")
+
+
+@pytest.mark.parametrize("case_id", ["index_ellipsis_newaxis", "index_element", "permute_reshape", "concatenate",
+                                     "var_all", "transposed_row"])
+def test_forward_mode_of_views_compiles_under_numba(case_id):
+    """jvp and hvp through slices, entries, permutations and reshapes of them: Numba reshapes contiguous arrays
+    only, and the tangent of a view is a view."""
+    if case_id == "transposed_row":
+        X = bpgen.Tensor("tr_X", (3, 4))
+        g_jit = bpgen.compile(bpgen.sum(bpgen.sin(X.T[1]) * X[None, :, 1:3].reshape(3, 2)[:, 0]), inputs=[X])
+        arrays = [rng_for(case_id).normal(size=(3, 4))]
+    else:
+        g_jit, arrays, wrt_idx, _ = setup_case(case_id, jit=True)
+    g_py = bpgen.compile(g_jit, jit=False)
+    vectors = tuple(rng_for("t" + case_id).normal(size=np.shape(a)) for a in arrays[:len(g_jit.declaration.wrt)])
+    for got, want in zip(g_jit.jvp(*arrays, vectors), g_py.jvp(*arrays, vectors)):
+        assert_close(got, want)
+    value, grads, hv = g_jit.hvp(*arrays, vectors)
+    value_py, grads_py, hv_py = g_py.hvp(*arrays, vectors)
+    assert_close(value, value_py)
+    for got, want in zip(list(grads) + list(hv), list(grads_py) + list(hv_py)):
+        assert_close(got, want)

@@ -381,7 +381,9 @@ def _kept(out: Node, shape: tuple, axes: tuple[int, ...] | None, keepdims: bool)
     """The reduction's result, with each reduced axis kept as a 1 when `keepdims` (NumPy's meaning)."""
     if keepdims and shape:
         reduced = set(range(len(shape))) if axes is None else set(axes)
-        out = ALGEBRA.reshape(out, tuple(1 if i in reduced else d for i, d in enumerate(shape)))
+        kept = tuple(1 if i in reduced else d for i, d in enumerate(shape))
+        # a number (every axis reduced) has no reshape under Numba: it fills an array of ones' shape
+        out = ALGEBRA.fill(out, kept) if not out.shape else ALGEBRA.reshape(out, kept)
     return Tensor._wrap(out)
 
 

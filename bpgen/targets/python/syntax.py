@@ -347,8 +347,9 @@ def _tensor_helper(name: str, syntax: type = Call) -> Printing:
     return Printing(syntax(name), helper=name)
 
 
-# ops whose results may be strided views of other arrays (all others make new C-order arrays)
-STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TRANSPOSE, Op.PERMUTE, Op.SLICE_AXIS, Op.BROADCAST_TO})
+# ops whose results may be strided views of other arrays (all others make new C-order arrays); an adjoint or a
+# tangent variable may hold one (the tangent of a slice is a slice)
+STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TANGENT, Op.TRANSPOSE, Op.PERMUTE, Op.SLICE_AXIS, Op.BROADCAST_TO})
 
 BASE: dict[str, Printing] = {
     Op.ADD: Printing(Infix("+", ADD)),
