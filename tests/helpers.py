@@ -42,3 +42,19 @@ def run_bpgen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 6
         environment.pop("NO_COLOR", None)
     return subprocess.run([sys.executable, "-m", "bpgen", *args], capture_output=True, text=True, cwd=cwd,
                           env=environment, timeout=timeout)
+
+
+# Source for a subprocess script: after it, `block_bpgen()` makes any import of bpgen fail, as where it is not
+# installed (a generated module must run there).
+BLOCK_BPGEN = """
+class NoBpgen:
+    def find_spec(self, name, path=None, target=None):
+        if name == "bpgen" or name.startswith("bpgen."):
+            raise ImportError("bpgen is not installed here")
+
+
+def block_bpgen():
+    import sys
+
+    sys.meta_path.insert(0, NoBpgen())
+"""

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import BLOCK_BPGEN, REPO
 
 import bpgen
 from bpgen import nn
@@ -75,74 +75,51 @@ def test_a_generated_module_calls_the_compiled_runtime(compiled_mlp):
     assert np.isfinite(value) and len(grads) == 4
 
 
+def _run_shipped(path, point, tmp_path, report: str, blocked: bool) -> object:
+    """Import the module file at `path` in a fresh process (bpgen importable or not), call its value_and_grad at
+    `point`, and return the JSON that the `report` expression (over module, value, grads, sys) prints."""
+    np.savez(tmp_path / "point.npz", *point)
+    script = BLOCK_BPGEN + textwrap.dedent(f"""
+        import importlib.util, json, sys
+        import numpy as np
+
+        if {blocked!r}:
+            block_bpgen()
+        spec = importlib.util.spec_from_file_location({path.stem!r}, {str(path)!r})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[{path.stem!r}] = module
+        spec.loader.exec_module(module)
+        data = np.load({str(tmp_path / "point.npz")!r})
+        value, grads = module.value_and_grad(*(data[f"arr_{{i}}"] for i in range({len(point)})))
+        print(json.dumps({report}))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_without_bpgen_the_module_computes_the_same_bits(compiled_mlp, tmp_path):
     """The module's own helpers (bpgen not importable) and the compiled runtime's give identical results."""
     point = mlp_point()
     value, grads = compiled_mlp.value_and_grad(*point)
     mine = [np.float64(value).tobytes().hex()] + [np.ascontiguousarray(g).tobytes().hex() for g in grads]
+    bits = ('["bpgen" in sys.modules, np.float64(value).tobytes().hex()] '
+            '+ [np.ascontiguousarray(g).tobytes().hex() for g in grads]')
     path = compiled_mlp.save(tmp_path / "mlp_module.py")
-    np.savez(tmp_path / "point.npz", *point)
-    script = textwrap.dedent(f"""
-        import importlib.util, json, sys
-        import numpy as np
-
-        class NoBpgen:
-            def find_spec(self, name, path=None, target=None):
-                if name == "bpgen" or name.startswith("bpgen."):
-                    raise ImportError("bpgen is not installed here")
-
-        sys.meta_path.insert(0, NoBpgen())
-        spec = importlib.util.spec_from_file_location("mlp_module", {str(path)!r})
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["mlp_module"] = module
-        spec.loader.exec_module(module)
-        data = np.load({str(tmp_path / "point.npz")!r})
-        value, grads = module.value_and_grad(*(data[f"arr_{{i}}"] for i in range(6)))
-        assert "bpgen" not in sys.modules
-        bits = [np.float64(value).tobytes().hex()] + [np.ascontiguousarray(g).tobytes().hex() for g in grads]
-        print(json.dumps(bits))
-    """)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == mine
+    assert _run_shipped(path, point, tmp_path, bits, blocked=True) == [False, *mine]
 
 
 def test_a_module_imported_with_bpgen_installed_keeps_a_cache_that_loads_without_it(compiled_mlp, tmp_path):
     """Imported as a file (not by bpgen), a module keeps its own helpers even where bpgen is installed, so the
     cache it leaves loads in a process that cannot import bpgen."""
     path = compiled_mlp.save(tmp_path / "shipped_mlp.py")
-    np.savez(tmp_path / "point.npz", *mlp_point())
-    script = textwrap.dedent(f"""
-        import importlib.util, json, sys
-        import numpy as np
-
-        class NoBpgen:
-            def find_spec(self, name, path=None, target=None):
-                if name == "bpgen" or name.startswith("bpgen."):
-                    raise ImportError("bpgen is not installed here")
-
-        if sys.argv[1] == "without":
-            sys.meta_path.insert(0, NoBpgen())
-        spec = importlib.util.spec_from_file_location("shipped_mlp", {str(path)!r})
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["shipped_mlp"] = module
-        spec.loader.exec_module(module)
-        data = np.load({str(tmp_path / "point.npz")!r})
-        module.value_and_grad(*(data[f"arr_{{i}}"] for i in range(6)))
-        stats = module.value_and_grad.stats
-        print(json.dumps({{"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
-                          "helpers": module.softmax_cross_entropy.py_func.__module__}}))
-    """)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"),
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    answers = []
-    for which in ("with", "without"):
-        run = subprocess.run([sys.executable, "-c", script, which], capture_output=True, text=True, env=env,
-                             timeout=300)
-        assert run.returncode == 0, run.stderr
-        answers.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    report = ('{"hits": sum(module.value_and_grad.stats.cache_hits.values()), '
+              '"misses": sum(module.value_and_grad.stats.cache_misses.values()), '
+              '"helpers": module.softmax_cross_entropy.py_func.__module__}')
+    answers = [_run_shipped(path, mlp_point(), tmp_path, report, blocked) for blocked in (False, True)]
     assert answers == [{"hits": 0, "misses": 1, "helpers": "shipped_mlp"},  # its own helpers, though bpgen is here
                        {"hits": 1, "misses": 0, "helpers": "shipped_mlp"}]  # its cache, loaded without bpgen
 

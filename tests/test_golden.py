@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import BLOCK_BPGEN
 
 
 def test_cs231n_keeps_the_seed_names_and_staging(repo):
@@ -36,15 +37,10 @@ def test_cs231n_keeps_the_seed_names_and_staging(repo):
 @pytest.mark.slow
 def test_generated_module_runs_without_bpgen(repo, tmp_path):
     """The committed module imports only math, numpy and numba."""
-    script = textwrap.dedent(f"""
+    script = BLOCK_BPGEN + textwrap.dedent(f"""
         import importlib.util, sys
 
-        class NoBpgen:
-            def find_spec(self, name, path=None, target=None):
-                if name == "bpgen" or name.startswith("bpgen."):
-                    raise ImportError("bpgen is not installed here")
-
-        sys.meta_path.insert(0, NoBpgen())
+        block_bpgen()
         spec = importlib.util.spec_from_file_location("cs231n", {str(repo / "generated/cs231n.py")!r})
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

@@ -256,12 +256,8 @@ def index(t: Tensor, key) -> Tensor:
     else:
         key = key + (slice(None),) * (t.ndim - len(named))
     if all(isinstance(k, int) and not isinstance(k, bool) for k in key) and key:  # one entry: x[i, j]
-        for axis, (k, size) in enumerate(zip(key, t.shape)):
-            if not isinstance(size, int):
-                raise ShapeError(f"{where}: axis {axis} has the symbolic size {size}, which takes ':' only")
-            if not -size <= k < size:
-                raise ShapeError(f"{where}: index {k} is out of range for axis {axis} of size {size}")
-        return Tensor._wrap(ALGEBRA.element(t.node, tuple(k % size for k, size in zip(key, t.shape))))
+        index = tuple(_entry(where, axis, k, size) for axis, (k, size) in enumerate(zip(key, t.shape)))
+        return Tensor._wrap(ALGEBRA.element(t.node, index))
     node, axis, shape = t.node, 0, []
     for k in key:
         if k is None:
@@ -271,13 +267,11 @@ def index(t: Tensor, key) -> Tensor:
         if isinstance(k, slice) and k == slice(None):
             shape.append(size)
         elif isinstance(k, (int, slice)) and not isinstance(k, bool):
-            if not isinstance(size, int):
-                raise ShapeError(f"{where}: axis {axis} has the symbolic size {size}, which takes ':' only")
             if isinstance(k, int):
-                if not -size <= k < size:
-                    raise ShapeError(f"{where}: index {k} is out of range for axis {axis} of size {size}")
-                start, stop = k % size, k % size + 1
+                start = _entry(where, axis, k, size)
+                stop = start + 1
             else:
+                _entry(where, axis, 0, size)  # a concrete axis
                 start, stop, step = k.indices(size)
                 if step != 1:
                     raise ShapeError(f"{where}: a slice's step must be 1, not {step}")
@@ -289,6 +283,15 @@ def index(t: Tensor, key) -> Tensor:
             raise ShapeError(f"{where}: an index is an int, a slice, ... or None, not {type(k).__name__} {k!r}")
         axis += 1
     return Tensor._wrap(ALGEBRA.reshape(node, tuple(shape)))
+
+
+def _entry(where: str, axis: int, k: int, size) -> int:
+    """The int `k` as an index into a concrete axis of `size` (negative ones from the end)."""
+    if not isinstance(size, int):
+        raise ShapeError(f"{where}: axis {axis} has the symbolic size {size}, which takes ':' only")
+    if not -size <= k < size:
+        raise ShapeError(f"{where}: index {k} is out of range for axis {axis} of size {size}")
+    return k % size
 
 
 def _key_text(k) -> str:
