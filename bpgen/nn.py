@@ -53,30 +53,38 @@ def _rows(t: Tensor, what: str):
 
 
 def _as_rows(t: Tensor, what: str, axis: int):
-    """A vector or matrix arranged so that `axis` runs along rows: a vector becomes one row, and axis 0 of a
-    matrix the rows of its transpose. Returns (rows, how): `how` is "vector", "transposed" or "rows"."""
+    """A tensor arranged so that `axis` is its last one, which the row-wise ops run along: a vector becomes one
+    row, and another axis is swapped with the last. Returns (rows, how): "vector", "swapped" or "rows"."""
     x = as_node(t)
-    if len(x.shape) not in (1, 2):
-        raise ShapeError(f"{what} works on a vector or a matrix, not shape {format_shape(x.shape)}")
+    if not x.shape:
+        raise ShapeError(f"{what} works along an axis of an array, not on the number {t.describe()}")
     axis = normalize_axis(x.shape, axis)
     if len(x.shape) == 1:
         return ALGEBRA.reshape(x, (1,) + x.shape), "vector"
-    if axis == 0:
-        return ALGEBRA.transpose(x), "transposed"
+    if axis != len(x.shape) - 1:
+        return _swapped(x, axis), "swapped"
     return x, "rows"
 
 
+def _swapped(x, axis: int):
+    """`x` with `axis` and the last axis exchanged (its own inverse)."""
+    axes = list(range(len(x.shape)))
+    axes[axis], axes[-1] = axes[-1], axes[axis]
+    return ALGEBRA.permute(x, tuple(axes))
+
+
 def _rowwise(op: str, t: Tensor, axis: int) -> Tensor:
-    """An op that maps each row of a matrix to a row (softmax), along `axis` of a vector or a matrix."""
+    """An op that maps each row to a row (softmax), along `axis` of an array."""
     rows, how = _as_rows(t, op, axis)
     out = ALGEBRA.make(op, (rows,))
     if how == "vector":
         return _wrap(ALGEBRA.reshape(out, out.shape[1:]))
-    return _wrap(ALGEBRA.transpose(out) if how == "transposed" else out)
+    return _wrap(_swapped(out, normalize_axis(out.shape, axis)) if how == "swapped" else out)
 
 
 def softmax(t: Tensor, axis: int = -1) -> Tensor:
-    """Softmax along `axis` (by default each row of a (batch, classes) matrix), computed stably."""
+    """Softmax along `axis` (by default the last: each row of a (batch, classes) matrix, each query's scores in
+    attention), computed stably."""
     return _rowwise(Op.SOFTMAX, t, axis)
 
 
@@ -85,12 +93,16 @@ def log_softmax(t: Tensor, axis: int = -1) -> Tensor:
 
 
 def logsumexp(t: Tensor, axis: int = -1) -> Tensor:
-    """log(sum(exp(t), axis)) of a vector or a matrix, computed stably; the axis is removed."""
+    """log(sum(exp(t), axis)), computed stably; the axis is removed."""
     rows, how = _as_rows(t, "logsumexp", axis)
-    column = ALGEBRA.make(Op.LOGSUMEXP, (rows,))  # (rows, 1)
+    column = ALGEBRA.make(Op.LOGSUMEXP, (rows,))  # rows' shape with a 1 for the last axis
     if how == "vector":
         return _wrap(ALGEBRA.sum(column, None))  # the one entry, as a number
-    return _wrap(ALGEBRA.reshape(column, rows.shape[:1]))
+    x = as_node(t)
+    axis = normalize_axis(x.shape, axis)
+    if how == "swapped":  # the 1 back at `axis`
+        column = _swapped(column, axis)
+    return _wrap(ALGEBRA.reshape(column, x.shape[:axis] + x.shape[axis + 1:]))
 
 
 def softmax_cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:

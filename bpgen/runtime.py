@@ -102,6 +102,32 @@ def tall_matmul(a, b):
     return np.ascontiguousarray((b.T @ a.T).T)
 
 
+def rows_of(a):
+    """The leading axes of `a` flattened into rows, (..., c) -> (rows, c): a view when `a` is C-contiguous."""
+    return np.ascontiguousarray(a).reshape((-1, a.shape[-1]))
+
+
+def flat_matmul(a, b):
+    """a @ b for a stack of matrices `a` (three or more axes) and a matrix `b`: one product of a's rows."""
+    return (rows_of(a) @ b).reshape(a.shape[:-1] + (b.shape[1],))
+
+
+def batch_matmul(a, b):
+    """a @ b for stacks of matrices with one batch shape (bpgen broadcasts them first): a product per matrix."""
+    n, k, m = a.shape[-2], a.shape[-1], b.shape[-1]
+    left = np.ascontiguousarray(a).reshape((-1, n, k))
+    right = np.ascontiguousarray(b).reshape((-1, k, m))
+    out = np.empty((left.shape[0], n, m))
+    for i in range(left.shape[0]):
+        np.dot(left[i], right[i], out[i])
+    return out.reshape(a.shape[:-2] + (n, m))
+
+
+def flat_transpose_matmul(a, g):
+    """The sum over the batch axes of a[i].T @ g[i]: the gradient of the matrix b in flat_matmul(a, b)."""
+    return transpose_matmul(rows_of(a), rows_of(g))
+
+
 def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
     n, c = logits.shape
@@ -114,53 +140,58 @@ def softmax_cross_entropy(logits, onehot):
 
 
 def softmax(logits):
-    """Row-wise softmax through the log-sum-exp, so exp never overflows."""
-    n, c = logits.shape
-    lse = logsumexp_rows(logits)
+    """Softmax along the last axis (each row), through the log-sum-exp, so exp never overflows."""
+    rows = rows_of(logits)
+    n, c = rows.shape
+    lse = logsumexp_rows(rows)
     out = np.empty((n, c))
     for i in range(n):
         for j in range(c):
-            out[i, j] = math.exp(logits[i, j] - lse[i, 0])
-    return out
+            out[i, j] = math.exp(rows[i, j] - lse[i, 0])
+    return out.reshape(logits.shape)
 
 
 def softmax_jvp(s, t):
-    """The tangent of a row-wise softmax s along the tangent t of its logits: s * (t - rowsum(s * t))."""
-    n, c = s.shape
+    """The tangent of a softmax s (along the last axis) along the tangent t of its logits: s * (t - rowsum(s * t))."""
+    s_rows, t_rows = rows_of(s), rows_of(t)
+    n, c = s_rows.shape
     out = np.empty((n, c))
     for i in range(n):
         dot = 0.0
         for j in range(c):
-            dot += s[i, j] * t[i, j]
+            dot += s_rows[i, j] * t_rows[i, j]
         for j in range(c):
-            out[i, j] = s[i, j] * (t[i, j] - dot)
-    return out
+            out[i, j] = s_rows[i, j] * (t_rows[i, j] - dot)
+    return out.reshape(s.shape)
 
 
 def log_softmax(logits):
-    """Row-wise log-softmax: logits minus their log-sum-exp."""
-    n, c = logits.shape
-    lse = logsumexp_rows(logits)
+    """Log-softmax along the last axis: each row less its log-sum-exp."""
+    rows = rows_of(logits)
+    n, c = rows.shape
+    lse = logsumexp_rows(rows)
     out = np.empty((n, c))
     for i in range(n):
         for j in range(c):
-            out[i, j] = logits[i, j] - lse[i, 0]
-    return out
+            out[i, j] = rows[i, j] - lse[i, 0]
+    return out.reshape(logits.shape)
 
 
 def logsumexp_rows(a):
-    """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
-    n, c = a.shape
+    """log(sum(exp(a), axis=-1)) with the last axis kept as a 1 (a column (n, 1) of a matrix), stable for huge
+    entries."""
+    rows = rows_of(a)
+    n, c = rows.shape
     out = np.empty((n, 1))
     for i in range(n):
-        m = a[i, 0]
+        m = rows[i, 0]
         for j in range(1, c):
-            m = max(m, a[i, j])
+            m = max(m, rows[i, j])
         s = 0.0
         for j in range(c):
-            s += math.exp(a[i, j] - m)
+            s += math.exp(rows[i, j] - m)
         out[i, 0] = m + math.log(s)
-    return out
+    return out.reshape(a.shape[:-1] + (1,))
 
 
 def cross_entropy(logits, labels):

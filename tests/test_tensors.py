@@ -64,6 +64,15 @@ CASES = [
     ("matmul_chain", {"X": ("N", 3), "W": (3, 4), "V": (4, 2)}, {}, ["X", "W", "V"],
      lambda m, X, W, V: (X @ W) @ V),
     ("matmul_self", {"W": (3, 3)}, {}, ["W"], lambda m, W: W @ W),
+    ("matmul_stack_matrix", {"X": ("N", 3, 4), "W": (4, 2)}, {}, ["X", "W"], lambda m, X, W: m.tanh(X @ W)),
+    ("matmul_stacks", {"P": ("N", 3, 4), "Q": ("N", 4, 2)}, {}, ["P", "Q"], lambda m, P, Q: P @ Q),
+    ("matmul_stacks_broadcast", {"P": (2, 1, 3, 4), "Q": (3, 4, 2)}, {}, ["P", "Q"], lambda m, P, Q: P @ Q),
+    ("matmul_matrix_stack", {"W": (3, 4), "X": ("N", 4, 2)}, {}, ["W", "X"], lambda m, W, X: W @ X),
+    ("matmul_vector_stack", {"v": (4,), "X": ("N", 4, 2)}, {}, ["v", "X"], lambda m, v, X: v @ X),
+    ("matmul_stack_vector", {"X": ("N", 3, 4), "v": (4,)}, {}, ["X", "v"], lambda m, X, v: X @ v),
+    ("matmul_attention_scores", {"Q": (2, 2, 3, 4), "K": (2, 2, 3, 4)}, {}, ["Q", "K"],
+     lambda m, Q, K: Q @ m.swapaxes(K, -1, -2) * 0.5),
+    ("matmul_4d_matrix", {"X": (2, "N", 3, 4), "W": (4, 5)}, {}, ["X", "W"], lambda m, X, W: (X * X) @ W),
     ("transpose", {"X": ("N", 3), "W": ("N", 4)}, {}, ["X", "W"], lambda m, X, W: m.T(X) @ W),
     ("transpose_expr", {"X": (4, 3), "b": (3,)}, {}, ["X", "b"], lambda m, X, b: m.T(X * b) * 2.0),
     ("reshape_2d", {"X": (4, 6)}, {}, ["X"], lambda m, X: m.reshape(X, (3, 8))),
@@ -148,6 +157,12 @@ CASES = [
     ("logsumexp", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.logsumexp(X)),
     ("softmax_axis0", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.softmax(X, axis=0)),
     ("softmax_vector", {"v": (5,)}, {}, ["v"], lambda m, v: m.softmax(v)),
+    ("softmax_3d", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.softmax(X)),
+    ("softmax_4d_axis1", {"X": (2, 3, 4, 2)}, {}, ["X"], lambda m, X: m.softmax(X * X, axis=1)),
+    ("log_softmax_3d", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.log_softmax(X, axis=-1)),
+    ("log_of_softmax_3d_axis0", {"X": (3, 2, 4)}, {}, ["X"], lambda m, X: m.log(m.softmax(X, axis=0))),
+    ("logsumexp_3d_axis0", {"X": (3, "N", 4)}, {}, ["X"], lambda m, X: m.logsumexp(X, axis=0)),
+    ("logsumexp_3d", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.logsumexp(X)),
     ("log_softmax_axis0", {"X": (3, 4)}, {}, ["X"], lambda m, X: m.log_softmax(X, axis=0)),
     ("log_softmax_vector", {"v": (5,)}, {}, ["v"], lambda m, v: m.log_softmax(v, axis=0)),
     ("logsumexp_axis0", {"X": ("N", 4)}, {}, ["X"], lambda m, X: m.logsumexp(X, axis=0)),
@@ -285,7 +300,11 @@ def test_rule_against_finite_differences(case_id, way):
                                      "permute_reshape", "permute_composed", "reshape_minus_one", "sum_keepdims",
                                      "min_all_keepdims", "var_all", "index_gates", "index_int_negative",
                                      "index_ellipsis_newaxis", "index_twice", "index_element", "concatenate",
-                                     "stack", "layer_norm_3d", "gelu_tanh"])
+                                     "stack", "layer_norm_3d", "gelu_tanh", "matmul_stack_matrix", "matmul_stacks",
+                                     "matmul_stacks_broadcast", "matmul_matrix_stack", "matmul_vector_stack",
+                                     "matmul_stack_vector", "matmul_attention_scores", "matmul_4d_matrix",
+                                     "softmax_3d", "softmax_4d_axis1", "log_softmax_3d", "log_of_softmax_3d_axis0",
+                                     "logsumexp_3d_axis0"])
 def test_jit_matches_python(case_id, numba_agrees):
     g_jit, arrays, wrt_idx, ref = setup_case(case_id, jit=True)
     assert "@numba.njit" in g_jit.source and "@numba.njit" not in bpgen.compile(g_jit, jit=False).source

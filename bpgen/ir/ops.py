@@ -58,6 +58,7 @@ class Op(StrEnum):
     OR = "or"
     NOT = "not"
     MATMUL = "matmul"
+    FLAT_TRANSPOSE_MATMUL = "flat_transpose_matmul"  # sum over batch axes of a[i].T @ g[i]: a weight's gradient
     OUTER = "outer"
     TRANSPOSE = "transpose"
     PERMUTE = "permute"

@@ -45,16 +45,24 @@ def broadcast(shapes: Sequence[tuple], what: str = "combine") -> tuple:
 
 
 def matmul(a: tuple, b: tuple) -> tuple:
+    """NumPy's matmul: vectors and matrices, and stacks of matrices whose leading (batch) axes broadcast; a
+    vector operand gains an axis that the result then drops."""
     if not a or not b:
         raise ShapeError("@ needs tensors with at least one axis, not scalars")
-    if len(a) > 2 or len(b) > 2:
-        raise ShapeError(f"@ supports vectors and matrices, not shapes {format_shape(a)} and {format_shape(b)}")
     inner_a = a[-1]
     inner_b = b[0] if len(b) == 1 else b[-2]
     if inner_a != inner_b:
         raise ShapeError(f"cannot multiply shapes {format_shape(a)} @ {format_shape(b)}: "
                          f"inner dimensions {inner_a} and {inner_b} differ")
-    return a[:-1] + b[1:] if len(b) == 2 else a[:-1]
+    lead_a, lead_b = a[:-2], b[:-2]
+    try:
+        lead = broadcast([lead_a, lead_b])
+    except ShapeError:
+        raise ShapeError(f"cannot multiply shapes {format_shape(a)} @ {format_shape(b)}: their batch axes "
+                         f"{format_shape(lead_a)} and {format_shape(lead_b)} do not broadcast") from None
+    rows = a[-2:-1] if len(a) >= 2 else ()
+    cols = b[-1:] if len(b) >= 2 else ()
+    return lead + rows + cols
 
 
 def reduce(shape: tuple, axis: int | None) -> tuple:

@@ -80,7 +80,7 @@ class Algebra:
         """log of a logistic expression as a softplus, which stays finite (and keeps its gradient) at +-1000:
         log(sigmoid(u)) = -softplus(-u), log(1 - sigmoid(u)) = -softplus(u), log(exp(u) + 1) = softplus(u); of a
         softmax as a log-softmax, of a sum of exponentials as a log-sum-exp."""
-        if a.shape and (a.op in (Op.SOFTMAX, Op.SUM, Op.RESHAPE, Op.TRANSPOSE)):
+        if a.shape and (a.op in (Op.SOFTMAX, Op.SUM, Op.RESHAPE, Op.TRANSPOSE, Op.PERMUTE)):
             return self._stable_log_of_array(a)
         if a.op == Op.SIGMOID:
             return self.neg(self.apply(Op.SOFTPLUS, self.neg(a.args[0])))
@@ -95,15 +95,18 @@ class Algebra:
         return None
 
     def _stable_log_of_array(self, a: Node) -> Node | None:
-        views = []  # a softmax along a vector or a column comes reshaped or transposed: undone, then redone
+        views = []  # a softmax along a vector or another axis than the last comes reshaped or permuted: undone, redone
         inner = a
-        while inner.op in (Op.RESHAPE, Op.TRANSPOSE) and inner.id not in self.keep:
+        while inner.op in (Op.RESHAPE, Op.TRANSPOSE, Op.PERMUTE) and inner.id not in self.keep:
             views.append(inner)
             inner = inner.args[0]
         if inner.op == Op.SOFTMAX and inner.id not in self.keep:
             out = self.make(Op.LOG_SOFTMAX, inner.args)
             for view in reversed(views):
-                out = self.reshape(out, view.attrs[0]) if view.op == Op.RESHAPE else self.transpose(out)
+                if view.op == Op.RESHAPE:
+                    out = self.reshape(out, view.attrs[0])
+                else:
+                    out = self.transpose(out) if view.op == Op.TRANSPOSE else self.permute(out, view.attrs[0])
             return out
         if a.op != Op.SUM or a.args[0].op != Op.EXP or a.args[0].id in self.keep:
             return None
@@ -225,7 +228,36 @@ class Algebra:
     # tensors ----------------------------------------------------------------
 
     def matmul(self, a: Node, b: Node) -> Node:
+        """a @ b with NumPy's meaning, in the forms the targets print: vectors and matrices as they are; a stack
+        of matrices times a matrix as one product of its rows (flat_matmul); a matrix times a stack through the
+        transposes; other stacks with their batch axes broadcast to one shape (batch_matmul). A vector beside a
+        stack becomes a one-row or one-column matrix, and the result drops that axis again."""
+        if len(a.shape) <= 2 and len(b.shape) <= 2:
+            return self.make(Op.MATMUL, (a, b))
+        if len(a.shape) == 1:
+            return self.reshape(self.matmul(self.reshape(a, (1,) + a.shape), b), b.shape[:-2] + b.shape[-1:])
+        if len(b.shape) == 1:
+            return self.reshape(self.matmul(a, self.reshape(b, b.shape + (1,))), a.shape[:-1])
+        if len(b.shape) == 2:
+            return self.make(Op.MATMUL, (a, b))
+        if len(a.shape) == 2:  # W @ X = (X^T @ W^T)^T: one product of X's rows
+            return self.swap_last(self.matmul(self.swap_last(b), self.transpose(a)))
+        lead = shapes.matmul(a.shape, b.shape)[:-2]
+        a = self.broadcast_to(a, lead + a.shape[-2:])
+        b = self.broadcast_to(b, lead + b.shape[-2:])
         return self.make(Op.MATMUL, (a, b))
+
+    def flat_transpose_matmul(self, a: Node, g: Node) -> Node:
+        """The sum over a's batch axes of a[i].T @ g[i]: a's rows and g's flattened, then a.T @ g."""
+        if len(a.shape) == 2:
+            return self.matmul(self.transpose(a), g)
+        return self.make(Op.FLAT_TRANSPOSE_MATMUL, (a, g))
+
+    def swap_last(self, a: Node) -> Node:
+        """`a` with its last two axes exchanged (each matrix of a stack transposed)."""
+        axes = list(range(len(a.shape)))
+        axes[-2:] = axes[-1], axes[-2]
+        return self.permute(a, tuple(axes))
 
     def outer(self, a: Node, b: Node) -> Node:
         return self.make(Op.OUTER, (a, b))

@@ -234,6 +234,10 @@ def _no_forward_mode(A, args, out, tangents):
 
 def _matmul_vjp(A, args, out, g):
     a, b = args
+    if len(a.shape) > 2:  # a stack times a matrix (flat_matmul), or two stacks with one batch shape
+        if len(b.shape) == 2:
+            return [A.matmul(g, A.transpose(b)), A.flat_transpose_matmul(a, g)]
+        return [A.matmul(g, A.swap_last(b)), A.matmul(A.swap_last(a), g)]
     if len(a.shape) == 2 and len(b.shape) == 2:
         return [A.matmul(g, A.transpose(b)), A.matmul(A.transpose(a), g)]
     if len(a.shape) == 2:  # matrix @ vector
@@ -393,6 +397,10 @@ def _scalar(args, attrs):
 _TENSOR_RULES = [
     _tensor(Op.MATMUL, lambda args, attrs: shapes.matmul(args[0].shape, args[1].shape), _matmul_vjp,
             _bilinear_jvp(lambda A, a, b: A.matmul(a, b))),
+    # sum over a's batch axes of a[i].T @ g[i] (flat_matmul's gradient in its matrix): bilinear
+    _tensor(Op.FLAT_TRANSPOSE_MATMUL, lambda args, attrs: args[0].shape[-1:] + args[1].shape[-1:],
+            lambda A, args, out, g: [A.matmul(args[1], A.transpose(g)), A.matmul(args[0], g)],
+            _bilinear_jvp(lambda A, a, g: A.flat_transpose_matmul(a, g))),
     _tensor(Op.OUTER, lambda args, attrs: args[0].shape + args[1].shape,
             lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)],
             _bilinear_jvp(lambda A, a, b: A.outer(a, b))),

@@ -24,11 +24,14 @@ def _large_and_tall(shape: tuple) -> bool:
 
 def matmul_helper(node: Node) -> tuple[str, tuple[Node, ...]]:
     """Every product calls a runtime helper: the compiled runtime then holds Numba's code for each layout of it
-    (about 0.3 s of compile apiece), compiled once per machine rather than in every new module. `x.T @ g` with
+    (about 0.3 s of compile apiece), compiled once per machine rather than in every new module. A stack of
+    matrices times a matrix calls flat_matmul (one product of its rows), two stacks batch_matmul. `x.T @ g` with
     a large tall result (a weight's gradient) calls transpose_matmul(x, g); a batch times a large tall matrix
     (the forward X @ W, or dX = dz @ W.T for a wide W) calls tall_matmul: each picks the faster orientation for
     dgemm. Any other product calls matmul(a, b)."""
     a, b = node.args
+    if len(a.shape) > 2:  # Numba's @ takes vectors and matrices: stacks call loops over BLAS products
+        return ("flat_matmul" if len(b.shape) == 2 else "batch_matmul"), (a, b)
     if len(a.shape) == 2 and len(b.shape) == 2:
         if a.op == Op.TRANSPOSE and _large_and_tall(node.shape):
             return "transpose_matmul", (a.args[0], b)

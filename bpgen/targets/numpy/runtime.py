@@ -37,24 +37,24 @@ def class_index(label, c):
 
 
 def logsumexp_rows(a):
-    """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
-    m = a.max(axis=1, keepdims=True)
-    return m + np.log(np.exp(a - m).sum(axis=1, keepdims=True))
+    """log(sum(exp(a), axis=-1)) with the last axis kept as a 1, stable for huge entries."""
+    m = a.max(axis=-1, keepdims=True)
+    return m + np.log(np.exp(a - m).sum(axis=-1, keepdims=True))
 
 
 def softmax(logits):
-    """Row-wise softmax through the log-sum-exp, so exp never overflows."""
+    """Softmax along the last axis, through the log-sum-exp, so exp never overflows."""
     return np.exp(logits - logsumexp_rows(logits))
 
 
 def log_softmax(logits):
-    """Row-wise log-softmax: logits minus their log-sum-exp."""
+    """Log-softmax along the last axis: logits minus their log-sum-exp."""
     return logits - logsumexp_rows(logits)
 
 
 def softmax_jvp(s, t):
-    """The tangent of a row-wise softmax s along the tangent t of its logits: s * (t - rowsum(s * t))."""
-    return s * (t - (s * t).sum(axis=1, keepdims=True))
+    """The tangent of a softmax s (along the last axis) along the tangent t of its logits: s * (t - rowsum(s * t))."""
+    return s * (t - (s * t).sum(axis=-1, keepdims=True))
 
 
 def softmax_cross_entropy(logits, onehot):

@@ -395,6 +395,7 @@ BASE: dict[str, Printing] = {
     Op.NOT: Printing(Prefix("not ", NOT), Call("np.logical_not")),
     # tensor ops
     Op.MATMUL: Printing(MatrixProduct()),
+    Op.FLAT_TRANSPOSE_MATMUL: _tensor_helper("flat_transpose_matmul"),
     Op.OUTER: Printing(Call("np.outer")),
     Op.TRANSPOSE: Printing(Method(".T")),
     Op.PERMUTE: Printing(Permute()),
