@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from .api.compiled import CompiledFunction, compile
     from .api.decorator import function
     from .errors import BpgenError
+    from .frontend.einsum import einsum
     from .frontend.scan import scan
     from .frontend.tensor import (
         Tensor,
@@ -49,17 +50,16 @@ _EXPORTS = {
     "exp": "frontend.tensor", "log": "frontend.tensor", "max": "frontend.tensor", "mean": "frontend.tensor",
     "sin": "frontend.tensor", "sqrt": "frontend.tensor", "sum": "frontend.tensor", "tanh": "frontend.tensor",
     "transpose": "frontend.tensor", "swapaxes": "frontend.tensor", "min": "frontend.tensor", "var": "frontend.tensor",
-    "concatenate": "frontend.tensor", "stack": "frontend.tensor",
+    "concatenate": "frontend.tensor", "stack": "frontend.tensor", "einsum": "frontend.einsum",
     "relu": "rules.sympy_functions", "sigmoid": "rules.sympy_functions", "softplus": "rules.sympy_functions",
     "load": "targets.load",
 }
 
 __version__ = "0.1.0"
 
-__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "concatenate", "cos", "exp", "function",
-           "load", "log", "max",
-           "mean", "min", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt", "stack", "sum", "swapaxes",
-           "tanh", "transpose", "var"]
+__all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "concatenate", "cos", "einsum", "exp",
+           "function", "load", "log", "max", "mean", "min", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt",
+           "stack", "sum", "swapaxes", "tanh", "transpose", "var"]
 
 
 def __getattr__(name: str):
