@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         tanh,
         transpose,
         var,
+        where,
     )
     from .rules.sympy_functions import relu, sigmoid, softplus
     from .targets.load import load
@@ -50,7 +51,8 @@ _EXPORTS = {
     "exp": "frontend.tensor", "log": "frontend.tensor", "max": "frontend.tensor", "mean": "frontend.tensor",
     "sin": "frontend.tensor", "sqrt": "frontend.tensor", "sum": "frontend.tensor", "tanh": "frontend.tensor",
     "transpose": "frontend.tensor", "swapaxes": "frontend.tensor", "min": "frontend.tensor", "var": "frontend.tensor",
-    "concatenate": "frontend.tensor", "stack": "frontend.tensor", "einsum": "frontend.einsum",
+    "concatenate": "frontend.tensor", "stack": "frontend.tensor", "where": "frontend.tensor",
+    "einsum": "frontend.einsum",
     "relu": "rules.sympy_functions", "sigmoid": "rules.sympy_functions", "softplus": "rules.sympy_functions",
     "load": "targets.load",
 }
@@ -59,7 +61,7 @@ __version__ = "0.1.0"
 
 __all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "concatenate", "cos", "einsum", "exp",
            "function", "load", "log", "max", "mean", "min", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt",
-           "stack", "sum", "swapaxes", "tanh", "transpose", "var"]
+           "stack", "sum", "swapaxes", "tanh", "transpose", "var", "where"]
 
 
 def __getattr__(name: str):

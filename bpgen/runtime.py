@@ -128,6 +128,28 @@ def flat_transpose_matmul(a, g):
     return transpose_matmul(rows_of(a), rows_of(g))
 
 
+def take_rows(table, ids):
+    """table[ids] for an integer array ids (checked against the rows by the generated code): the rows it names."""
+    flat = np.ascontiguousarray(ids).reshape(-1)
+    rows = np.ascontiguousarray(table).reshape((table.shape[0], -1))
+    out = np.empty((flat.size, rows.shape[1]))
+    for i in range(flat.size):
+        out[i] = rows[flat[i]]
+    return out.reshape(ids.shape + table.shape[1:])
+
+
+def add_rows(ids, g, shape):
+    """Zeros of a table's `shape`, each row of g (ids' shape, then a row's) added at its id: take_rows's gradient,
+    where a repeated id accumulates."""
+    flat = np.ascontiguousarray(ids).reshape(-1)
+    out = np.zeros(shape)
+    rows = out.reshape((shape[0], -1))
+    upstream = np.ascontiguousarray(g).reshape((flat.size, rows.shape[1]))
+    for i in range(flat.size):
+        rows[flat[i]] += upstream[i]
+    return out
+
+
 def softmax_cross_entropy(logits, onehot):
     """Mean over rows of -sum(onehot * log_softmax(logits)); log-sum-exp keeps it finite for huge logits."""
     n, c = logits.shape

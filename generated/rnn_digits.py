@@ -137,19 +137,27 @@ def elman_scan_backward(h_init, xs, Wxh, Whh, bh, tape, dh_final):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def rows_of(a):
+    """The leading axes of `a` flattened into rows, (..., c) -> (rows, c): a view when `a` is C-contiguous."""
+    return np.ascontiguousarray(a).reshape((-1, a.shape[-1]))
+
+
+@numba.njit(cache=True, error_model="numpy")
 def logsumexp_rows(a):
-    """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
-    n, c = a.shape
+    """log(sum(exp(a), axis=-1)) with the last axis kept as a 1 (a column (n, 1) of a matrix), stable for huge
+    entries."""
+    rows = rows_of(a)
+    n, c = rows.shape
     out = np.empty((n, 1))
     for i in range(n):
-        m = a[i, 0]
+        m = rows[i, 0]
         for j in range(1, c):
-            m = max(m, a[i, j])
+            m = max(m, rows[i, j])
         s = 0.0
         for j in range(c):
-            s += math.exp(a[i, j] - m)
+            s += math.exp(rows[i, j] - m)
         out[i, 0] = m + math.log(s)
-    return out
+    return out.reshape(a.shape[:-1] + (1,))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -160,14 +168,15 @@ def matmul(a, b):
 
 @numba.njit(cache=True, error_model="numpy")
 def softmax(logits):
-    """Row-wise softmax through the log-sum-exp, so exp never overflows."""
-    n, c = logits.shape
-    lse = logsumexp_rows(logits)
+    """Softmax along the last axis (each row), through the log-sum-exp, so exp never overflows."""
+    rows = rows_of(logits)
+    n, c = rows.shape
+    lse = logsumexp_rows(rows)
     out = np.empty((n, c))
     for i in range(n):
         for j in range(c):
-            out[i, j] = math.exp(logits[i, j] - lse[i, 0])
-    return out
+            out[i, j] = math.exp(rows[i, j] - lse[i, 0])
+    return out.reshape(logits.shape)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -205,6 +214,6 @@ def sum_last(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    logsumexp_rows, matmul, softmax = compiled_helpers("7e658c21679b2ddb", logsumexp_rows, matmul, softmax)
-    softmax_cross_entropy, sum_axis0 = compiled_helpers("7e658c21679b2ddb", softmax_cross_entropy, sum_axis0)
-    (sum_last,) = compiled_helpers("7e658c21679b2ddb", sum_last)
+    rows_of, logsumexp_rows, matmul = compiled_helpers("2170b0046b0dc30f", rows_of, logsumexp_rows, matmul)
+    softmax, softmax_cross_entropy = compiled_helpers("2170b0046b0dc30f", softmax, softmax_cross_entropy)
+    sum_axis0, sum_last = compiled_helpers("2170b0046b0dc30f", sum_axis0, sum_last)

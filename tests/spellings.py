@@ -24,6 +24,7 @@ class B:
     concatenate = staticmethod(bpgen.concatenate)
     stack = staticmethod(bpgen.stack)
     einsum = staticmethod(bpgen.einsum)
+    where = staticmethod(bpgen.where)
     sum = staticmethod(bpgen.sum)
     mean = staticmethod(bpgen.mean)
     max = staticmethod(bpgen.max)
@@ -83,6 +84,13 @@ def a_log_softmax(x, axis=-1):
     return x - a_logsumexp_kept(x, axis)
 
 
+def a_where(c, a, b):
+    """np.where with each side broadcast to the full shape first: autograd's own where does not sum a broadcast
+    side's gradient back to its shape."""
+    full = np.zeros(np.broadcast_shapes(np.shape(c), np.shape(a), np.shape(b)))  # added: autograd sums it back
+    return anp.where(c, a + full if np.ndim(a) else a, b + full if np.ndim(b) else b)
+
+
 class A:
     """autograd's spelling."""
 
@@ -95,6 +103,7 @@ class A:
     concatenate = staticmethod(anp.concatenate)
     stack = staticmethod(anp.stack)
     einsum = staticmethod(anp.einsum)
+    where = staticmethod(lambda c, a, b: a_where(c, a, b))
     sum = staticmethod(anp.sum)
     mean = staticmethod(anp.mean)
     min = staticmethod(anp.min)

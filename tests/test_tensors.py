@@ -74,7 +74,8 @@ CASES = [
     ("matmul_stack_vector", {"X": ("N", 3, 4), "v": (4,)}, {}, ["X", "v"], lambda m, X, v: X @ v),
     ("matmul_attention_scores", {"Q": (2, 2, 3, 4), "K": (2, 2, 3, 4)}, {}, ["Q", "K"],
      lambda m, Q, K: Q @ m.swapaxes(K, -1, -2) * 0.5),
-    ("einsum_batched", {"P": ("N", 3, 4), "Q": ("N", 4, 2)}, {}, ["P", "Q"], lambda m, P, Q: m.einsum("bij,bjk->bik", P, Q)),
+    ("einsum_batched", {"P": ("N", 3, 4), "Q": ("N", 4, 2)}, {}, ["P", "Q"],
+     lambda m, P, Q: m.einsum("bij,bjk->bik", P, Q)),
     ("einsum_scores", {"Q": (2, 2, 3, 4), "K": (2, 2, 5, 4)}, {}, ["Q", "K"],
      lambda m, Q, K: m.einsum("bhqd,bhkd->bhqk", Q, K)),
     ("einsum_matvec", {"W": (3, 4), "v": (4,)}, {}, ["W", "v"], lambda m, W, v: m.einsum("ij,j->i", W, v)),
@@ -102,6 +103,19 @@ CASES = [
     ("index_ellipsis_newaxis", {"X": ("N", 3, 4)}, {}, ["X"], lambda m, X: m.tanh(X[..., 1:3][:, None]) * 2.0),
     ("index_twice", {"X": (4, 6)}, {}, ["X"], lambda m, X: X[1:3][:, 2:5] * X[0:2, 0:3]),
     ("index_element", {"v": (5,), "W": (3, 4)}, {}, ["v", "W"], lambda m, v, W: v[0] * v[-1] * W + W[1, 2] * m.tanh(W)),
+    ("take_rows", {"E": (6, 3), "ids": ("N", 4, "int")}, {"ids": "ids"}, ["E"], lambda m, E, ids: m.tanh(E[ids])),
+    ("take_rows_repeated", {"E": (5,), "ids": (8, "int")}, {"ids": "ids"}, ["E"], lambda m, E, ids: E[ids] * E[ids]),
+    ("take_rows_of_expression", {"E": (6, 3), "W": (3, 2), "ids": ("N", "int")}, {"ids": "ids"}, ["E", "W"],
+     lambda m, E, W, ids: (E @ W)[ids]),
+    ("take_rows_sliced_ids", {"E": (6, 3), "ids": ("N", 4, "int")}, {"ids": "ids"}, ["E"],
+     lambda m, E, ids: E[ids[:, 1:3]] * 2.0),
+    ("where_mask", {"M": (3, 4, "bool"), "S": ("N", 3, 4)}, {"M": "mask"}, ["S"],
+     lambda m, M, S: m.where(M, m.tanh(S), -2.0 * S)),
+    ("where_compare", {"X": ("N", 3), "Y": ("N", 3)}, {}, ["X", "Y"], lambda m, X, Y: m.where(X > Y, X * Y, Y)),
+    ("where_broadcast", {"M": (4, "bool"), "X": ("N", 1), "Y": (4,)}, {"M": "mask"}, ["X", "Y"],
+     lambda m, M, X, Y: m.where(M, X, Y * Y)),
+    ("where_number", {"M": ("N", 4, "bool"), "X": ("N", 4)}, {"M": "mask"}, ["X"],
+     lambda m, M, X: m.softmax(m.where(M, X, -1e9))),
     ("concatenate", {"P": ("N", 2), "Q": ("N", 3)}, {}, ["P", "Q"],
      lambda m, P, Q: m.concatenate([P, m.tanh(Q), P * P], axis=1)),
     ("concatenate_rows", {"P": (2, 3), "Q": (4, 3)}, {}, ["Q"], lambda m, P, Q: m.concatenate([P, Q * Q], axis=0)),
@@ -209,7 +223,7 @@ BY_ID = {_values(c)[0]: _values(c) for c in CASES}
 
 
 def concrete(shape, n=N):
-    return tuple(n if not isinstance(d, int) else d for d in shape)
+    return tuple(n if not isinstance(d, int) else d for d in shape if d not in ("int", "bool"))
 
 
 def make_data(rng, shape, kind):
@@ -220,6 +234,10 @@ def make_data(rng, shape, kind):
     if kind == "simplex":
         out = rng.uniform(0.1, 1.0, size=shape)
         return out / out.sum(axis=-1, keepdims=True)
+    if kind == "ids":  # row indices of the cases' tables (4 rows or more), repeated ones among them
+        return rng.integers(0, 4, size=shape)
+    if kind == "mask":
+        return rng.uniform(size=shape) < 0.6
     if kind == "onehot":
         out = np.zeros(shape)
         out[np.arange(shape[0]), rng.integers(0, shape[1], size=shape[0])] = 1.0
@@ -321,7 +339,9 @@ def test_rule_against_finite_differences(case_id, way):
                                      "softmax_3d", "softmax_4d_axis1", "log_softmax_3d", "log_of_softmax_3d_axis0",
                                      "logsumexp_3d_axis0", "einsum_scores", "einsum_dot", "einsum_stack_weight",
                                      "einsum_summed_and_merged", "einsum_free_on_the_right", "add_3d_broadcast",
-                                     "mul_broadcast_both"])
+                                     "mul_broadcast_both", "take_rows", "take_rows_repeated",
+                                     "take_rows_of_expression", "take_rows_sliced_ids", "where_mask", "where_compare",
+                                     "where_broadcast", "where_number"])
 def test_jit_matches_python(case_id, numba_agrees):
     g_jit, arrays, wrt_idx, ref = setup_case(case_id, jit=True)
     assert "@numba.njit" in g_jit.source and "@numba.njit" not in bpgen.compile(g_jit, jit=False).source
@@ -1126,3 +1146,61 @@ def test_forward_mode_of_views_compiles_under_numba(case_id):
     assert_close(value, value_py)
     for got, want in zip(list(grads) + list(hv), list(grads_py) + list(hv_py)):
         assert_close(got, want)
+
+
+@pytest.fixture(scope="module")
+def embedding_jit():
+    """An embedding, mean-pooled, then a linear layer and cross-entropy: ids declared by the shapes' last entry."""
+
+    @bpgen.function(shapes={"E": (7, 3), "ids": ("N", "T", "int"), "W": (3, 4), "y": ("N",)})
+    def embedding_clf(E, ids, W, y):
+        return nn.cross_entropy(bpgen.mean(E[ids], axis=1) @ W, y)
+
+    return embedding_clf
+
+
+def test_integer_inputs_declare_either_way_and_get_no_gradient(embedding_jit, no_codegen):
+    assert [w.name for w in embedding_jit.wrt] == ["E", "W", "y"]  # not ids (y, the labels, gets none either)
+    ids = bpgen.Tensor("ids_dtype", ("N", "T"), dtype="int64")
+    assert ids.dtype == "int64" and ids.shape == bpgen.Tensor("ids_shape", ("N", "T", "int")).shape
+    E = bpgen.Tensor("E_dtype", (7, 3))
+    with pytest.raises(bpgen.BpgenError, match="wrt entry 'ids_dtype' holds int64 values, which have no gradient"):
+        bpgen.compile(bpgen.sum(E[ids]), inputs=[E, ids], wrt=[ids])
+    with pytest.raises(bpgen.BpgenError, match=r"an index array must be an input declared with an integer dtype"):
+        E[bpgen.Tensor("X_float", ("N",))]
+    with pytest.raises(bpgen.BpgenError, match="dtype is one of"):
+        bpgen.Tensor("bad_dtype", (3,), dtype="complex")
+    with pytest.raises(bpgen.BpgenError, match="a bool input is an array"):
+        bpgen.Tensor("bad_scalar", (), dtype="bool")
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_an_out_of_range_id_is_a_one_line_error_naming_the_input(embedding_jit, jit):
+    g = embedding_jit if jit else bpgen.compile(embedding_jit, jit=False)
+    rng = np.random.default_rng(0)
+    E, W, y = rng.normal(size=(7, 3)), rng.normal(size=(3, 4)), rng.integers(0, 4, size=5)
+    ids = rng.integers(0, 7, size=(5, 6))
+    assert np.isfinite(g.value_and_grad(E, ids, W, y)[0])
+    for bad in (7, -1):
+        wrong = ids.copy()
+        wrong[2, 3] = bad
+        with pytest.raises(ValueError, match=r"^embedding_clf: every entry of ids must be a row of E, from 0 to 6$"):
+            g.value_and_grad(E, wrong, W, y)
+    with pytest.raises(TypeError, match="ids must be an integer array of indices"):
+        g.value_and_grad(E, ids.astype(complex), W, y)
+
+
+def test_repeated_ids_accumulate_in_the_embeddings_gradient(embedding_jit):
+    E, W = np.ones((7, 3)), np.random.default_rng(1).normal(size=(3, 4))
+    ids = np.array([[2, 2, 2, 5]])
+    _, (dE, _, _) = embedding_jit.value_and_grad(E, ids, W, np.array([0]))
+    assert np.allclose(dE[2], 3 * dE[5]) and not dE[[0, 1, 3, 4, 6]].any()
+
+
+def test_a_mask_takes_booleans_only():
+    M, S = bpgen.Tensor("M_only", (3,), dtype="bool"), bpgen.Tensor("S_only", (3,))
+    g = bpgen.compile(bpgen.sum(bpgen.where(M, S, 0.0)), inputs=[M, S])
+    assert [w.name for w in g.wrt] == ["S_only"]
+    assert g.value_and_grad(np.array([True, False, True]), np.ones(3))[0] == 2.0
+    with pytest.raises(TypeError, match="M_only must be a boolean array"):
+        g.value_and_grad(np.ones(3), np.ones(3))

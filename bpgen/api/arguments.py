@@ -35,15 +35,14 @@ POINTS = sympy.Symbol("n")  # the length of the 1-d arrays of a batch call
 
 def numba_types(params: list[Parameter]) -> tuple:
     """The argument types the generated code is compiled for: float64 numbers, C-contiguous float64 arrays,
-    int64 vectors of class labels."""
+    int64 arrays of class labels and indices, boolean masks."""
     from numba import types
 
     def one(p: Parameter):
-        if p.kind == "labels":
-            return types.Array(types.int64, len(p.shape), "C")
         if not p.shape:
             return types.float64
-        return types.Array(types.float64, len(p.shape), "C")
+        element = {"int64": types.int64, "bool": types.boolean}.get(p.dtype, types.float64)
+        return types.Array(element, len(p.shape), "C")
 
     return tuple(one(p) for p in params)
 
@@ -96,19 +95,26 @@ def as_vector(where: str, name: str, value, size: int) -> np.ndarray:
 
 def as_array(where: str, p: Parameter, value, dims: dict) -> np.ndarray:
     """A tensor argument as the generated code takes it: a C-contiguous, aligned, writable float64 array
-    (int64 for class labels) of the declared rank and sizes. Integer arrays and floats of any width and byte
-    order are converted; booleans, complex numbers, objects and strings are refused."""
+    (int64 for class labels and indices, bool for a mask) of the declared rank and sizes. Integer arrays and
+    floats of any width and byte order are converted; booleans (but for a mask), complex numbers, objects and
+    strings are refused."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where}: {p.name} must be a NumPy array of shape {format_shape(p.shape)}, "
                         f"not {_describe(value)}")
     kind = value.dtype.kind
-    if p.kind == "labels":
+    if p.kind in ("labels", "index"):
+        what = "class labels" if p.kind == "labels" else "indices"
         if kind not in "iuf":
-            raise TypeError(f"{where}: {p.name} must be an integer array of class labels, not dtype {value.dtype}")
+            raise TypeError(f"{where}: {p.name} must be an integer array of {what}, not dtype {value.dtype}")
         if kind == "f" and not np.all(np.mod(value, 1.0) == 0.0):
-            raise ValueError(f"{where}: {p.name}: every label must be a whole number from 0 to the number of "
-                             "classes - 1")
+            rule = "every label must be a whole number from 0 to the number of classes - 1" if p.kind == "labels" \
+                else "every index must be a whole number"
+            raise ValueError(f"{where}: {p.name}: {rule}")
         target = np.int64
+    elif p.kind == "mask":
+        if kind != "b":
+            raise TypeError(f"{where}: {p.name} must be a boolean array (a mask), not dtype {value.dtype}")
+        target = np.bool_
     elif kind in "iuf":
         target = np.float64
     else:

@@ -169,7 +169,7 @@ def _given(fn, point: dict, dims: dict[str, int]) -> tuple[dict, dict[str, int]]
         if np.ndim(value) == 0:
             raise BpgenError(f"--at gives {p.name} a number, but {p.name} is a tensor of shape "
                              f"{format_shape(p.shape)}")
-        array = np.ascontiguousarray(value, dtype=np.int64 if p.kind == "labels" else np.float64)
+        array = np.ascontiguousarray(value, dtype=p.dtype)
         if array.ndim != len(p.shape):
             raise BpgenError(f"{describe(p)}: got an array of shape {array.shape}")
         for d, n in zip(p.shape, array.shape):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import BpgenError
-from ..ir.graph import schedule
+from ..ir.graph import schedule, viewed
 from ..ir.ops import Op
 from ..ir.shapes import format_shape
 
@@ -27,9 +27,16 @@ DEFAULT_DIM = 5  # a symbolic size the user did not set
 class Parameter:
     name: str  # as in the generated code
     shape: tuple  # ints and SymPy symbols; () for a number
-    kind: str  # "real", "labels" (integers 0..classes-1) or "distribution" (rows summing to 1, as targets usually are)
-    classes: int | str | None = None  # for labels and distributions: the number of classes (maybe symbolic)
+    # "real"; "labels" (integers 0..classes-1); "distribution" (rows summing to 1, as targets usually are);
+    # "index" (integers 0..classes-1 picking rows of a table, classes its rows); "mask" (booleans)
+    kind: str
+    classes: int | str | None = None  # for labels, indices and distributions: the number of classes or rows
     differentiable: bool = True
+
+    @property
+    def dtype(self) -> str:
+        """The NumPy dtype the generated code takes for this parameter."""
+        return "int64" if self.kind in ("labels", "index") else "bool" if self.kind == "mask" else "float64"
 
     def concrete_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
         return tuple(concrete_dim(d, dims) for d in self.shape)
@@ -38,8 +45,10 @@ class Parameter:
         """A random value for the parameter: a float, or an array of its shape and kind (a gradient check's point,
         a picture's inputs)."""
         shape = self.concrete_shape(dims)
-        if self.kind == "labels":
+        if self.kind in ("labels", "index"):
             return rng.integers(0, concrete_dim(self.classes, dims), size=shape)
+        if self.kind == "mask":
+            return rng.uniform(size=shape) < 0.7
         if self.kind == "distribution":
             rows = rng.uniform(0.1, 1.0, size=shape)
             return rows / rows.sum(axis=-1, keepdims=True)
@@ -63,10 +72,18 @@ def parameters(fn: Artifact) -> list[Parameter]:
             kinds[node.args[1].id] = ("labels", node.args[0].shape[1])
         elif node.op == Op.SOFTMAX_CE:
             kinds.setdefault(node.args[1].id, ("distribution", node.args[0].shape[1]))
+        elif node.op == Op.TAKE_ROWS:  # the fewest rows of the tables its ids pick from
+            ids = viewed(node.args[1]).id
+            rows = node.args[0].shape[0]
+            if ids not in kinds or isinstance(rows, int) and isinstance(kinds[ids][1], int) and rows < kinds[ids][1]:
+                kinds[ids] = ("index", rows)
     result = []
     for name, tensor in zip(fn.params, declaration.inputs):
-        kind, classes = kinds.get(tensor.node.id, ("real", None))
-        result.append(Parameter(name, tensor.shape, kind, classes, differentiable=kind != "labels"))
+        dtype = tensor.dtype
+        default = ("mask", None) if dtype == "bool" else ("index", DEFAULT_DIM) if dtype == "int64" else ("real", None)
+        kind, classes = kinds.get(tensor.node.id, default)
+        result.append(Parameter(name, tensor.shape, kind, classes, differentiable=dtype == "float64"
+                                and kind != "labels"))
     return result
 
 

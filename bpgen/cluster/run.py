@@ -86,7 +86,7 @@ def _chunk_module(g, batch: tuple):
     artifact = generate(g.declaration, ("chunk",), g.backend, g.jit, batch=list(batch))
     chunk = artifact.declaration
     digest = hashlib.sha1(artifact.source.encode()).hexdigest()[:16]
-    kinds = tuple("labels" if p.kind == "labels" else "array" if p.shape else "number" for p in parameters(artifact))
+    kinds = tuple(p.dtype if p.shape else "number" for p in parameters(artifact))
     return artifact.source, f"_bpgen_{chunk.name}_{digest}", kinds
 
 
@@ -106,8 +106,9 @@ def _check_dask_array(where: str, p: Parameter, a) -> None:
     """A Dask argument's dtype and rank as the in-memory call would take them: real numbers (whole numbers for
     class labels) of the declared rank and fixed sizes, or a one-line error naming the parameter."""
     kind = a.dtype.kind
-    if kind not in ("iu" if p.kind == "labels" else "iuf"):
-        wanted = "an integer array of class labels" if p.kind == "labels" else "a float array"
+    accepted, wanted = {"int64": ("iu", "an integer array of class labels or indices"),
+                        "bool": ("b", "a boolean array")}.get(p.dtype, ("iuf", "a float array"))
+    if kind not in accepted:
         raise TypeError(f"{where}: {p.name} must be {wanted}, not dtype {a.dtype}")
     if a.ndim != len(p.shape) or any(isinstance(want, int) and got != want for want, got in zip(p.shape, a.shape)):
         raise ValueError(f"{where}: {p.name} must have shape {format_shape(p.shape)}, not {a.shape}")

@@ -89,16 +89,11 @@ def _alive(pid: int) -> bool:
 
 def run_chunk(source: str, name: str, root: str, function: str, kinds: tuple, *args):
     """`function` of the chunk module on one chunk; arrays as the generated code takes them (C-contiguous
-    float64, int64 class labels)."""
+    float64, int64 class labels and indices, bool masks)."""
     module = load(source, name, root)
     converted = []
-    for kind, value in zip(kinds, args):
-        if kind == "labels":
-            converted.append(np.ascontiguousarray(value, dtype=np.int64))
-        elif kind == "array":
-            converted.append(np.ascontiguousarray(value, dtype=np.float64))
-        else:
-            converted.append(float(value))
+    for kind, value in zip(kinds, args):  # "number", or the dtype of an array
+        converted.append(float(value) if kind == "number" else np.ascontiguousarray(value, dtype=kind))
     return getattr(module, function)(*converted)
 
 

@@ -128,7 +128,7 @@ def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> Declaration:
     for n in schedule([node]):
         if n.op == Op.INPUT and n.id not in known:
             raise BpgenError(f"tensor {n.attrs[1][1]!r} is used by the output but is not among the inputs")
-    wrt = inputs if wrt is None else _check_tensor_wrt(inputs, wrt)
+    wrt = tuple(t for t in inputs if t.dtype == "float64") if wrt is None else _check_tensor_wrt(inputs, wrt)
     return Declaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints))
 
 
@@ -142,6 +142,9 @@ def _check_tensor_wrt(inputs, wrt) -> tuple:
             raise BpgenError(f"wrt entry {getattr(w, 'name', w)!r} is not one of the inputs")
     if len({w.node.id for w in wrt}) != len(wrt):
         raise BpgenError("wrt lists an input twice")
+    for w in wrt:
+        if w.dtype != "float64":
+            raise BpgenError(f"wrt entry {w.name!r} holds {w.dtype} values, which have no gradient")
     return wrt
 
 

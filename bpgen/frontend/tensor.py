@@ -11,7 +11,7 @@ from __future__ import annotations
 import sympy
 
 from ..errors import BpgenError
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph, Node, viewed
 from ..ir.ops import Op
 from ..ir.shapes import ShapeError, check_dim, format_shape, normalize_axis, permutation, same_size
 from ..ir.shapes import broadcast as broadcast_shape
@@ -31,23 +31,58 @@ def _dim(d):
     return check_dim(d)
 
 
+# the dtypes an input may declare, by the names people write -> the one bpgen uses
+DTYPES = {"float64": "float64", "float": "float64", "int64": "int64", "int": "int64", "bool": "bool"}
+
+
+def _dtype(name: str, dtype) -> str:
+    key = getattr(dtype, "__name__", dtype) if not isinstance(dtype, str) else dtype
+    if str(key) not in DTYPES:
+        raise BpgenError(f"tensor {name!r}: dtype is one of {', '.join(DTYPES)}, not {dtype!r}")
+    return DTYPES[str(key)]
+
+
+def dtype_of(node: Node) -> str:
+    """The dtype of a value: an input's declared one, through the views that keep it (x[1:], x.T); bool for a
+    comparison of arrays; float64 for anything computed."""
+    node = viewed(node)
+    if node.op == Op.INPUT and isinstance(node.attrs[1], tuple) and node.attrs[1][0] == "tensor":
+        return node.attrs[1][3]
+    if node.op in (Op.LT, Op.LE, Op.GT, Op.GE, Op.EQ, Op.NE, Op.AND, Op.OR, Op.NOT) and node.shape:
+        return "bool"
+    return "float64"
+
+
 class Tensor:
     """A tensor input, `Tensor("X", (N, 784))`, or an expression over tensors.
 
     Shape entries are ints or SymPy symbols (strings become symbols): one
-    compiled module then serves every size of that dimension.
+    compiled module then serves every size of that dimension. An input holds
+    float64 numbers unless it declares `dtype="int64"` (indices, as in an
+    embedding's `E[ids]`) or `dtype="bool"` (a mask for `bpgen.where`); the
+    shape may name it last instead: `("N", "T", "int")`.
     """
 
     __array_priority__ = 1000  # NumPy scalars on the left defer to our operators
 
-    def __init__(self, name: str, shape: tuple = ()):
+    def __init__(self, name: str, shape: tuple = (), dtype: str = "float64"):
         if not isinstance(name, str) or not name:
             raise BpgenError(f"a tensor needs a name (a non-empty string), not {name!r}")
         if isinstance(shape, (int, sympy.Symbol, str)):
             shape = (shape,)
+        shape = tuple(shape)
+        if shape and isinstance(shape[-1], str) and shape[-1] in DTYPES:  # ("N", "T", "int")
+            shape, dtype = shape[:-1], shape[-1]
+        dtype = _dtype(name, dtype)
         shape = tuple(_dim(d) for d in shape)
-        self.node = GRAPH.input(-1, ("tensor", name, shape), shape)
+        if dtype != "float64" and not shape:
+            raise BpgenError(f"tensor {name!r}: a {dtype} input is an array (indices or a mask), not a number")
+        self.node = GRAPH.input(-1, ("tensor", name, shape, dtype), shape)
         self.name = name
+
+    @property
+    def dtype(self) -> str:
+        return dtype_of(self.node)
 
     @classmethod
     def _wrap(cls, node: Node) -> Tensor:
@@ -243,6 +278,8 @@ def index(t: Tensor, key) -> Tensor:
     """t[key]: each axis's range as a slice of that axis (its gradient: the upstream one in zeros), then a reshape
     that drops the axes an int took and adds those None asks for."""
     _check_tensor(t, "index")
+    if isinstance(key, Tensor):
+        return take(t, key)
     key = key if isinstance(key, tuple) else (key,)
     where = f"{t.describe()}[{', '.join(_key_text(k) for k in key)}]"
     if len([k for k in key if k is Ellipsis]) > 1:
@@ -283,6 +320,38 @@ def index(t: Tensor, key) -> Tensor:
             raise ShapeError(f"{where}: an index is an int, a slice, ... or None, not {type(k).__name__} {k!r}")
         axis += 1
     return Tensor._wrap(ALGEBRA.reshape(node, tuple(shape)))
+
+
+def take(table: Tensor, ids: Tensor) -> Tensor:
+    """table[ids]: the rows of `table` that the integer array `ids` names (an embedding lookup), of shape
+    ids.shape + table.shape[1:]. Its gradient adds each upstream row into the row it came from, so repeated ids
+    accumulate; the generated code checks every id against the number of rows."""
+    where = f"{table.describe()}[{ids.describe()}]"
+    if ids.dtype != "int64":
+        raise BpgenError(f"{where}: an index array must be an input declared with an integer dtype "
+                         f"(bpgen.Tensor(name, shape, dtype='int64') or shapes={{name: (..., 'int')}}), not "
+                         f"{ids.dtype}")
+    if not table.shape:
+        raise ShapeError(f"{where}: a number has no rows to take")
+    return Tensor._wrap(ALGEBRA.make(Op.TAKE_ROWS, (table.node, ids.node)))
+
+
+def where(condition, a, b) -> Tensor:
+    """numpy.where: `a` where `condition` holds, else `b`, all three broadcast together. The condition is a
+    boolean input (dtype="bool", a causal mask) or a comparison (x > 0); `a` and `b` are tensors or numbers. The
+    gradient goes to the chosen side."""
+    if not isinstance(condition, Tensor) or condition.dtype != "bool":
+        raise BpgenError("bpgen.where takes a boolean condition first: an input declared with dtype='bool' or a "
+                         f"comparison such as x > 0, not {_describe(condition)}")
+    cond, x, y = condition.node, as_node(a), as_node(b)
+    try:
+        shape = broadcast_shape([cond.shape, x.shape, y.shape])
+    except ShapeError:
+        raise ShapeError(f"bpgen.where: the condition {condition.describe()}, {_describe(a)} and {_describe(b)} "
+                         "do not broadcast") from None
+    # each array at the full shape (a view), numbers as they are: np.where under Numba takes no other mix
+    cond, x, y = (n if not n.shape and n is not cond else ALGEBRA.broadcast_to(n, shape) for n in (cond, x, y))
+    return Tensor._wrap(ALGEBRA.select(cond, x, y))
 
 
 def _entry(where: str, axis: int, k: int, size) -> int:

@@ -132,3 +132,11 @@ def rebuild(outputs: Iterable[Node], mapping: dict[int, Node], make) -> dict[int
 def format_program(nodes: Iterable[Node]) -> str:
     """A debugging dump, one node per line."""
     return "\n".join(repr(n) for n in nodes)
+
+
+def viewed(node: Node) -> Node:
+    """What `node` is a view of (x for x[1:], x.T or x.reshape(...)), or `node` itself: an input's dtype and
+    the checks of its values carry through these."""
+    while node.op in (Op.SLICE_AXIS, Op.RESHAPE, Op.TRANSPOSE, Op.PERMUTE, Op.BROADCAST_TO):
+        node = node.args[0]
+    return node

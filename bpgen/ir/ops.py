@@ -67,6 +67,8 @@ class Op(StrEnum):
     AT_INDEX = "at_index"
     EMBED_AXIS = "embed_axis"
     CONCAT = "concat"
+    TAKE_ROWS = "take_rows"  # table[ids]: rows picked by an integer array (an embedding lookup)
+    ADD_ROWS = "add_rows"  # its gradient: zeros of the table's shape, each upstream row added at its id
     RESHAPE = "reshape"
     SUM = "sum"
     MAX_ALL = "max_all"

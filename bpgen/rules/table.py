@@ -423,6 +423,14 @@ _TENSOR_RULES = [
             lambda A, args, out, g: [A.slice_axis(g, out.attrs[0], out.attrs[1],
                                                   out.attrs[1] + args[0].shape[out.attrs[0]])],
             _linear_jvp(lambda A, t, out: A.embed_axis(t, *out.attrs))),
+    # rows picked by integer ids (an embedding lookup): the gradient adds each upstream row at its id, so
+    # repeated ids accumulate; the ids get none
+    _tensor(Op.TAKE_ROWS, lambda args, attrs: args[1].shape + args[0].shape[1:],
+            lambda A, args, out, g: [A.make(Op.ADD_ROWS, (args[1], g), (args[0].shape,)), None],
+            lambda A, args, out, t: [None if t[0] is None else A.make(Op.TAKE_ROWS, (t[0], args[1])), None]),
+    _tensor(Op.ADD_ROWS, lambda args, attrs: attrs[0],
+            lambda A, args, out, g: [None, A.make(Op.TAKE_ROWS, (g, args[0]))],
+            lambda A, args, out, t: [None, None if t[1] is None else A.make(Op.ADD_ROWS, (args[0], t[1]), out.attrs)]),
     # arrays joined along an axis: each one's gradient is its range of the upstream one
     _tensor(Op.CONCAT, _concatenated_shape, _concat_vjp, _concat_jvp),
     _tensor(Op.RESHAPE, lambda args, attrs: attrs[0], lambda A, args, out, g: [A.reshape(g, args[0].shape)],

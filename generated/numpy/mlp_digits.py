@@ -71,13 +71,13 @@ def check_arguments(X, Y, W1, b1, W2, b2):
 
 
 def logsumexp_rows(a):
-    """log(sum(exp(a), axis=1)) as a column (n, 1), stable for huge entries."""
-    m = a.max(axis=1, keepdims=True)
-    return m + np.log(np.exp(a - m).sum(axis=1, keepdims=True))
+    """log(sum(exp(a), axis=-1)) with the last axis kept as a 1, stable for huge entries."""
+    m = a.max(axis=-1, keepdims=True)
+    return m + np.log(np.exp(a - m).sum(axis=-1, keepdims=True))
 
 
 def softmax(logits):
-    """Row-wise softmax through the log-sum-exp, so exp never overflows."""
+    """Softmax along the last axis, through the log-sum-exp, so exp never overflows."""
     return np.exp(logits - logsumexp_rows(logits))
 
 

@@ -36,6 +36,23 @@ def class_index(label, c):
     return k
 
 
+def flat_transpose_matmul(a, g):
+    """The sum over the batch axes of a[i].T @ g[i]: a's rows and g's flattened into one product."""
+    return a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+
+
+def take_rows(table, ids):
+    """table[ids]: the rows an integer array names."""
+    return table[ids]
+
+
+def add_rows(ids, g, shape):
+    """Zeros of a table's `shape`, each row of g added at its id (np.add.at: a repeated id accumulates)."""
+    out = np.zeros(shape)
+    np.add.at(out, ids, g)
+    return out
+
+
 def logsumexp_rows(a):
     """log(sum(exp(a), axis=-1)) with the last axis kept as a 1, stable for huge entries."""
     m = a.max(axis=-1, keepdims=True)

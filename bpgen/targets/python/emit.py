@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...frontend.declaration import Declaration
-from ...ir.graph import Node
+from ...ir.graph import Node, schedule, viewed
 from ...ir.ops import Op
 from ...ir.shapes import format_shape
 from ...program.build import all_nodes
 from ...program.program import Lowered, Program, Reverse, SecondOrderProgram, Tangent, VectorProgram
 from ...rules.algebra import Algebra
 from ...transforms.reverse import Backward
-from .guards import assumption_guards, guard_lines, shape_guards
+from .guards import assumption_guards, guard_lines, index_guards, shape_guards
 from .loops import name_loops, step_functions
 from .naming import assign_names
 from .printer import (
@@ -145,7 +145,16 @@ def _input_checks(declaration: Declaration, low: Lowered, names: dict[int, str],
     if not declaration.is_tensor:
         return assumption_guards(declaration.name, declaration.inputs, [names[n.id] for n in low.inputs])
     sources = {d: (names[node.id], axis) for d, (node, axis) in low.dim_sources.items()}
-    return shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
+    guards = shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
+    outputs = low.output if isinstance(low.output, list) else [low.output]
+    lookups = []  # (ids, the table's name, its number of rows) for each lookup of rows by an input's ids
+    for node in schedule(outputs):
+        ids = viewed(node.args[1]) if node.op == Op.TAKE_ROWS else None
+        if ids is not None and ids.id in names and ids.op == Op.INPUT:
+            table, rows = node.args[0], node.args[0].shape[0]
+            lookups.append((names[ids.id], names.get(table.id, "its table"), rows if isinstance(rows, int) else
+                            dims[rows]))
+    return guards + index_guards(declaration.name, lookups)
 
 
 def _check(declaration: Declaration, params: list[str], checks: list, dim_lines: list[str], target: Target,

@@ -77,6 +77,17 @@ def shape_guards(function: str, inputs: list[tuple[str, tuple]], dims: dict[symp
     return guards
 
 
+def index_guards(function: str, lookups: list[tuple[str, str, object]]) -> list[Guard]:
+    """A check per lookup `table[ids]` of an input's ids that each is a row of the table: out of range, compiled
+    code would read stray memory. lookups: (ids, table, its rows: an int or the variable holding it)."""
+    guards = []
+    for ids, table, rows in dict.fromkeys(lookups):
+        last = rows - 1 if isinstance(rows, int) else f"{rows} - 1"
+        guards.append(Guard(f"{ids}.size == 0 or ({ids}.min() >= 0 and {ids}.max() < {rows})",
+                            f"{function}: every entry of {ids} must be a row of {table}, from 0 to {last}"))
+    return guards
+
+
 def string_literal(text: str) -> str:
     """A string literal in double quotes, as the formatter writes them."""
     quoted = repr(text)

@@ -194,6 +194,16 @@ class AtIndex(Syntax):
 
 
 @dataclass(frozen=True)
+class AddRows(Syntax):
+    """`add_rows(ids, g, (V, d))`: zeros of the table's shape, each row of g added at its id (an embedding's
+    gradient)."""
+
+    def render(self, node, arg):
+        ids, g = node.args
+        return f"add_rows({arg(ids, COND)}, {arg(g, COND)}, {arg.shape_text(node.attrs[0])})"
+
+
+@dataclass(frozen=True)
 class EmbedAxis(Syntax):
     """`np.concatenate((np.zeros((N, 2)), g, np.zeros((N, 3))), axis=1)`: `g` in zeros along one axis (a slice's
     gradient)."""
@@ -404,6 +414,8 @@ BASE: dict[str, Printing] = {
     Op.AT_INDEX: Printing(AtIndex(), helper="at_index"),
     Op.EMBED_AXIS: Printing(EmbedAxis()),
     Op.CONCAT: Printing(Concatenate()),
+    Op.TAKE_ROWS: _tensor_helper("take_rows"),
+    Op.ADD_ROWS: Printing(AddRows(), helper="add_rows"),
     Op.RESHAPE: Printing(Reshape(STRIDED_OPS)),
     Op.SUM: Printing(Reduction("sum")),
     Op.MAX_ALL: Printing(Method(".max()")),
