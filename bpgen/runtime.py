@@ -252,6 +252,16 @@ def same_shape(a, b):
     return True
 
 
+def spread_axis(g, axis, start, step, size):
+    """Zeros of g's shape but `size` along `axis`, holding g's entries from `start` on, `step` apart: the
+    gradient of x[start::step] along that axis."""
+    moved = np.ascontiguousarray(np.moveaxis(g, axis, 0))
+    out = np.zeros((size,) + moved.shape[1:])
+    for i in range(moved.shape[0]):
+        out[start + step * i] = moved[i]
+    return np.ascontiguousarray(np.moveaxis(out, 0, axis))
+
+
 def at_index(index, shape, value):
     """Zeros of `shape` holding `value` at `index` (a tuple of ints): the gradient of one entry, x[i, j]."""
     out = np.zeros(shape)

@@ -170,7 +170,8 @@ class Tensor:
         return Tensor._wrap(ALGEBRA.transpose(self.node))
 
     def __getitem__(self, key) -> Tensor:
-        """NumPy's basic indexing: ints (negative ones too), slices with step 1, `...` and None (a new axis).
+        """NumPy's basic indexing: ints (negative ones too), slices (with steps, negative ones too), `...` and
+        None (a new axis); and an integer array input as the index picks rows (`E[ids]`, an embedding lookup).
         An int or a partial slice needs a concrete axis; a symbolic one (N) takes `:` only."""
         return index(self, key)
 
@@ -310,11 +311,13 @@ def index(t: Tensor, key) -> Tensor:
             else:
                 _entry(where, axis, 0, size)  # a concrete axis
                 start, stop, step = k.indices(size)
-                if step != 1:
-                    raise ShapeError(f"{where}: a slice's step must be 1, not {step}")
-                if stop <= start:
+                count = len(range(start, stop, step))
+                if not count:
                     raise ShapeError(f"{where}: the slice of axis {axis} is empty")
-                shape.append(stop - start)
+                shape.append(count)
+                node = ALGEBRA.stride_axis(node, axis, start, step, count)
+                axis += 1
+                continue
             node = ALGEBRA.slice_axis(node, axis, start, stop)
         else:
             raise ShapeError(f"{where}: an index is an int, a slice, ... or None, not {type(k).__name__} {k!r}")

@@ -63,6 +63,8 @@ class Op(StrEnum):
     TRANSPOSE = "transpose"
     PERMUTE = "permute"
     SLICE_AXIS = "slice_axis"
+    STRIDE_AXIS = "stride_axis"  # every step-th entry of one axis, x[::2] or x[::-1] (a view)
+    SPREAD_AXIS = "spread_axis"  # its gradient: zeros holding each entry of g at its place, step apart
     ELEMENT = "element"
     AT_INDEX = "at_index"
     EMBED_AXIS = "embed_axis"

@@ -70,7 +70,9 @@ class Algebra:
         folded = self._fold(op, args, attrs)
         if folded is not None:
             return folded
-        if op == Op.LOG and len(args) == 1 and args[0].id not in self.keep:
+        # a named sigmoid or softmax keeps its line, but its log is still taken in the stable form, from its
+        # argument: log(p) of p = sigmoid(z) at z = -800 is -800, not log(0.0)
+        if op == Op.LOG and len(args) == 1 and (args[0].id not in self.keep or args[0].op in (Op.SIGMOID, Op.SOFTMAX)):
             stable = self._stable_log(args[0])
             if stable is not None:
                 return stable
@@ -100,7 +102,7 @@ class Algebra:
         while inner.op in (Op.RESHAPE, Op.TRANSPOSE, Op.PERMUTE) and inner.id not in self.keep:
             views.append(inner)
             inner = inner.args[0]
-        if inner.op == Op.SOFTMAX and inner.id not in self.keep:
+        if inner.op == Op.SOFTMAX and (inner is a or inner.id not in self.keep):
             out = self.make(Op.LOG_SOFTMAX, inner.args)
             for view in reversed(views):
                 if view.op == Op.RESHAPE:
@@ -287,6 +289,18 @@ class Algebra:
         if start == 0 and stop == a.shape[axis]:
             return a
         return self.make(Op.SLICE_AXIS, (a,), (axis, start, stop))
+
+    def stride_axis(self, a: Node, axis: int, start: int, step: int, count: int) -> Node:
+        """`count` entries of `a` along `axis`, from `start` on, `step` apart (a negative step runs backwards)."""
+        if step == 1:
+            return self.slice_axis(a, axis, start, start + count)
+        return self.make(Op.STRIDE_AXIS, (a,), (axis, start, step, count))
+
+    def spread_axis(self, g: Node, axis: int, start: int, step: int, size: int) -> Node:
+        """Zeros of g's shape but `size` along `axis`, holding g's entries from `start` on, `step` apart."""
+        if step == 1:
+            return self.embed_axis(g, axis, start, size)
+        return self.make(Op.SPREAD_AXIS, (g,), (axis, start, step, size))
 
     def element(self, a: Node, index: tuple[int, ...]) -> Node:
         """The entry of `a` at `index` (one int per axis, normalized)."""

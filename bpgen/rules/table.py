@@ -345,6 +345,10 @@ def _sliced_shape(args, attrs):
     return shape[:axis] + (stop - start,) + shape[axis + 1:]
 
 
+def _resized(shape: tuple, axis: int, size) -> tuple:
+    return shape[:axis] + (size,) + shape[axis + 1:]
+
+
 def _embedded_shape(args, attrs):
     axis, _, size = attrs
     shape = args[0].shape
@@ -414,6 +418,13 @@ _TENSOR_RULES = [
     _tensor(Op.SLICE_AXIS, _sliced_shape,
             lambda A, args, out, g: [A.embed_axis(g, out.attrs[0], out.attrs[1], args[0].shape[out.attrs[0]])],
             _linear_jvp(lambda A, t, out: A.slice_axis(t, *out.attrs))),
+    # every step-th entry of an axis, x[::2]: its gradient is the upstream one spread back into zeros
+    _tensor(Op.STRIDE_AXIS, lambda args, attrs: _resized(args[0].shape, attrs[0], attrs[3]),
+            lambda A, args, out, g: [A.spread_axis(g, *out.attrs[:3], args[0].shape[out.attrs[0]])],
+            _linear_jvp(lambda A, t, out: A.stride_axis(t, *out.attrs))),
+    _tensor(Op.SPREAD_AXIS, lambda args, attrs: _resized(args[0].shape, attrs[0], attrs[3]),
+            lambda A, args, out, g: [A.stride_axis(g, *out.attrs[:3], args[0].shape[out.attrs[0]])],
+            _linear_jvp(lambda A, t, out: A.spread_axis(t, *out.attrs))),
     # one entry, x[i, j]: its gradient is the upstream number at that place in zeros
     _tensor(Op.ELEMENT, _scalar, lambda A, args, out, g: [A.at_index(g, out.attrs[0], args[0].shape)],
             _linear_jvp(lambda A, t, out: A.element(t, out.attrs[0]))),

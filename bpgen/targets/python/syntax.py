@@ -174,6 +174,18 @@ class SliceAxis(Syntax):
 
 
 @dataclass(frozen=True)
+class StrideAxis(Syntax):
+    """`x[:, 1::2]` or `x[::-1]`: every step-th entry of one axis (a view)."""
+
+    def render(self, node, arg):
+        (a,) = node.args
+        axis, start, step, count = node.attrs
+        stop = start + step * count
+        end = "" if stop < 0 or stop > a.shape[axis] else str(stop)  # past either end: to the end
+        return f"{arg(a, ATOM)}[{':, ' * axis}{start}:{end}:{step}]"
+
+
+@dataclass(frozen=True)
 class Element(Syntax):
     """`x[1, 2]`: one entry, a number."""
 
@@ -359,7 +371,8 @@ def _tensor_helper(name: str, syntax: type = Call) -> Printing:
 
 # ops whose results may be strided views of other arrays (all others make new C-order arrays); an adjoint or a
 # tangent variable may hold one (the tangent of a slice is a slice)
-STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TANGENT, Op.TRANSPOSE, Op.PERMUTE, Op.SLICE_AXIS, Op.BROADCAST_TO})
+STRIDED_OPS = frozenset({Op.INPUT, Op.ADJ, Op.TANGENT, Op.TRANSPOSE, Op.PERMUTE, Op.SLICE_AXIS, Op.STRIDE_AXIS,
+                         Op.BROADCAST_TO})
 
 BASE: dict[str, Printing] = {
     Op.ADD: Printing(Infix("+", ADD)),
@@ -410,6 +423,8 @@ BASE: dict[str, Printing] = {
     Op.TRANSPOSE: Printing(Method(".T")),
     Op.PERMUTE: Printing(Permute()),
     Op.SLICE_AXIS: Printing(SliceAxis()),
+    Op.STRIDE_AXIS: Printing(StrideAxis()),
+    Op.SPREAD_AXIS: _tensor_helper("spread_axis", AttrCall),
     Op.ELEMENT: Printing(Element()),
     Op.AT_INDEX: Printing(AtIndex(), helper="at_index"),
     Op.EMBED_AXIS: Printing(EmbedAxis()),
