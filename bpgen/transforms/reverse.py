@@ -32,6 +32,7 @@ class Contribution:
     first: bool  # `=` rather than `+=`
     folded: bool = False  # a constant the adjoint became (a scalar's only contribution): no line computes it
     seeded: bool = False  # the seed of an output that also feeds another (a vector of outputs): `dy += dy_1`
+    joined: tuple[Node, ...] = ()  # the slices whose gradients this one joins (one concatenate for all of them)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
     parts = scan_parts(forward)
     for node in reversed(forward):
         if node.id in received:
+            _join_slices(A, received[node.id], steps, folded)
             seed_of_node = adjoint.get(node.id) if seeds is not None else None
             adjoint[node.id] = _settle(node, received[node.id], steps, folded, node.id in named or seed_of_node is
                                        not None)
@@ -161,6 +163,34 @@ def _times(A: Algebra, partial: Node, upstream: Node, scheduled: set[int]) -> No
 def _power_of_two(c: float) -> bool:
     """Multiplying by c is exact (short of overflow and underflow)."""
     return c != 0.0 and math.isfinite(c) and math.frexp(abs(c))[0] == 0.5
+
+
+def _join_slices(A: Algebra, indices: list[int], steps: list[Contribution], folded: set[int]) -> None:
+    """An array read only through slices of one axis (the gates of an LSTM, q, k and v of attention) gets each
+    slice's gradient in zeros, to be added up: instead, one line at the last of them joins them, with zeros for
+    what no slice reads. The others are folded into it."""
+    terms = [steps[i].term for i in indices]
+    if len(terms) < 2 or any(t.op != Op.EMBED_AXIS or t.attrs[0] != terms[0].attrs[0] or t.attrs[2] !=
+                             terms[0].attrs[2] for t in terms):
+        return
+    axis, _, size = terms[0].attrs
+    pieces = sorted(((t.attrs[1], t.args[0]) for t in terms), key=lambda p: p[0])
+    parts, at = [], 0
+    for start, piece in pieces:
+        if start < at:
+            return  # overlapping slices: their gradients add up after all
+        if start > at:
+            shape = piece.shape[:axis] + (start - at,) + piece.shape[axis + 1:]
+            parts.append(A.fill(A.const(0.0), shape))
+        parts.append(piece)
+        at = start + piece.shape[axis]
+    if at < size:
+        parts.append(A.fill(A.const(0.0), pieces[-1][1].shape[:axis] + (size - at,) + pieces[-1][1].shape[axis + 1:]))
+    last = indices[-1]
+    folded.update(indices[:-1])
+    in_order = sorted(indices, key=lambda i: steps[i].term.attrs[1])
+    steps[last] = replace(steps[last], term=A.concat(parts, axis), partial=None, first=True,
+                          joined=tuple(steps[i].source for i in in_order))
 
 
 def _settle(node: Node, indices: list[int], steps: list[Contribution], folded: set[int], named: bool) -> Node:

@@ -41,6 +41,15 @@ def flat_transpose_matmul(a, g):
     return a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
 
 
+def spread_axis(g, axis, start, step, size):
+    """Zeros of g's shape but `size` along `axis`, holding g's entries from `start` on, `step` apart."""
+    shape = list(g.shape)
+    shape[axis] = size
+    out = np.zeros(shape)
+    out[(slice(None),) * axis + (start + step * np.arange(g.shape[axis]),)] = g
+    return out
+
+
 def take_rows(table, ids):
     """table[ids]: the rows an integer array names."""
     return table[ids]

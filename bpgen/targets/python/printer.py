@@ -133,9 +133,14 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
             rhs = expr.product(step.partial, step.upstream)  # staged: (local) * upstream
         else:
             rhs = expr(step.term, ADD + 1 if step.target.is_tensor and not step.first else COND)
+        if step.seeded:
+            comment = "# its seed, as an output"
+        elif step.joined:
+            comment = f"# {', '.join(names[s.id] for s in step.joined)}: slices of {names[step.target.id]}"
+        else:
+            comment = f"# {defined[step.source.id].code}"
         program.backward.append(Statement(names[step.adjoint.id], rhs, step.target, accumulate=not step.first,
-                                          comment="# its seed, as an output" if step.seeded
-                                          else f"# {defined[step.source.id].code}", step=step))
+                                          comment=comment, step=step))
     fresh = FreshReturns(steps)
     program.value = expr(output)
     program.returned_value = fresh.text(output, expr)

@@ -1,0 +1,343 @@
+"""Layers of today's networks, bpgen beside PyTorch and JAX: a transformer encoder layer and an LSTM layer.
+
+Each system computes the same loss, sum(layer(x) * R), and the gradient of every parameter and of x, in
+float64 (bpgen's type), with the same weights; the bpgen gradients are checked against PyTorch's before
+anything is timed. One thread for everyone (BLAS, PyTorch, XLA). Two tables:
+
+- call time: the median of interleaved rounds, each system in turn, with ratios to the fastest of
+  PyTorch (eager, and torch.compile when it works here) and JAX (jit of value_and_grad);
+- time to the first gradient in a fresh process: bpgen cold (empty caches) and warm (its Numba cache
+  filled by the cold run), PyTorch eager, torch.compile and JAX (which keep no cache between processes).
+
+Run:  python examples/benchmark_layers.py [--only transformer|lstm] [--small] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[_var] = "1"
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import numpy as np  # noqa: E402
+
+SIZES = {  # the issue's sizes, and small ones for a quick look
+    "full": {"transformer": {"B": 32, "S": 64, "D": 128, "HEADS": 4, "FF": 512},
+             "lstm": {"B": 32, "T": 64, "I": 128, "H": 128}},
+    "small": {"transformer": {"B": 4, "S": 8, "D": 16, "HEADS": 2, "FF": 32},
+              "lstm": {"B": 4, "T": 8, "I": 8, "H": 16}},
+}
+
+
+# the layers in bpgen -----------------------------------------------------------------------------------------
+
+
+def bpgen_transformer(B, S, D, HEADS, FF, jit=True):
+    import bpgen
+    from bpgen import nn
+
+    DH = D // HEADS
+
+    def heads(t):
+        return t.reshape(t.shape[0], S, HEADS, DH).transpose(0, 2, 1, 3)
+
+    def encoder_layer(x, mask, W_in, b_in, W_out, b_out, W1, b1, W2, b2, g1, beta1, g2, beta2, R):
+        qkv = x @ W_in.T + b_in
+        q, k, v = heads(qkv[..., :D]), heads(qkv[..., D:2 * D]), heads(qkv[..., 2 * D:])
+        scores = bpgen.einsum("bhqd,bhkd->bhqk", q, k) * (1.0 / DH ** 0.5)
+        attention = nn.softmax(bpgen.where(mask, scores, -np.inf), axis=-1)
+        context = (attention @ v).transpose(0, 2, 1, 3).reshape(x.shape[0], S, D)
+        h = nn.layer_norm(x + context @ W_out.T + b_out, g1, beta1)
+        ff = nn.relu(h @ W1.T + b1) @ W2.T + b2
+        out = nn.layer_norm(h + ff, g2, beta2)
+        return bpgen.sum(out * R)
+
+    shapes = {"x": ("B", S, D), "mask": (S, S, "bool"), "W_in": (3 * D, D), "b_in": (3 * D,), "W_out": (D, D),
+              "b_out": (D,), "W1": (FF, D), "b1": (FF,), "W2": (D, FF), "b2": (D,), "g1": (D,), "beta1": (D,),
+              "g2": (D,), "beta2": (D,), "R": ("B", S, D)}
+    return bpgen.function(encoder_layer, shapes=shapes, wrt=["x"] + list(shapes)[2:-1], jit=jit)
+
+
+def bpgen_lstm(B, T, I, H, jit=True):
+    import bpgen
+
+    def lstm_layer(X, h0, c0, W_ih, W_hh, b_ih, b_hh, R):
+        def lstm_cell(carry, x):
+            h, c = carry
+            gates = x @ W_ih.T + h @ W_hh.T + (b_ih + b_hh)  # PyTorch's order: input, forget, cell, output
+            i = bpgen.sigmoid(gates[:, 0:H])
+            f = bpgen.sigmoid(gates[:, H:2 * H])
+            g = bpgen.tanh(gates[:, 2 * H:3 * H])
+            o = bpgen.sigmoid(gates[:, 3 * H:])
+            c_next = f * c + i * g
+            h_next = o * bpgen.tanh(c_next)
+            return (h_next, c_next), h_next
+
+        _, hs = bpgen.scan(lstm_cell, (h0, c0), X)
+        return bpgen.sum(hs * R)
+
+    shapes = {"X": (T, "N", I), "h0": ("N", H), "c0": ("N", H), "W_ih": (4 * H, I), "W_hh": (4 * H, H),
+              "b_ih": (4 * H,), "b_hh": (4 * H,), "R": (T, "N", H)}
+    return bpgen.function(lstm_layer, shapes=shapes, wrt=["X", "W_ih", "W_hh", "b_ih", "b_hh"], jit=jit)
+
+
+# data and the torch modules they come from ---------------------------------------------------------------------
+
+TRANSFORMER_PARAMETERS = ["self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
+                          "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight",
+                          "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"]
+LSTM_PARAMETERS = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]
+
+
+def torch_module(workload: str, size: dict):
+    import torch
+
+    torch.manual_seed(0)
+    if workload == "transformer":
+        return torch.nn.TransformerEncoderLayer(size["D"], size["HEADS"], size["FF"], dropout=0.0,
+                                                batch_first=True).double()
+    return torch.nn.LSTM(size["I"], size["H"]).double()
+
+
+def data(workload: str, size: dict) -> dict:
+    """The inputs and weights every system gets, as NumPy arrays (the weights are the torch module's)."""
+    rng = np.random.default_rng(0)
+    module = torch_module(workload, size)
+    named = {k: p.detach().numpy().copy() for k, p in module.named_parameters()}
+    if workload == "transformer":
+        B, S, D = size["B"], size["S"], size["D"]
+        return {"x": rng.normal(size=(B, S, D)), "mask": np.tril(np.ones((S, S), dtype=bool)),
+                "weights": [named[k] for k in TRANSFORMER_PARAMETERS], "R": rng.normal(size=(B, S, D))}
+    B, T, I, H = size["B"], size["T"], size["I"], size["H"]
+    return {"X": rng.normal(size=(T, B, I)), "h0": np.zeros((B, H)), "c0": np.zeros((B, H)),
+            "weights": [named[k] for k in LSTM_PARAMETERS], "R": rng.normal(size=(T, B, H))}
+
+
+# the runners: each returns a function of no arguments computing (loss, gradients) ------------------------------
+
+
+def bpgen_runner(workload: str, size: dict, d: dict):
+    if workload == "transformer":
+        g = bpgen_transformer(**size)
+        args = (d["x"], d["mask"], *d["weights"], d["R"])
+    else:
+        g = bpgen_lstm(**size)
+        args = (d["X"], d["h0"], d["c0"], *d["weights"], d["R"])
+    step = g.value_and_grad
+    return lambda: step(*args)
+
+
+def torch_runner(workload: str, size: dict, d: dict, compiled: bool = False):
+    import torch
+
+    torch.set_num_threads(1)
+    module = torch_module(workload, size)
+    if workload == "transformer":
+        x = torch.tensor(d["x"], requires_grad=True)
+        R = torch.tensor(d["R"])
+        mask = torch.tensor(np.where(d["mask"], 0.0, -np.inf))
+
+        def loss_of():
+            return (module(x, src_mask=mask) * R).sum()
+        leaves = [x, *(dict(module.named_parameters())[k] for k in TRANSFORMER_PARAMETERS)]
+    else:
+        X = torch.tensor(d["X"], requires_grad=True)
+        R = torch.tensor(d["R"])
+
+        def loss_of():
+            return (module(X)[0] * R).sum()
+        leaves = [X, *(dict(module.named_parameters())[k] for k in LSTM_PARAMETERS)]
+    forward = torch.compile(loss_of) if compiled else loss_of
+
+    def step():
+        for leaf in leaves:
+            leaf.grad = None
+        loss = forward()
+        loss.backward()
+        return loss.item(), [leaf.grad for leaf in leaves]
+    return step
+
+
+def jax_runner(workload: str, size: dict, d: dict):
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    if workload == "transformer":
+        S, D, HEADS = size["S"], size["D"], size["HEADS"]
+        DH = D // HEADS
+
+        def layer_norm(z, g, b):
+            mu = z.mean(-1, keepdims=True)
+            var = ((z - mu) ** 2).mean(-1, keepdims=True)
+            return (z - mu) / jnp.sqrt(var + 1e-5) * g + b
+
+        def heads(t):
+            return t.reshape(t.shape[0], S, HEADS, DH).transpose(0, 2, 1, 3)
+
+        def loss(x, W_in, b_in, W_out, b_out, W1, b1, W2, b2, g1, beta1, g2, beta2, mask, R):
+            qkv = x @ W_in.T + b_in
+            q, k, v = heads(qkv[..., :D]), heads(qkv[..., D:2 * D]), heads(qkv[..., 2 * D:])
+            scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / np.sqrt(DH)
+            attention = jax.nn.softmax(jnp.where(mask, scores, -jnp.inf), axis=-1)
+            context = (attention @ v).transpose(0, 2, 1, 3).reshape(x.shape[0], S, D)
+            h = layer_norm(x + context @ W_out.T + b_out, g1, beta1)
+            out = layer_norm(h + jax.nn.relu(h @ W1.T + b1) @ W2.T + b2, g2, beta2)
+            return (out * R).sum()
+
+        args = (d["x"], *d["weights"], d["mask"], d["R"])
+        wrt = tuple(range(13))
+    else:
+        H = size["H"]
+
+        def loss(X, W_ih, W_hh, b_ih, b_hh, h0, c0, R):
+            def cell(carry, x):
+                h, c = carry
+                gates = x @ W_ih.T + h @ W_hh.T + b_ih + b_hh
+                i, f = jax.nn.sigmoid(gates[:, :H]), jax.nn.sigmoid(gates[:, H:2 * H])
+                g, o = jnp.tanh(gates[:, 2 * H:3 * H]), jax.nn.sigmoid(gates[:, 3 * H:])
+                c = f * c + i * g
+                h = o * jnp.tanh(c)
+                return (h, c), h
+
+            _, hs = jax.lax.scan(cell, (h0, c0), X)
+            return (hs * R).sum()
+
+        args = (d["X"], *d["weights"], d["h0"], d["c0"], d["R"])
+        wrt = tuple(range(5))
+    step = jax.jit(jax.value_and_grad(loss, argnums=wrt))
+    args = tuple(jnp.asarray(a) for a in args)
+
+    def run():
+        value, grads = step(*args)
+        value.block_until_ready()
+        return value, grads
+    return run
+
+
+RUNNERS = {
+    "bpgen": bpgen_runner,
+    "PyTorch": torch_runner,
+    "torch.compile": lambda w, s, d: torch_runner(w, s, d, compiled=True),
+    "JAX": jax_runner,
+}
+
+
+def agreement(workload: str, size: dict, d: dict) -> float:
+    """The largest relative difference between bpgen's and PyTorch's loss and gradients."""
+    value, grads = bpgen_runner(workload, size, d)()
+    want_value, want = torch_runner(workload, size, d)()
+    worst = abs(value - want_value) / abs(want_value)
+    for mine, theirs in zip(grads, want):
+        theirs = theirs.numpy()
+        worst = max(worst, float(np.max(np.abs(mine - theirs)) / (np.max(np.abs(theirs)) + 1e-300)))
+    return worst
+
+
+def call_times(workload: str, size: dict, systems: list[str], rounds: int) -> dict[str, float | str]:
+    d = data(workload, size)
+    runners, times = {}, {}
+    for system in systems:
+        try:
+            runners[system] = RUNNERS[system](workload, size, d)
+            runners[system]()  # compile, warm up
+            runners[system]()
+        except Exception as exc:  # torch.compile needs a C compiler and can fail; say so in the table
+            times[system] = f"failed: {type(exc).__name__}"
+    samples: dict[str, list[float]] = {s: [] for s in runners}
+    for _ in range(rounds):
+        for system, run in runners.items():
+            start = time.perf_counter()
+            run()
+            samples[system].append(time.perf_counter() - start)
+    times.update({s: float(np.median(v)) for s, v in samples.items()})
+    return times
+
+
+def child(system: str, workload: str, small: bool) -> None:
+    """In a fresh process: the time from nothing imported to the first gradient."""
+    start = time.perf_counter()
+    size = SIZES["small" if small else "full"][workload]
+    run = RUNNERS[system](workload, size, data(workload, size))
+    run()
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def first_gradient(system: str, workload: str, small: bool, env: dict) -> float | str:
+    command = [sys.executable, __file__, "--child", system, "--only", workload] + (["--small"] if small else [])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, **env})
+    except subprocess.TimeoutExpired:
+        return "timed out"
+    if done.returncode != 0:
+        return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:60]
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def fmt(value) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value * 1e3:.1f} ms" if value < 1.0 else f"{value:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["transformer", "lstm"], action="append")
+    parser.add_argument("--small", action="store_true", help="tiny sizes, for a quick look")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-cold", action="store_true", help="skip the fresh-process times to a first gradient")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    workloads = opts.only or ["transformer", "lstm"]
+    if opts.child:
+        child(opts.child, workloads[0], opts.small)
+        return
+    import torch
+    print(f"one thread; float64; torch {torch.__version__}", end="")
+    try:
+        import jax
+        print(f", jax {jax.__version__}")
+    except ImportError:
+        print(", jax not installed")
+    systems = [s for s in RUNNERS if s != "JAX" or _has("jax")]
+    for workload in workloads:
+        size = SIZES["small" if opts.small else "full"][workload]
+        print(f"\n## {workload} {size}")
+        print(f"bpgen against PyTorch, largest relative difference: {agreement(workload, size, data(workload, size)):.1e}")
+        times = call_times(workload, size, systems, opts.rounds)
+        others = [t for s, t in times.items() if s != "bpgen" and not isinstance(t, str)]
+        fastest = min(others) if others else None
+        print(f"\n{'system':<16}{'call (median)':>16}{'ratio to fastest other':>26}")
+        for system in systems:
+            t = times[system]
+            ratio = "" if isinstance(t, str) or fastest is None else f"{t / fastest:.2f}x"
+            print(f"{system:<16}{fmt(t):>16}{ratio:>26}")
+        if opts.no_cold:
+            continue
+        print(f"\n{'time to the first gradient (fresh process)':<48}")
+        with tempfile.TemporaryDirectory() as cache:
+            env = {"BPGEN_CACHE_DIR": f"{cache}/bpgen", "NUMBA_CACHE_DIR": f"{cache}/numba"}
+            rows = [("bpgen, cold (empty caches)", first_gradient("bpgen", workload, opts.small, env)),
+                    ("bpgen, warm (cache filled)", first_gradient("bpgen", workload, opts.small, env))]
+        rows += [(s, first_gradient(s, workload, opts.small, {})) for s in systems if s != "bpgen"]
+        for label, t in rows:
+            print(f"  {label:<34}{fmt(t):>14}")
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
