@@ -168,3 +168,23 @@ def test_a_new_module_loads_the_helpers_from_the_cache_and_a_warm_process_compil
     assert new_module["runtime_hits"] == ["matmul", "softmax_cross_entropy", "sum_axis0"]
     warm = run("two")
     assert warm == {"module_misses": [], "runtime_misses": [], "runtime_hits": []}  # nothing even loaded
+
+
+@pytest.mark.parametrize("setting", ["", "0"])
+def test_loading_a_module_keeps_freed_memory_in_the_heap_unless_asked_not_to(tmp_path, setting):
+    """A fresh process: loading a compiled function sets glibc's thresholds once, and BPGEN_MALLOC_TUNING=0
+    leaves them alone."""
+    script = textwrap.dedent("""
+        import numpy as np
+        import bpgen
+        from bpgen.targets.numba import memory
+        before = memory._done.is_set()
+        x = bpgen.Tensor("x", (3,))
+        bpgen.compile(bpgen.sum(x * x), inputs=[x]).value_and_grad(np.ones(3))
+        print(before, memory._done.is_set(), memory.keep_freed_memory())
+    """)
+    env = {**os.environ, "BPGEN_CACHE_DIR": str(tmp_path), "BPGEN_MALLOC_TUNING": setting}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == (["False", "False", "False"] if setting == "0" else ["False", "True", "True"])

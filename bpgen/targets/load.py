@@ -131,7 +131,9 @@ def load_source(source: str, stem: str, runtime: str = "") -> ModuleType:
         if not runtime:
             return import_path(path, module_name)
         # the module finds compiled_helpers in its namespace, and so takes the runtime's helpers (see its end)
-        return import_path(path, module_name, {"compiled_helpers": importlib.import_module(runtime).compiled_helpers})
+        compiled = importlib.import_module(runtime)
+        compiled.prepare_process()
+        return import_path(path, module_name, {"compiled_helpers": compiled.compiled_helpers})
 
 
 def _holds(path: Path, source: str) -> bool:

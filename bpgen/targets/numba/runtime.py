@@ -20,6 +20,7 @@ import types
 import numba
 
 from ... import runtime as _source
+from .memory import keep_freed_memory
 from .options import INLINE_OPTIONS, INLINED_HELPERS, JIT_OPTIONS, RUNTIME, runtime_version
 
 VERSION = runtime_version()
@@ -58,3 +59,8 @@ def compiled_helpers(version: str, *helpers):
     if version != VERSION:
         return helpers
     return tuple(_for_modules[getattr(h, "py_func", h).__name__] for h in helpers)
+
+
+def prepare_process() -> None:
+    """What a process that runs bpgen's compiled gradients sets once: the heap keeps freed arrays (memory.py)."""
+    keep_freed_memory()
