@@ -176,6 +176,7 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Ten
         raise ShapeError(f"layer_norm normalizes the last axis of {x.describe()}: gamma and beta must have shape "
                          f"{format_shape(x.shape[-1:])}, not {format_shape(gamma.shape)} and "
                          f"{format_shape(beta.shape)}")
-    centered = x - mean(x, -1, keepdims=True)
-    variance = mean(centered * centered, -1, keepdims=True)
-    return centered / (variance + eps) ** 0.5 * gamma + beta
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+        raise BpgenError(f"layer_norm: eps must be a positive number, not {eps!r}")
+    normalized = ALGEBRA.make(Op.NORMALIZE, (x.node,), (float(eps),))  # one pass per row, its gradient too
+    return _wrap(normalized) * gamma + beta

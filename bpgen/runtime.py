@@ -216,6 +216,52 @@ def logsumexp_rows(a):
     return out.reshape(a.shape[:-1] + (1,))
 
 
+def _row_moments(rows, i, eps):
+    """The mean of row i and 1 / its standard deviation (the mean square deviation, eps added)."""
+    c = rows.shape[1]
+    mean = 0.0
+    for j in range(c):
+        mean += rows[i, j]
+    mean /= c
+    var = 0.0
+    for j in range(c):
+        d = rows[i, j] - mean
+        var += d * d
+    return mean, 1.0 / math.sqrt(var / c + eps)
+
+
+def normalize_last(x, eps):
+    """Each row (the last axis) less its mean, over its standard deviation: layer normalization before its
+    scale and shift."""
+    rows = rows_of(x)
+    n, c = rows.shape
+    out = np.empty((n, c))
+    for i in range(n):
+        mean, rstd = _row_moments(rows, i, eps)
+        for j in range(c):
+            out[i, j] = (rows[i, j] - mean) * rstd
+    return out.reshape(x.shape)
+
+
+def normalize_last_vjp(x, g, eps):
+    """normalize_last's gradient along g, row by row: rstd * (g - mean(g) - xhat * mean(g * xhat))."""
+    rows, upstream = rows_of(x), rows_of(g)
+    n, c = rows.shape
+    out = np.empty((n, c))
+    for i in range(n):
+        mean, rstd = _row_moments(rows, i, eps)
+        g_mean = 0.0
+        gx_mean = 0.0
+        for j in range(c):
+            g_mean += upstream[i, j]
+            gx_mean += upstream[i, j] * (rows[i, j] - mean) * rstd
+        g_mean /= c
+        gx_mean /= c
+        for j in range(c):
+            out[i, j] = rstd * (upstream[i, j] - g_mean - (rows[i, j] - mean) * rstd * gx_mean)
+    return out.reshape(x.shape)
+
+
 def cross_entropy(logits, labels):
     """Mean over rows of -log_softmax(logits)[i, labels[i]]; log-sum-exp keeps it finite for huge logits."""
     n, c = logits.shape

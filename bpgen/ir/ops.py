@@ -91,6 +91,8 @@ class Op(StrEnum):
     SOFTMAX_JVP = "softmax_jvp"  # a softmax's tangent, s * (t - rowsum(s * t)), in one pass over the rows
     LOG_SOFTMAX = "log_softmax"
     LOGSUMEXP = "logsumexp"
+    NORMALIZE = "normalize"  # each row (the last axis) less its mean, over its standard deviation (eps added)
+    NORMALIZE_VJP = "normalize_vjp"  # its gradient (and tangent: the Jacobian is symmetric) in one pass per row
     # loops (bpgen/ir/loops.py): a scan and its gradient are tuple-valued; a part is one of their results
     SCAN = "scan"
     SCAN_BACKWARD = "scan_backward"

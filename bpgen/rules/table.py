@@ -339,6 +339,28 @@ def _one_hot(A, logits, labels):
     return A.make(Op.ONE_HOT, (labels,), (logits.shape[1],))
 
 
+def _row_mean(A, a):
+    """The mean of each row (the last axis), kept as an axis of 1."""
+    return A.div(A.keep_sum_rows(a), A.dim(a.shape[-1]))
+
+
+def _normalize_vjp_jvp(A, args, out, t):
+    """f = normalize_vjp(x, g) = r (g - m(g) - xhat m(g xhat)), m a row's mean, xhat = normalize(x), r = 1 / std:
+    linear in g (its own form), and along a tangent tx of x, with u = normalize_vjp(x, tx):
+    df = -r m(xhat tx) f - r (u m(g xhat) + xhat m(g u))."""
+    x, g = args
+    tx, tg = t
+    terms = [None, None if tg is None else A.make(Op.NORMALIZE_VJP, (x, tg), out.attrs)]
+    if tx is not None:
+        xhat = A.make(Op.NORMALIZE, (x,), out.attrs)
+        centered = A.sub(x, _row_mean(A, x))
+        r = A.div(A.const(1.0), A.apply(Op.SQRT, A.add(_row_mean(A, A.mul(centered, centered)), A.const(out.attrs[0]))))
+        u = A.make(Op.NORMALIZE_VJP, (x, tx), out.attrs)
+        inner = A.add(A.mul(u, _row_mean(A, A.mul(g, xhat))), A.mul(xhat, _row_mean(A, A.mul(g, u))))
+        terms[0] = A.neg(A.mul(r, A.add(A.mul(_row_mean(A, A.mul(xhat, tx)), out), inner)))
+    return terms
+
+
 def _sliced_shape(args, attrs):
     axis, start, stop = attrs
     shape = args[0].shape
@@ -477,6 +499,10 @@ _TENSOR_RULES = [
             _log_softmax_jvp),
     _tensor(Op.LOGSUMEXP, lambda args, attrs: args[0].shape[:-1] + (1,),
             lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))], _logsumexp_jvp),
+    # layer normalization without its scale and shift, fused: one pass per row each way
+    _tensor(Op.NORMALIZE, _same_shape, lambda A, args, out, g: [A.make(Op.NORMALIZE_VJP, (args[0], g), out.attrs)],
+            lambda A, args, out, t: [A.make(Op.NORMALIZE_VJP, (args[0], t[0]), out.attrs)]),
+    _tensor(Op.NORMALIZE_VJP, lambda args, attrs: args[1].shape, jvp=_normalize_vjp_jvp),
     # loops: the reverse pass differentiates a scan as a whole (bpgen/transforms/scan.py), from its parts' adjoints
     _tensor(Op.SCAN, _scalar, jvp=_no_forward_mode),
     _tensor(Op.SCAN_BACKWARD, _scalar, jvp=_no_forward_mode),

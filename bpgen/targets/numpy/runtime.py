@@ -50,6 +50,20 @@ def spread_axis(g, axis, start, step, size):
     return out
 
 
+def normalize_last(x, eps):
+    """Each row (the last axis) less its mean, over its standard deviation (eps added to the variance)."""
+    centered = x - x.mean(axis=-1, keepdims=True)
+    return centered / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
+
+
+def normalize_last_vjp(x, g, eps):
+    """normalize_last's gradient along g: rstd * (g - mean(g) - xhat * mean(g * xhat))."""
+    centered = x - x.mean(axis=-1, keepdims=True)
+    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
+    xhat = centered * rstd
+    return rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+
+
 def take_rows(table, ids):
     """table[ids]: the rows an integer array names."""
     return table[ids]

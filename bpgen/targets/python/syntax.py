@@ -243,13 +243,14 @@ class Concatenate(Syntax):
 
 @dataclass(frozen=True)
 class AttrCall(Syntax):
-    """`max_along(x, 1)`, `one_hot(labels, C)`: a helper call given the op's attributes (an axis, a size)
-    after its arguments."""
+    """`max_along(x, 1)`, `one_hot(labels, C)`, `normalize_last(x, 1e-05)`: a helper call given the op's
+    attributes (an axis, a size, a number) after its arguments."""
 
     function: str
 
     def render(self, node, arg):
-        parts = [arg(a, COND) for a in node.args] + [arg.dim_text(v) for v in node.attrs]
+        parts = [arg(a, COND) for a in node.args] + [repr(v) if isinstance(v, float) else arg.dim_text(v)
+                                                     for v in node.attrs]
         return f"{self.function}({', '.join(parts)})"
 
 
@@ -452,6 +453,8 @@ BASE: dict[str, Printing] = {
     Op.SOFTMAX_JVP: _tensor_helper("softmax_jvp"),
     Op.LOG_SOFTMAX: _tensor_helper("log_softmax"),
     Op.LOGSUMEXP: Printing(Call("logsumexp_rows"), helper="logsumexp_rows"),
+    Op.NORMALIZE: _tensor_helper("normalize_last", AttrCall),
+    Op.NORMALIZE_VJP: _tensor_helper("normalize_last_vjp", AttrCall),
     # loops: calls of the functions the module defines for each scan (bpgen/targets/python/loops.py)
     Op.SCAN: Printing(LoopCall("_scan")),
     Op.SCAN_BACKWARD: Printing(LoopCall("_scan_backward")),
