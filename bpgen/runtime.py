@@ -162,14 +162,23 @@ def softmax_cross_entropy(logits, onehot):
 
 
 def softmax(logits):
-    """Softmax along the last axis (each row), through the log-sum-exp, so exp never overflows."""
+    """Softmax along the last axis (each row): exp(x - max) over its sum, so exp never overflows; one exp per
+    entry."""
     rows = rows_of(logits)
     n, c = rows.shape
-    lse = logsumexp_rows(rows)
     out = np.empty((n, c))
     for i in range(n):
+        m = rows[i, 0]
+        for j in range(1, c):
+            m = max(m, rows[i, j])
+        total = 0.0
         for j in range(c):
-            out[i, j] = math.exp(rows[i, j] - lse[i, 0])
+            e = math.exp(rows[i, j] - m)
+            out[i, j] = e
+            total += e
+        inverse = 1.0 / total
+        for j in range(c):
+            out[i, j] *= inverse
     return out.reshape(logits.shape)
 
 
