@@ -23,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+import numpy as np
 
-import numpy as np  # noqa: E402
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+              "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 
 SIZES = {  # the sizes, and small ones for a quick look
     "full": {"transformer": {"B": 32, "S": 64, "D": 128, "HEADS": 4, "FF": 512},
@@ -295,7 +294,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-cold", action="store_true", help="skip the fresh-process times to a first gradient")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--systems", default=",".join(RUNNERS), help="which of them to run (default: all)")
     opts = parser.parse_args()
+    if any(os.environ.get(k) != v for k, v in ONE_THREAD.items()):  # BLAS reads them when NumPy loads: start again
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], {**os.environ, **ONE_THREAD})
     workloads = opts.only or ["transformer", "lstm"]
     if opts.child:
         child(opts.child, workloads[0], opts.small)
@@ -307,7 +309,9 @@ def main() -> None:
         print(f", jax {jax.__version__}")
     except ImportError:
         print(", jax not installed")
-    systems = [s for s in RUNNERS if s != "JAX" or _has("jax")]
+    systems = [s for s in opts.systems.split(",") if s in RUNNERS and (s != "JAX" or _has("jax"))]
+    if "bpgen" not in systems:
+        systems.insert(0, "bpgen")
     for workload in workloads:
         size = SIZES["small" if opts.small else "full"][workload]
         print(f"\n## {workload} {size}")

@@ -114,4 +114,4 @@ def sigmoid(x):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    exp_scalar, sigmoid = compiled_helpers("db88e55b02182afd", exp_scalar, sigmoid)
+    exp_scalar, sigmoid = compiled_helpers("99cb7ead5e4a53b3", exp_scalar, sigmoid)

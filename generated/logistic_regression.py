@@ -225,5 +225,5 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    exp_scalar, exp_array, matmul = compiled_helpers("db88e55b02182afd", exp_scalar, exp_array, matmul)
-    softplus, softplus_array, sum_all = compiled_helpers("db88e55b02182afd", softplus, softplus_array, sum_all)
+    exp_scalar, exp_array, matmul = compiled_helpers("99cb7ead5e4a53b3", exp_scalar, exp_array, matmul)
+    softplus, softplus_array, sum_all = compiled_helpers("99cb7ead5e4a53b3", softplus, softplus_array, sum_all)

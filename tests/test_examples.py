@@ -101,3 +101,49 @@ def test_logistic_dask_fits_on_the_cluster_as_in_memory(repo):
     X, y, w_true = example["synthetic"](40_000, 10_000)
     result = example["fit"](X, y, 50, quiet=True)
     assert result.success and np.max(np.abs(result.x[:50] - w_true)) < 0.15
+
+
+def test_transformer_sort_learns_to_sort_digits(repo):
+    """A one-layer transformer (embedding lookup, two-head attention, layer norms) trained with Adam on the
+    generated gradient sorts held-out sequences; its gradient is PyTorch's, and its backward is staged."""
+    import numpy as np
+    import torch
+
+    example = runpy.run_path(str(repo / "examples/transformer_sort.py"))
+    result = example["train"](steps=800, quiet=True)
+    assert result["digits"] >= 0.95, result  # about 0.99 after 800 steps, 0.999 after 2000
+
+    rng = np.random.default_rng(5)
+    params = example["initial_parameters"](rng)
+    ids, Y = example["batch"](rng, 6)
+    value, grads = example["transformer_sort"].value_and_grad(ids, Y, *params)
+    tensors = [torch.tensor(p, requires_grad=True) for p in params]
+    E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta2, W_head, b_head = tensors
+    width, heads = example["WIDTH"], example["HEADS"]
+    F = torch.nn.functional
+    x = (E[torch.tensor(ids)] + P).transpose(0, 1)  # (LENGTH, N, WIDTH), as PyTorch's attention takes it
+    context, _ = F.multi_head_attention_forward(x, x, x, width, heads, W_in, b_in, None, None, False, 0.0, W_out,
+                                                b_out, training=False, need_weights=False)
+    h = F.layer_norm(x + context, (width,), g1, beta1)
+    out = F.layer_norm(h + torch.relu(h @ W1.T + b1) @ W2.T + b2, (width,), g2, beta2)
+    logits = (out @ W_head.T + b_head).transpose(0, 1)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.tensor(Y.argmax(-1)).reshape(-1))
+    loss.backward()
+    assert abs(value - loss.item()) < 1e-12
+    for mine, theirs in zip(grads, tensors):
+        np.testing.assert_allclose(mine, theirs.grad.numpy(), rtol=1e-9, atol=1e-12)
+    source = (repo / "generated/transformer_sort.py").read_text()
+    for line in ("attention = softmax(scores)", "dscores = attention * (dattention - sum_last(dattention * attention)",
+                 "dE = add_rows(ids, dtake_rows1, (10, 32))"):
+        assert line in source, line
+
+
+def test_the_layers_benchmark_runs_and_agrees_with_pytorch(repo):
+    """examples/benchmark_layers.py at small sizes: bpgen's gradients against PyTorch's, then the call times."""
+    result = subprocess.run([sys.executable, "examples/benchmark_layers.py", "--small", "--no-cold", "--rounds", "1",
+                             "--systems", "bpgen,PyTorch"], capture_output=True, text=True, cwd=repo, timeout=600)
+    assert result.returncode == 0, result.stderr
+    differences = [float(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines()
+                   if line.startswith("bpgen against PyTorch")]
+    assert len(differences) == 2 and max(differences) < 1e-10, result.stdout
+    assert "PyTorch" in result.stdout and "ratio to fastest other" in result.stdout

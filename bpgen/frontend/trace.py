@@ -1,5 +1,6 @@
 """Tracing a declaration: run the user's function on symbols or tensors, recording the local names its values
-take, which become the names of the intermediates in generated code.
+take (in it, and in the helpers its file defines), which become the names of the intermediates in generated
+code. A value keeps the first name it takes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def trace(fn: Callable, symbols: list, named_atoms=frozenset()) -> tuple[sympy.B
         return local_tracer
 
     def global_tracer(frame, event, arg):
-        return local_tracer if frame.f_code is code else None
+        # the function, and the helpers its file defines (a model's layers): their locals name values too
+        return local_tracer if frame.f_code is code or frame.f_code.co_filename == code.co_filename else None
 
     previous = sys.gettrace()
     kept, local_names = set(ALGEBRA.keep), dict(LOCAL_NAMES)
