@@ -205,7 +205,10 @@ def value_and_grad(ids, Y, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2
 
 @numba.njit(cache=True, error_model="numpy")
 def grad(ids, Y, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta2, W_head, b_head):
-    return value_and_grad(ids, Y, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta2, W_head, b_head)[1]
+    _, gradients = value_and_grad(
+        ids, Y, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta2, W_head, b_head
+    )
+    return gradients
 
 
 @numba.njit(cache=True, error_model="numpy")

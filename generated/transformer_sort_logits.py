@@ -67,7 +67,9 @@ def forward(ids, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, 
 
 
 @numba.njit(cache=True, error_model="numpy")
-def vjp(ids, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta2, W_head, b_head, dtransformer_sort_logits):
+def vjp(
+    ids, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta2, W_head, b_head, dtransformer_sort_logits
+):
     # fmt: off
     check_arguments(ids, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta2, W_head, b_head)
     N = ids.shape[0]
@@ -115,7 +117,10 @@ def vjp(ids, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, beta
     matmul7 = flat_matmul(out, transpose5)
     transformer_sort_logits = matmul7 + b_head
     if not same_shape(dtransformer_sort_logits, transformer_sort_logits):
-        raise ValueError("transformer_sort_logits.vjp: dtransformer_sort_logits must have shape (N, 8, 10), the shape of the output transformer_sort_logits")
+        raise ValueError(
+            "transformer_sort_logits.vjp: dtransformer_sort_logits must have shape (N, 8, 10), the shape of the output "
+            "transformer_sort_logits"
+        )
     # backward: each line adds one local derivative times the upstream gradient
     dmatmul7 = dtransformer_sort_logits                       # transformer_sort_logits = matmul7 + b_head
     db_head = sum_axis0(sum_axis0(dtransformer_sort_logits))  # transformer_sort_logits = matmul7 + b_head

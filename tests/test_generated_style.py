@@ -41,11 +41,17 @@ def _modules() -> dict[str, str]:
         return bpgen.sum(hs * hs) + bpgen.sum(h)
 
     vector = bpgen.compile((x * y, sympy.sin(x) + z, x**3), name="vector")
+    # a signature, its calls and an error message longer than a line: broken inside their brackets
+    many = [bpgen.Tensor(f"a_rather_long_parameter_name_{k}", ("N",)) for k in range(9)]
+    long_output = bpgen.tanh(many[0])
+    for t in many[1:]:
+        long_output = long_output * t
+    many_inputs = bpgen.compile(long_output, inputs=many, name="an_output_with_a_long_name_of_its_own")
     modules = {
         "scalar": scalar.source, "scalar_hvp": scalar.hvp_source, "scalar_jvp": scalar.jvp_source,
         "deep": bpgen.compile(deep, name="deep").source, "vector": vector.source,
         "mlp": bpgen.compile(mlp, derivatives=("jvp", "hessian")).source, "mlp_hvp": mlp.hvp_source,
-        "scanned": scanned.source,
+        "scanned": scanned.source, "many_inputs": many_inputs.source,
         "mlp_numpy": bpgen.compile(mlp, backend="numpy", derivatives=("hvp",)).source,
         "deep_numpy": bpgen.compile(deep, name="deep", backend="numpy").source,
     }

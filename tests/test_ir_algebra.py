@@ -50,5 +50,8 @@ def test_a_named_node_is_never_looked_inside():
     assert A.neg(minus) is not x and A.neg(minus).args == (minus,)
     sig = A.apply(Op.SIGMOID, x)
     assert A.apply(Op.LOG, sig).op == Op.NEG  # log(sigmoid(x)) = -softplus(-x), stable
-    A.keep.add(sig.id)
-    assert A.apply(Op.LOG, sig).op == Op.LOG  # unless the sigmoid has a name of its own
+    A.keep.add(sig.id)  # a named sigmoid keeps its line, and its log is still the stable one (issue 26)
+    assert A.apply(Op.LOG, sig).op == Op.NEG and A.apply(Op.LOG, sig).args[0].op == Op.SOFTPLUS
+    square = A.mul(x, x)
+    A.keep.add(square.id)
+    assert A.apply(Op.LOG, square).args == (square,)  # any other named node is never looked inside

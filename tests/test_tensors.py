@@ -1214,7 +1214,7 @@ def test_a_mask_takes_booleans_only():
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_the_log_of_a_named_sigmoid_or_softmax_stays_finite(jit):
+def test_the_log_of_a_named_sigmoid_stays_finite(jit):
     def bce(z, y):
         p = bpgen.sigmoid(z)
         return bpgen.sum(y * bpgen.log(p) + (1 - y) * bpgen.log(1 - p)) + bpgen.sum(p * 0.0 + p)
@@ -1228,10 +1228,3 @@ def test_the_log_of_a_named_sigmoid_or_softmax_stays_finite(jit):
     assert_close(value, -2200.0 + np.log(p_half) + 2.0 + p_half)
     assert_close(dz, [-1.0, 1.0, -1.0, 1.0, (1 - p_half) + p_half * (1 - p_half)])
 
-    def log_of_named_softmax(x):
-        s = nn.softmax(x)
-        return bpgen.sum(bpgen.log(s) * s)
-
-    h = bpgen.function(log_of_named_softmax, shapes={"x": (2, 3)}, jit=jit)
-    x = np.array([[900.0, 0.0, -900.0], [1.0, 2.0, 3.0]])
-    assert np.isfinite(h.value_and_grad(x)[0]) and np.all(np.isfinite(h.value_and_grad(x)[1][0]))

@@ -70,9 +70,9 @@ class Algebra:
         folded = self._fold(op, args, attrs)
         if folded is not None:
             return folded
-        # a named sigmoid or softmax keeps its line, but its log is still taken in the stable form, from its
+        # a named sigmoid keeps its line where it is used, but its log is still taken in the stable form, from its
         # argument: log(p) of p = sigmoid(z) at z = -800 is -800, not log(0.0)
-        if op == Op.LOG and len(args) == 1 and (args[0].id not in self.keep or args[0].op in (Op.SIGMOID, Op.SOFTMAX)):
+        if op == Op.LOG and len(args) == 1 and (args[0].id not in self.keep or args[0].op == Op.SIGMOID):
             stable = self._stable_log(args[0])
             if stable is not None:
                 return stable
@@ -102,7 +102,7 @@ class Algebra:
         while inner.op in (Op.RESHAPE, Op.TRANSPOSE, Op.PERMUTE) and inner.id not in self.keep:
             views.append(inner)
             inner = inner.args[0]
-        if inner.op == Op.SOFTMAX and (inner is a or inner.id not in self.keep):
+        if inner.op == Op.SOFTMAX and inner.id not in self.keep:
             out = self.make(Op.LOG_SOFTMAX, inner.args)
             for view in reversed(views):
                 if view.op == Op.RESHAPE:

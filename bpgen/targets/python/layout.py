@@ -63,6 +63,75 @@ def wrap(code: str, indent: int = 4) -> list[str]:
     return [head + "("] + [INDENT + line for line in _broken(rhs, indent + 4)] + [")"]
 
 
+def fitted(source: str) -> str:
+    """The module with every line still too long (a signature of many parameters, a call, a long error message)
+    broken as the formatter breaks it: inside its first bracket, the contents on one line indented once, or one
+    item to a line with a trailing comma; a lone long string becomes adjacent literals, one to a line. Lines it
+    cannot break stay as they are."""
+    lines = []
+    for line in source.split("\n"):
+        lines.extend(_hanging(line) if len(line) > LINE_LENGTH else [line])
+    return "\n".join(lines)
+
+
+def _hanging(line: str) -> list[str]:
+    opening = _first_bracket(line)
+    closing = _matching(line, opening) if opening is not None else None
+    if closing is None:
+        return [line]
+    margin = " " * (len(line) - len(line.lstrip()))
+    inside = margin + INDENT
+    inner, head, tail = line[opening + 1:closing], line[:opening + 1], margin + line[closing:]
+    pieces = _pieces(inner, [t for t in _top_level(inner) if t[1] == ","], True)
+    if len(inside) + len(inner) <= LINE_LENGTH:
+        body = [inside + inner]
+    elif len(pieces) == 1 and re.fullmatch(r'"[^"\\]*"', pieces[0]):  # one long string: adjacent literals
+        body = [inside + part for part in _string_parts(pieces[0], LINE_LENGTH - len(inside))]
+    else:
+        body = [inside + piece + ("" if piece.endswith(",") else ",") for piece in pieces]
+    return [head] + body + [tail]
+
+
+def _first_bracket(line: str) -> int | None:
+    """Where the line's first call or signature opens its parentheses (`f(`, not a parenthesized `(a + b)`,
+    which a comma would make a tuple)."""
+    quoted = False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == "(" and not quoted:
+            return index if re.search(r"[\w\])]$", line[:index]) else None
+    return None
+
+
+def _matching(line: str, opening: int) -> int | None:
+    depth, quoted = 0, False
+    for index in range(opening, len(line)):
+        char = line[index]
+        if char == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
+
+
+def _string_parts(literal: str, width: int) -> list[str]:
+    """A double-quoted literal as adjacent literals of at most `width` characters, broken after spaces."""
+    words = re.findall(r"\S+\s*", literal[1:-1])
+    parts = [""]
+    for word in words:
+        if parts[-1] and len(parts[-1]) + len(word) + 2 > width:
+            parts.append("")
+        parts[-1] += word
+    return [f'"{part}"' for part in parts]
+
+
 def indented(code: str, indent: int) -> str:
     """`wrap` for the templates: the lines joined, each after the first indented by `indent` spaces."""
     return ("\n" + " " * indent).join(wrap(code, indent))

@@ -26,7 +26,7 @@ FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
 
 # Names the generated module defines or uses itself: a local of the same name would hide them.
 MODULE_NAMES = ("math", "np", "numpy", "numba", "forward", "value_and_grad", "grad", "value_and_grad_batch",
-                "vjp", "jvp", "hvp", "hessian", "check_arguments", "compiled_helpers",
+                "vjp", "jvp", "hvp", "hessian", "check_arguments", "compiled_helpers", "gradients",
                 *sorted(_functions_of(SHARED_RUNTIME)))
 
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))

@@ -17,7 +17,7 @@ import jinja2
 
 from ...errors import BpgenError
 from .guards import Guard, guard_lines
-from .layout import INDENT, LINE_LENGTH, aligned, header_lines, indented, wrap
+from .layout import INDENT, LINE_LENGTH, aligned, fitted, header_lines, indented, wrap
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
 from .target import Target
@@ -108,7 +108,7 @@ def render(module: Module) -> str:
         "compiled_runtime": target.compiled_runtime if module.helpers else "",
         "compiled_swaps": compiled_swaps(module.helpers, target.runtime_version),
     }
-    return _render("module.py.j2", context, module.header.name)
+    return fitted(_render("module.py.j2", context, module.header.name))
 
 
 def compiled_swaps(helpers: list[str], version: str) -> list[str]:
