@@ -35,9 +35,11 @@ def trace(fn: Callable, symbols: list, named_atoms=frozenset()) -> tuple[sympy.B
             record(frame)
         return local_tracer
 
+    # the helpers the function's file defines (a model's layers) name values too; code made by exec has no file
+    helpers_file = None if code.co_filename.startswith("<") else code.co_filename
+
     def global_tracer(frame, event, arg):
-        # the function, and the helpers its file defines (a model's layers): their locals name values too
-        return local_tracer if frame.f_code is code or frame.f_code.co_filename == code.co_filename else None
+        return local_tracer if frame.f_code is code or frame.f_code.co_filename == helpers_file else None
 
     previous = sys.gettrace()
     kept, local_names = set(ALGEBRA.keep), dict(LOCAL_NAMES)

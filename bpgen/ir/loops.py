@@ -72,12 +72,14 @@ def body_schedule(body: ScanBody) -> list[Node]:
 
 def closed_values(outputs: list[Node], placeholders: list[Node]) -> list[Node]:
     """What the step reads from the enclosing program: the largest expressions that do not depend on the
-    placeholders (a weight, or `W.T` computed once outside the loop), in order of creation."""
+    placeholders (a weight, or `W.T` computed once outside the loop), in the order the step's expressions use
+    them, left to right (`x @ W + h @ U + b`: W, U, b). Not by creation: an input another declaration made first
+    (one graph holds every tensor) would come first."""
     varies = depends_on(schedule(outputs), placeholders)
 
-    closed: dict[int, Node] = {}
+    closed: list[Node] = []
     seen: set[int] = set()
-    stack = list(outputs)
+    stack = list(reversed(outputs))
     while stack:
         node = stack.pop()
         if node.id in seen:
@@ -85,10 +87,10 @@ def closed_values(outputs: list[Node], placeholders: list[Node]) -> list[Node]:
         seen.add(node.id)
         if node.id not in varies:
             if node.op not in READ_OPS or node.op == Op.INPUT:
-                closed[node.id] = node
+                closed.append(node)
             continue
-        stack.extend(node.args)
-    return [closed[i] for i in sorted(closed)]
+        stack.extend(reversed(node.args))
+    return closed
 
 
 def substitute(graph, outputs: list[Node], mapping: dict[int, Node]) -> dict[int, Node]:
