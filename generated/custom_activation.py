@@ -4,8 +4,10 @@
 
 forward(...) returns the value; value_and_grad(...) returns (value, (dW1, db1, dW2, db2, dW3, db3));
 grad(...) returns the gradients alone.
-Needs only numba and numpy.
+Needs only math, numba and numpy.
 """
+
+import math
 
 import numba
 import numpy as np
@@ -19,12 +21,12 @@ def forward(X, T, W1, b1, W2, b2, W3, b3):
     matmul1 = matmul(X, W1)
     z1 = matmul1 + b1
     softplus1 = softplus_array(z1)
-    tanh1 = np.tanh(softplus1)
+    tanh1 = tanh_array(softplus1)
     h1 = z1 * tanh1
     matmul2 = matmul(h1, W2)
     z2 = matmul2 + b2
     softplus2 = softplus_array(z2)
-    tanh2 = np.tanh(softplus2)
+    tanh2 = tanh_array(softplus2)
     h2 = z2 * tanh2
     matmul3 = matmul(h2, W3)
     pred = matmul3 + b3
@@ -44,12 +46,12 @@ def value_and_grad(X, T, W1, b1, W2, b2, W3, b3):
     matmul1 = matmul(X, W1)
     z1 = matmul1 + b1
     softplus1 = softplus_array(z1)
-    tanh1 = np.tanh(softplus1)
+    tanh1 = tanh_array(softplus1)
     h1 = z1 * tanh1
     matmul2 = matmul(h1, W2)
     z2 = matmul2 + b2
     softplus2 = softplus_array(z2)
-    tanh2 = np.tanh(softplus2)
+    tanh2 = tanh_array(softplus2)
     h2 = z2 * tanh2
     matmul3 = matmul(h2, W3)
     pred = matmul3 + b3
@@ -68,7 +70,7 @@ def value_and_grad(X, T, W1, b1, W2, b2, W3, b3):
     dW3 = matmul(h2.T, dmatmul3)                           # matmul3 = matmul(h2, W3)
     dz2 = tanh2 * dh2                                      # h2 = z2 * tanh2
     dtanh2 = z2 * dh2                                      # h2 = z2 * tanh2
-    dsoftplus2 = ((1.0 - tanh2) * (tanh2 + 1.0)) * dtanh2  # tanh2 = np.tanh(softplus2)
+    dsoftplus2 = ((1.0 - tanh2) * (tanh2 + 1.0)) * dtanh2  # tanh2 = tanh_array(softplus2)
     dz2 = dz2 + exp_array(z2 - softplus2) * dsoftplus2     # softplus2 = softplus_array(z2)
     dmatmul2 = dz2                                         # z2 = matmul2 + b2
     db2 = sum_axis0(dz2)                                   # z2 = matmul2 + b2
@@ -76,7 +78,7 @@ def value_and_grad(X, T, W1, b1, W2, b2, W3, b3):
     dW2 = matmul(h1.T, dmatmul2)                           # matmul2 = matmul(h1, W2)
     dz1 = tanh1 * dh1                                      # h1 = z1 * tanh1
     dtanh1 = z1 * dh1                                      # h1 = z1 * tanh1
-    dsoftplus1 = ((1.0 - tanh1) * (tanh1 + 1.0)) * dtanh1  # tanh1 = np.tanh(softplus1)
+    dsoftplus1 = ((1.0 - tanh1) * (tanh1 + 1.0)) * dtanh1  # tanh1 = tanh_array(softplus1)
     dz1 = dz1 + exp_array(z1 - softplus1) * dsoftplus1     # softplus1 = softplus_array(z1)
     dmatmul1 = dz1                                         # z1 = matmul1 + b1
     db1 = sum_axis0(dz1)                                   # z1 = matmul1 + b1
@@ -116,12 +118,10 @@ def check_arguments(X, T, W1, b1, W2, b2, W3, b3):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def exp_scalar(x):
-    """math.exp(x) in arithmetic LLVM can vectorize. x = k ln2 + r with |r| <= ln2/2; exp(r) = 1 + r + r**2/2
-    + r**3 q(r), q to r**10 in pairs (Estrin's scheme: a short dependency chain, so one call is about as fast
-    as libm's); 2**k built from IEEE bits in two factors, so subnormal results round once. Within 1 ulp
-    (math.exp: 0.5)."""
-    v = min(max(float(x), -746.0), 710.0) if x == x else 0.0  # exp is 0 below and inf above: k stays in range
+def exp_parts(v):
+    """exp(v) as (k, e) with exp(v) = 2**k * (1 + e), for v in [-746, 710]. v = k ln2 + r with |r| <= ln2/2;
+    e = exp(r) - 1 = r + r**2/2 + r**3 q(r), q to r**10 in pairs (Estrin's scheme: a short dependency chain, so
+    one call is about as fast as libm's)."""
     k = (v * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0  # round(v / ln2): + 1.5 * 2**52
     r = (v - k * 0.6931471803691238) - k * 1.9082149292705877e-10  # ln2 in two parts: r is exact enough
     r2 = r * r
@@ -130,7 +130,16 @@ def exp_scalar(x):
         ((1 / 5040 + r * (1 / 40320)) + r2 * (1 / 362880 + r * (1 / 3628800)))
         + r4 * ((1 / 39916800 + r * (1 / 479001600)) + r2 * (1 / 6227020800))
     )  # r**j / j! for j = 3 to 13
-    p = 1.0 + (r + (r2 * 0.5 + (r2 * r) * q))
+    return k, r + (r2 * 0.5 + (r2 * r) * q)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def exp_scalar(x):
+    """math.exp(x) in arithmetic LLVM can vectorize: 2**k (1 + e) from exp_parts, 2**k built from IEEE bits in
+    two factors, so subnormal results round once. Within 1 ulp (math.exp: 0.5)."""
+    v = min(max(float(x), -746.0), 710.0) if x == x else 0.0  # exp is 0 below and inf above: k stays in range
+    k, e = exp_parts(v)
+    p = 1.0 + e
     half = np.int64(k) >> 1
     high = float(np.int64((half + 1023) << 52).view(np.float64))  # float(): plain Python multiplies floats, not
     low = float(np.int64((np.int64(k) - half + 1023) << 52).view(np.float64))  # NumPy scalars, with no warnings
@@ -207,11 +216,35 @@ def sum_axis0(a):
     return out
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def tanh_scalar(x):
+    """math.tanh(x) in arithmetic LLVM can vectorize: with m = exp(2|x|) - 1, tanh|x| = m / (m + 2), the sign put
+    back. m is exp_parts' e itself when 2|x| reduces to k = 0, so a small x keeps its digits. Within 3 ulp
+    (math.tanh: 1)."""
+    a = min(abs(float(x)), 20.0) if x == x else 0.0  # tanh is 1.0 in double precision beyond 19.1
+    k, e = exp_parts(2.0 * a)
+    scale = float(np.int64((np.int64(k) + 1023) << 52).view(np.float64))  # 2**k, k <= 58
+    m = e if k == 0.0 else (1.0 + e) * scale - 1.0
+    return math.copysign(m / (m + 2.0), x) if x == x else x
+
+
+@numba.njit(cache=True, error_model="numpy")
+def tanh_array(x):
+    """np.tanh(x), as tanh_scalar on every element, in a loop LLVM vectorizes (Numba's np.tanh calls libm once
+    per element)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(flat.shape[0])
+    for i in range(flat.shape[0]):
+        out[i] = tanh_scalar(flat[i])
+    return out.reshape(x.shape)
+
+
 # Loaded by bpgen itself (bpgen.compile, bpgen.function), the module finds compiled_helpers in its namespace and
 # takes bpgen's copies of the helpers above, compiled and cached once per machine, so that a new module compiles
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    exp_scalar, exp_array, matmul = compiled_helpers("99cb7ead5e4a53b3", exp_scalar, exp_array, matmul)
-    softplus, softplus_array, sum_all = compiled_helpers("99cb7ead5e4a53b3", softplus, softplus_array, sum_all)
-    (sum_axis0,) = compiled_helpers("99cb7ead5e4a53b3", sum_axis0)
+    exp_parts, exp_scalar, exp_array = compiled_helpers("a6d187e66d7248b7", exp_parts, exp_scalar, exp_array)
+    matmul, softplus, softplus_array = compiled_helpers("a6d187e66d7248b7", matmul, softplus, softplus_array)
+    sum_all, sum_axis0, tanh_scalar = compiled_helpers("a6d187e66d7248b7", sum_all, sum_axis0, tanh_scalar)
+    (tanh_array,) = compiled_helpers("a6d187e66d7248b7", tanh_array)

@@ -138,12 +138,10 @@ def check_arguments(X, y, w, b):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def exp_scalar(x):
-    """math.exp(x) in arithmetic LLVM can vectorize. x = k ln2 + r with |r| <= ln2/2; exp(r) = 1 + r + r**2/2
-    + r**3 q(r), q to r**10 in pairs (Estrin's scheme: a short dependency chain, so one call is about as fast
-    as libm's); 2**k built from IEEE bits in two factors, so subnormal results round once. Within 1 ulp
-    (math.exp: 0.5)."""
-    v = min(max(float(x), -746.0), 710.0) if x == x else 0.0  # exp is 0 below and inf above: k stays in range
+def exp_parts(v):
+    """exp(v) as (k, e) with exp(v) = 2**k * (1 + e), for v in [-746, 710]. v = k ln2 + r with |r| <= ln2/2;
+    e = exp(r) - 1 = r + r**2/2 + r**3 q(r), q to r**10 in pairs (Estrin's scheme: a short dependency chain, so
+    one call is about as fast as libm's)."""
     k = (v * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0  # round(v / ln2): + 1.5 * 2**52
     r = (v - k * 0.6931471803691238) - k * 1.9082149292705877e-10  # ln2 in two parts: r is exact enough
     r2 = r * r
@@ -152,7 +150,16 @@ def exp_scalar(x):
         ((1 / 5040 + r * (1 / 40320)) + r2 * (1 / 362880 + r * (1 / 3628800)))
         + r4 * ((1 / 39916800 + r * (1 / 479001600)) + r2 * (1 / 6227020800))
     )  # r**j / j! for j = 3 to 13
-    p = 1.0 + (r + (r2 * 0.5 + (r2 * r) * q))
+    return k, r + (r2 * 0.5 + (r2 * r) * q)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def exp_scalar(x):
+    """math.exp(x) in arithmetic LLVM can vectorize: 2**k (1 + e) from exp_parts, 2**k built from IEEE bits in
+    two factors, so subnormal results round once. Within 1 ulp (math.exp: 0.5)."""
+    v = min(max(float(x), -746.0), 710.0) if x == x else 0.0  # exp is 0 below and inf above: k stays in range
+    k, e = exp_parts(v)
+    p = 1.0 + e
     half = np.int64(k) >> 1
     high = float(np.int64((half + 1023) << 52).view(np.float64))  # float(): plain Python multiplies floats, not
     low = float(np.int64((np.int64(k) - half + 1023) << 52).view(np.float64))  # NumPy scalars, with no warnings
@@ -225,5 +232,6 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    exp_scalar, exp_array, matmul = compiled_helpers("99cb7ead5e4a53b3", exp_scalar, exp_array, matmul)
-    softplus, softplus_array, sum_all = compiled_helpers("99cb7ead5e4a53b3", softplus, softplus_array, sum_all)
+    exp_parts, exp_scalar, exp_array = compiled_helpers("a6d187e66d7248b7", exp_parts, exp_scalar, exp_array)
+    matmul, softplus, softplus_array = compiled_helpers("a6d187e66d7248b7", matmul, softplus, softplus_array)
+    (sum_all,) = compiled_helpers("a6d187e66d7248b7", sum_all)

@@ -80,7 +80,7 @@ def elman(h, x, Wxh, Whh, bh):
     matmul2 = matmul(x, Wxh)
     add1 = matmul2 + matmul1
     a = add1 + bh
-    h_next = np.tanh(a)
+    h_next = tanh_array(a)
     return h_next
 
 
@@ -88,7 +88,7 @@ def elman(h, x, Wxh, Whh, bh):
 def elman_backward(h, x, Wxh, Whh, bh, h_next, dh_next):
     """One step's backward lines: the gradients of the carries, of the slices and of the weights."""
     # fmt: off
-    da = ((1.0 - h_next) * (h_next + 1.0)) * dh_next  # h_next = np.tanh(a)
+    da = ((1.0 - h_next) * (h_next + 1.0)) * dh_next  # h_next = tanh_array(a)
     dadd1 = da                                        # a = add1 + bh
     dbh = sum_axis0(da)                               # a = add1 + bh
     dmatmul2 = dadd1                                  # add1 = matmul2 + matmul1
@@ -134,6 +134,22 @@ def elman_scan_backward(h_init, xs, Wxh, Whh, bh, tape, dh_final):
 
 
 # runtime helpers the functions above call (bpgen/runtime.py)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def exp_parts(v):
+    """exp(v) as (k, e) with exp(v) = 2**k * (1 + e), for v in [-746, 710]. v = k ln2 + r with |r| <= ln2/2;
+    e = exp(r) - 1 = r + r**2/2 + r**3 q(r), q to r**10 in pairs (Estrin's scheme: a short dependency chain, so
+    one call is about as fast as libm's)."""
+    k = (v * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0  # round(v / ln2): + 1.5 * 2**52
+    r = (v - k * 0.6931471803691238) - k * 1.9082149292705877e-10  # ln2 in two parts: r is exact enough
+    r2 = r * r
+    r4 = r2 * r2
+    q = ((1 / 6 + r * (1 / 24)) + r2 * (1 / 120 + r * (1 / 720))) + r4 * (
+        ((1 / 5040 + r * (1 / 40320)) + r2 * (1 / 362880 + r * (1 / 3628800)))
+        + r4 * ((1 / 39916800 + r * (1 / 479001600)) + r2 * (1 / 6227020800))
+    )  # r**j / j! for j = 3 to 13
+    return k, r + (r2 * 0.5 + (r2 * r) * q)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -218,11 +234,35 @@ def sum_last(a):
     return out
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def tanh_scalar(x):
+    """math.tanh(x) in arithmetic LLVM can vectorize: with m = exp(2|x|) - 1, tanh|x| = m / (m + 2), the sign put
+    back. m is exp_parts' e itself when 2|x| reduces to k = 0, so a small x keeps its digits. Within 3 ulp
+    (math.tanh: 1)."""
+    a = min(abs(float(x)), 20.0) if x == x else 0.0  # tanh is 1.0 in double precision beyond 19.1
+    k, e = exp_parts(2.0 * a)
+    scale = float(np.int64((np.int64(k) + 1023) << 52).view(np.float64))  # 2**k, k <= 58
+    m = e if k == 0.0 else (1.0 + e) * scale - 1.0
+    return math.copysign(m / (m + 2.0), x) if x == x else x
+
+
+@numba.njit(cache=True, error_model="numpy")
+def tanh_array(x):
+    """np.tanh(x), as tanh_scalar on every element, in a loop LLVM vectorizes (Numba's np.tanh calls libm once
+    per element)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(flat.shape[0])
+    for i in range(flat.shape[0]):
+        out[i] = tanh_scalar(flat[i])
+    return out.reshape(x.shape)
+
+
 # Loaded by bpgen itself (bpgen.compile, bpgen.function), the module finds compiled_helpers in its namespace and
 # takes bpgen's copies of the helpers above, compiled and cached once per machine, so that a new module compiles
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    rows_of, logsumexp_rows, matmul = compiled_helpers("99cb7ead5e4a53b3", rows_of, logsumexp_rows, matmul)
-    softmax, softmax_cross_entropy = compiled_helpers("99cb7ead5e4a53b3", softmax, softmax_cross_entropy)
-    sum_axis0, sum_last = compiled_helpers("99cb7ead5e4a53b3", sum_axis0, sum_last)
+    exp_parts, rows_of, logsumexp_rows = compiled_helpers("a6d187e66d7248b7", exp_parts, rows_of, logsumexp_rows)
+    matmul, softmax = compiled_helpers("a6d187e66d7248b7", matmul, softmax)
+    softmax_cross_entropy, sum_axis0 = compiled_helpers("a6d187e66d7248b7", softmax_cross_entropy, sum_axis0)
+    sum_last, tanh_scalar, tanh_array = compiled_helpers("a6d187e66d7248b7", sum_last, tanh_scalar, tanh_array)

@@ -408,10 +408,10 @@ def take_rows(table, ids):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    _row_moments, add_rows, batch_matmul = compiled_helpers("99cb7ead5e4a53b3", _row_moments, add_rows, batch_matmul)
-    rows_of, flat_matmul = compiled_helpers("99cb7ead5e4a53b3", rows_of, flat_matmul)
-    (transpose_matmul,) = compiled_helpers("99cb7ead5e4a53b3", transpose_matmul)
-    flat_transpose_matmul, normalize_last = compiled_helpers("99cb7ead5e4a53b3", flat_transpose_matmul, normalize_last)
-    normalize_last_vjp, same_shape = compiled_helpers("99cb7ead5e4a53b3", normalize_last_vjp, same_shape)
-    softmax, sum_axis0, sum_last = compiled_helpers("99cb7ead5e4a53b3", softmax, sum_axis0, sum_last)
-    (take_rows,) = compiled_helpers("99cb7ead5e4a53b3", take_rows)
+    _row_moments, add_rows, batch_matmul = compiled_helpers("a6d187e66d7248b7", _row_moments, add_rows, batch_matmul)
+    rows_of, flat_matmul = compiled_helpers("a6d187e66d7248b7", rows_of, flat_matmul)
+    (transpose_matmul,) = compiled_helpers("a6d187e66d7248b7", transpose_matmul)
+    flat_transpose_matmul, normalize_last = compiled_helpers("a6d187e66d7248b7", flat_transpose_matmul, normalize_last)
+    normalize_last_vjp, same_shape = compiled_helpers("a6d187e66d7248b7", normalize_last_vjp, same_shape)
+    softmax, sum_axis0, sum_last = compiled_helpers("a6d187e66d7248b7", softmax, sum_axis0, sum_last)
+    (take_rows,) = compiled_helpers("a6d187e66d7248b7", take_rows)

@@ -58,14 +58,14 @@ def agree(got, want, rtol: float = RTOL, what: str = "") -> None:
     assert np.all(error <= rtol * np.maximum(1.0, np.abs(want[~nan]))), f"{what}: {got} != {want}"
 
 
-def agree_all(got, want, what: str = "") -> None:
+def agree_all(got, want, what: str = "", rtol: float = RTOL) -> None:
     """agree() on nested tuples of results (value, gradients, ...)."""
     if isinstance(want, (tuple, list)):
         assert isinstance(got, (tuple, list)) and len(got) == len(want), f"{what}: {got} != {want}"
         for k, (g, w) in enumerate(zip(got, want)):
-            agree_all(g, w, f"{what}[{k}]")
+            agree_all(g, w, f"{what}[{k}]", rtol)
     else:
-        agree(got, want, what=what)
+        agree(got, want, rtol, what=what)
 
 
 def on_numpy(fn):
@@ -353,7 +353,10 @@ def test_examples_agree_with_numba(spec):
         numpy_fn = on_numpy(numba_fn)
         rng = np.random.default_rng(zlib.crc32(spec.encode()))
         args, _ = draw_point(numba_fn, rng, {}, {})
-        agree_all(numpy_fn.value_and_grad(*args), numba_fn.value_and_grad(*args), f"{spec} value_and_grad")
+        # NumPy's tanh is libm's (0.5 ulp), Numba's target's tanh_array within 3 ulp: through the RNN's eight steps
+        # of tanh the gradients differ by up to 3e-12 relative
+        rtol = 1e-11 if spec == "rnn_digits" else RTOL
+        agree_all(numpy_fn.value_and_grad(*args), numba_fn.value_and_grad(*args), f"{spec} value_and_grad", rtol)
         inputs = fn.declaration.inputs
         vectors = tuple(rng.normal(size=np.shape(args[inputs.index(w)])) if np.shape(args[inputs.index(w)])
                         else float(rng.normal()) for w in fn.declaration.wrt)

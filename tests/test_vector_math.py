@@ -11,14 +11,15 @@ import pytest
 
 from bpgen.targets.numba.target import INLINED_HELPERS, numba_target
 
-NAMES = ("exp_array", "softplus_array", "sigmoid_array")
-SCALAR = {"exp_array": "exp_scalar", "softplus_array": "softplus", "sigmoid_array": "sigmoid"}
-WORST_ULPS = {"exp_array": 1.5, "softplus_array": 4.0, "sigmoid_array": 3.0}  # measured: 0.92, 3.4, 2.4
+NAMES = ("exp_array", "softplus_array", "sigmoid_array", "tanh_array")
+SCALAR = {"exp_array": "exp_scalar", "softplus_array": "softplus", "sigmoid_array": "sigmoid",
+          "tanh_array": "tanh_scalar"}
+WORST_ULPS = {"exp_array": 1.5, "softplus_array": 4.0, "sigmoid_array": 3.0, "tanh_array": 3.0}
 
 
 def _load(jit: bool) -> dict:
     namespace = {"math": math, "np": np}
-    names = (*SCALAR.values(), *NAMES)
+    names = ("exp_parts", *SCALAR.values(), *NAMES)
     for name in names:
         exec(numba_target().helper_source(name), namespace)  # noqa: S102 - bpgen's own helper source, as a generated module holds it
     if jit:
@@ -45,6 +46,8 @@ def _exact(name: str, x: np.ndarray) -> np.ndarray:
             return np.exp(X)
         if name == "softplus_array":
             return np.maximum(X, 0) + np.log1p(np.exp(-np.abs(X)))
+        if name == "tanh_array":
+            return np.tanh(X)
         return 1 / (1 + np.exp(-X))
 
 
@@ -80,6 +83,8 @@ def test_special_values(jitted):
         np.testing.assert_array_equal(jitted["exp_array"](x), np.exp(x))
         np.testing.assert_array_equal(jitted["softplus_array"](x), np.logaddexp(0.0, x))
     np.testing.assert_array_equal(jitted["sigmoid_array"](x), [np.nan, 1.0, 0.0, 0.5, 0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(jitted["tanh_array"](x), np.tanh(x))
+    assert math.copysign(1.0, jitted["tanh_array"](np.array([-0.0]))[0]) == -1.0
 
 
 @pytest.mark.parametrize("name", NAMES)

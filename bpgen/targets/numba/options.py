@@ -22,7 +22,7 @@ INLINE_OPTIONS = {**JIT_OPTIONS, "inline": "always"}
 
 # helpers Numba inlines into their callers: the elementwise functions that loops over points
 # (value_and_grad_batch) or over array elements call, so that LLVM vectorizes those loops
-INLINED_HELPERS = frozenset({"exp_scalar", "sigmoid", "softplus"})
+INLINED_HELPERS = frozenset({"exp_parts", "exp_scalar", "tanh_scalar", "sigmoid", "softplus"})
 
 RUNTIME = "bpgen.runtime"  # the helpers' source
 

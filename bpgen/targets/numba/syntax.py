@@ -58,6 +58,7 @@ def _on_arrays(name: str, helper: str) -> Printing:
 SYNTAX: dict[str, Printing] = {
     **BASE,
     Op.EXP: _on_arrays("exp", "exp_array"),
+    Op.TANH: _on_arrays("tanh", "tanh_array"),
     Op.ERF: _on_arrays("erf", "erf_array"),  # NumPy has no vectorized erf
     Op.LGAMMA: _on_arrays("lgamma", "lgamma_array"),
     Op.GAMMA: _on_arrays("gamma", "gamma_array"),
