@@ -2,7 +2,8 @@
 
 Each system computes the same loss, sum(layer(x) * R), and the gradient of every parameter and of x, in
 float64 (bpgen's type), with the same weights; the bpgen gradients are checked against PyTorch's before
-anything is timed. One thread for everyone (BLAS, PyTorch, XLA). Two tables:
+anything is timed. One thread for everyone (BLAS, PyTorch, XLA), and the process pinned to one core. Two
+tables:
 
 - call time: the median of interleaved rounds, each system in turn, with ratios to the fastest of
   PyTorch (eager, and torch.compile when it works here) and JAX (jit of value_and_grad);
@@ -300,6 +301,8 @@ def main() -> None:
     opts = parser.parse_args()
     if any(os.environ.get(k) != v for k, v in ONE_THREAD.items()):  # BLAS reads them when NumPy loads: start again
         os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], {**os.environ, **ONE_THREAD})
+    if hasattr(os, "sched_setaffinity"):  # one core too: JAX's matrix products use a thread pool XLA's flags miss
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     workloads = opts.only or ["transformer", "lstm"]
     if opts.child:
         child(opts.child, workloads[0], opts.small)

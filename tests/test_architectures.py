@@ -5,6 +5,9 @@ mean-pool and linear classifier. Every parameter's gradient is compared, Numba's
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -132,38 +135,16 @@ def test_gru_layer_against_torch(rng, jit):
 # a transformer encoder layer ------------------------------------------------------------------------------
 
 B, S, D, HEADS, FF = 3, 5, 8, 2, 16  # batch, sequence, model width, heads, feed-forward width
-DH = D // HEADS
 
-ENCODER_SHAPES = {"x": ("B", S, D), "mask": (S, S, "bool"), "W_in": (3 * D, D), "b_in": (3 * D,),
-                  "W_out": (D, D), "b_out": (D,), "W1": (FF, D), "b1": (FF,), "W2": (D, FF), "b2": (D,),
-                  "g1": (D,), "beta1": (D,), "g2": (D,), "beta2": (D,), "R": ("B", S, D)}
-ENCODER_PARAMETERS = ["self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
-                      "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
-                      "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"]
-
-
-def heads(t):
-    """(B, S, D) -> (B, HEADS, S, DH): each head's slice of the model width."""
-    return t.reshape(t.shape[0], S, HEADS, DH).transpose(0, 2, 1, 3)
-
-
-def encoder_layer(x, mask, W_in, b_in, W_out, b_out, W1, b1, W2, b2, g1, beta1, g2, beta2, R):
-    """torch.nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True), post-norm, relu;
-    `mask` says which keys each query may see (all True: no mask)."""
-    qkv = x @ W_in.T + b_in
-    q, k, v = heads(qkv[..., :D]), heads(qkv[..., D:2 * D]), heads(qkv[..., 2 * D:])
-    scores = bpgen.einsum("bhqd,bhkd->bhqk", q, k) * (1.0 / DH ** 0.5)
-    attention = nn.softmax(bpgen.where(mask, scores, -np.inf), axis=-1)
-    context = (attention @ v).transpose(0, 2, 1, 3).reshape(x.shape[0], S, D)
-    h = nn.layer_norm(x + context @ W_out.T + b_out, g1, beta1)
-    ff = nn.relu(h @ W1.T + b1) @ W2.T + b2
-    out = nn.layer_norm(h + ff, g2, beta2)
-    return bpgen.sum(out * R)
+# the encoder layer as examples/benchmark_layers.py declares it (post-norm, relu; `mask` says which keys each
+# query may see, all True for no mask), and the torch module's parameters in the order it takes them
+LAYERS = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "benchmark_layers.py"))
+ENCODER_PARAMETERS = LAYERS["TRANSFORMER_PARAMETERS"]
 
 
 @pytest.fixture(scope="module")
 def encoder_jit():
-    return bpgen.function(encoder_layer, shapes=ENCODER_SHAPES, wrt=["x"] + list(ENCODER_SHAPES)[2:-1])
+    return LAYERS["bpgen_transformer"](B, S, D, HEADS, FF)
 
 
 @pytest.mark.parametrize("causal", [False, True])
