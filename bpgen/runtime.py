@@ -151,6 +151,8 @@ def take_rows(table, ids):
     rows = np.ascontiguousarray(table).reshape((table.shape[0], -1))
     out = np.empty((flat.size, rows.shape[1]))
     for i in range(flat.size):
+        if flat[i] < 0 or flat[i] >= rows.shape[0]:  # never read stray memory, whatever reached here
+            raise ValueError("take_rows: an id is not a row of the table")
         out[i] = rows[flat[i]]
     return out.reshape(ids.shape + table.shape[1:])
 
@@ -163,6 +165,8 @@ def add_rows(ids, g, shape):
     rows = out.reshape((shape[0], -1))
     upstream = np.ascontiguousarray(g).reshape((flat.size, rows.shape[1]))
     for i in range(flat.size):
+        if flat[i] < 0 or flat[i] >= rows.shape[0]:
+            raise ValueError("add_rows: an id is not a row of the table")
         rows[flat[i]] += upstream[i]
     return out
 

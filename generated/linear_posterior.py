@@ -99,4 +99,4 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    matmul, sum_all = compiled_helpers("a6d187e66d7248b7", matmul, sum_all)
+    matmul, sum_all = compiled_helpers("157c509a0b4ccb0c", matmul, sum_all)

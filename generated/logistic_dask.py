@@ -180,6 +180,6 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    exp_parts, exp_scalar, exp_array = compiled_helpers("a6d187e66d7248b7", exp_parts, exp_scalar, exp_array)
-    matmul, softplus, softplus_array = compiled_helpers("a6d187e66d7248b7", matmul, softplus, softplus_array)
-    (sum_all,) = compiled_helpers("a6d187e66d7248b7", sum_all)
+    exp_parts, exp_scalar, exp_array = compiled_helpers("157c509a0b4ccb0c", exp_parts, exp_scalar, exp_array)
+    matmul, softplus, softplus_array = compiled_helpers("157c509a0b4ccb0c", matmul, softplus, softplus_array)
+    (sum_all,) = compiled_helpers("157c509a0b4ccb0c", sum_all)

@@ -262,7 +262,7 @@ def tanh_array(x):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    exp_parts, rows_of, logsumexp_rows = compiled_helpers("a6d187e66d7248b7", exp_parts, rows_of, logsumexp_rows)
-    matmul, softmax = compiled_helpers("a6d187e66d7248b7", matmul, softmax)
-    softmax_cross_entropy, sum_axis0 = compiled_helpers("a6d187e66d7248b7", softmax_cross_entropy, sum_axis0)
-    sum_last, tanh_scalar, tanh_array = compiled_helpers("a6d187e66d7248b7", sum_last, tanh_scalar, tanh_array)
+    exp_parts, rows_of, logsumexp_rows = compiled_helpers("157c509a0b4ccb0c", exp_parts, rows_of, logsumexp_rows)
+    matmul, softmax = compiled_helpers("157c509a0b4ccb0c", matmul, softmax)
+    softmax_cross_entropy, sum_axis0 = compiled_helpers("157c509a0b4ccb0c", softmax_cross_entropy, sum_axis0)
+    sum_last, tanh_scalar, tanh_array = compiled_helpers("157c509a0b4ccb0c", sum_last, tanh_scalar, tanh_array)

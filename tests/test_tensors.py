@@ -1228,3 +1228,47 @@ def test_the_log_of_a_named_sigmoid_stays_finite(jit):
     assert_close(value, -2200.0 + np.log(p_half) + 2.0 + p_half)
     assert_close(dz, [-1.0, 1.0, -1.0, 1.0, (1 - p_half) + p_half * (1 - p_half)])
 
+
+
+def _xent_helper(logits, y):
+    """A helper in the spec's file: its locals name values without keeping them from the stable rewrites."""
+    p = nn.softmax(logits)
+    return -bpgen.sum(y * bpgen.log(p))
+
+
+def test_a_helpers_names_label_values_and_keep_the_stable_forms():
+    def with_helper(Z, Y):
+        return _xent_helper(Z * 1.0, Y)
+
+    g = bpgen.function(with_helper, shapes={"Z": (2, 3), "Y": (2, 3)}, wrt=["Z"], jit=False)
+    value, (dZ,) = g.value_and_grad(np.array([[0.0, 800.0, -800.0], [1.0, 2.0, 3.0]]),
+                                    np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert np.isfinite(value) and np.all(np.isfinite(dZ)) and "log_softmax(" in g.source
+    np.testing.assert_allclose(dZ[0], [-1.0, 1.0, 0.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_ids_read_inside_a_scan_step_are_checked_too(jit):
+    ids = bpgen.Tensor("step_ids", (4,), dtype="int64")
+    H0, X = bpgen.Tensor("step_H0", (5, 3)), bpgen.Tensor("step_X", (6,))
+
+    def step(h, x):
+        return bpgen.tanh(h * x + bpgen.sum(h[ids])), None
+
+    h_final, _ = bpgen.scan(step, H0, xs=X)
+    g = bpgen.compile(bpgen.sum(h_final), inputs=[ids, H0, X], jit=jit)
+    args = (np.ones((5, 3)), np.linspace(0.0, 1.0, 6))
+    assert np.isfinite(g.value_and_grad(np.array([0, 1, 4, 2]), *args)[0])
+    for bad in ([0, 1, 5, 2], [0, 1, 100000000, 2], [-1, 0, 0, 0]):
+        with pytest.raises(ValueError, match="every entry of step_ids must be a row of step_H0, from 0 to 4"):
+            g.value_and_grad(np.array(bad), *args)
+
+
+def test_where_takes_numpys_meaning_with_a_zero_side_and_strided_ids():
+    X = bpgen.Tensor("wz_X", (3,))
+    g = bpgen.compile(bpgen.sum(bpgen.where(X > 0, bpgen.sqrt(X), 0.0)), inputs=[X], jit=False)
+    assert g.forward(np.array([-1.0, 0.0, 4.0])) == 2.0  # sqrt(-1) is never chosen
+    E, ids = bpgen.Tensor("wz_E", (5, 2)), bpgen.Tensor("wz_ids", (6,), dtype="int64")
+    h = bpgen.compile(bpgen.sum(E[ids[::2]]), inputs=[E, ids], wrt=[E], jit=False)
+    _, (dE,) = h.value_and_grad(np.ones((5, 2)), np.array([1, 4, 1, 4, 3, 4]))
+    np.testing.assert_array_equal(dE[:, 0], [0.0, 2.0, 0.0, 1.0, 0.0])

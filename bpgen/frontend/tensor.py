@@ -352,8 +352,11 @@ def where(condition, a, b) -> Tensor:
     except ShapeError:
         raise ShapeError(f"bpgen.where: the condition {condition.describe()}, {_describe(a)} and {_describe(b)} "
                          "do not broadcast") from None
-    # each array at the full shape (a view), numbers as they are: np.where under Numba takes no other mix
-    cond, x, y = (n if not n.shape and n is not cond else ALGEBRA.broadcast_to(n, shape) for n in (cond, x, y))
+    # each array at the full shape (a view), numbers as they are: np.where under Numba takes no other mix; a
+    # zero side is an array of zeros too, or the select would print as the product a * cond, which a nan or inf
+    # on the side not chosen would reach
+    cond, x, y = (n if not n.shape and n is not cond and not (n.is_const and n.value == 0.0)
+                  else ALGEBRA.broadcast_to(n, shape) for n in (cond, x, y))
     return Tensor._wrap(ALGEBRA.select(cond, x, y))
 
 

@@ -24,8 +24,10 @@ def trace(fn: Callable, symbols: list, named_atoms=frozenset()) -> tuple[sympy.B
             if isinstance(value, Tensor):
                 if value.name is None and value.node not in hints:
                     hints[value.node] = local
-                    # while the function runs: rewrites keep the named tensor, errors call it by its name
-                    ALGEBRA.keep.add(value.node.id)
+                    # while the function runs: rewrites keep the tensors it names (a helper's names only label:
+                    # its log of a softmax stays a log-softmax, as before it named anything), errors use the name
+                    if frame.f_code is code:
+                        ALGEBRA.keep.add(value.node.id)
                     LOCAL_NAMES[value.node.id] = local
             elif isinstance(value, sympy.Expr) and (not value.is_Atom or value in named_atoms) and value not in hints:
                 hints[value] = local

@@ -137,6 +137,6 @@ def format_program(nodes: Iterable[Node]) -> str:
 def viewed(node: Node) -> Node:
     """What `node` is a view of (x for x[1:], x.T or x.reshape(...)), or `node` itself: an input's dtype and
     the checks of its values carry through these."""
-    while node.op in (Op.SLICE_AXIS, Op.RESHAPE, Op.TRANSPOSE, Op.PERMUTE, Op.BROADCAST_TO):
+    while node.op in (Op.SLICE_AXIS, Op.STRIDE_AXIS, Op.RESHAPE, Op.TRANSPOSE, Op.PERMUTE, Op.BROADCAST_TO):
         node = node.args[0]
     return node

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ...frontend.declaration import Declaration
 from ...ir.graph import Node, schedule, viewed
+from ...ir.loops import body_schedule
 from ...ir.ops import Op
 from ...ir.shapes import format_shape
 from ...program.build import all_nodes
@@ -148,13 +149,29 @@ def _input_checks(declaration: Declaration, low: Lowered, names: dict[int, str],
     guards = shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
     outputs = low.output if isinstance(low.output, list) else [low.output]
     lookups = []  # (ids, the table's name, its number of rows) for each lookup of rows by an input's ids
-    for node in schedule(outputs):
-        ids = viewed(node.args[1]) if node.op == Op.TAKE_ROWS else None
-        if ids is not None and ids.id in names and ids.op == Op.INPUT:
-            table, rows = node.args[0], node.args[0].shape[0]
+    for node, outer in _row_lookups(outputs):
+        ids, table = viewed(outer(node.args[1])), outer(node.args[0])
+        if ids.op == Op.INPUT and ids.id in names:
+            rows = table.shape[0]
             lookups.append((names[ids.id], names.get(table.id, "its table"), rows if isinstance(rows, int) else
                             dims[rows]))
     return guards + index_guards(declaration.name, lookups)
+
+
+def _row_lookups(outputs: list[Node]):
+    """Each lookup of rows (table[ids]) the outputs depend on, in a scan's step too, with a function taking a
+    value the lookup reads to what it is outside (a step's sequences and weights stand for the scan's
+    arguments)."""
+    for node in schedule(outputs):
+        if node.op == Op.TAKE_ROWS:
+            yield node, lambda n: n
+        elif node.op == Op.SCAN:
+            body = node.attrs[0]
+            placeholders = body.carries + body.xs + body.closed  # the scan's arguments, in order
+            outside = {p.id: a for p, a in zip(placeholders, node.args)}
+            for inner in body_schedule(body):
+                if inner.op == Op.TAKE_ROWS:
+                    yield inner, lambda n, outside=outside: outside.get(viewed(n).id, n)
 
 
 def _check(declaration: Declaration, params: list[str], checks: list, dim_lines: list[str], target: Target,
