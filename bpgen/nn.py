@@ -54,16 +54,17 @@ def _rows(t: Tensor, what: str):
 
 def _as_rows(t: Tensor, what: str, axis: int):
     """A tensor arranged so that `axis` is its last one, which the row-wise ops run along: a vector becomes one
-    row, and another axis is swapped with the last. Returns (rows, how): "vector", "swapped" or "rows"."""
+    row, and another axis is swapped with the last. Returns (rows, how, axis): how is "vector", "swapped" or
+    "rows", axis the normalized one."""
     x = as_node(t)
     if not x.shape:
         raise ShapeError(f"{what} works along an axis of an array, not on the number {t.describe()}")
     axis = normalize_axis(x.shape, axis)
     if len(x.shape) == 1:
-        return ALGEBRA.reshape(x, (1,) + x.shape), "vector"
+        return ALGEBRA.reshape(x, (1,) + x.shape), "vector", axis
     if axis != len(x.shape) - 1:
-        return _swapped(x, axis), "swapped"
-    return x, "rows"
+        return _swapped(x, axis), "swapped", axis
+    return x, "rows", axis
 
 
 def _swapped(x, axis: int):
@@ -75,11 +76,11 @@ def _swapped(x, axis: int):
 
 def _rowwise(op: str, t: Tensor, axis: int) -> Tensor:
     """An op that maps each row to a row (softmax), along `axis` of an array."""
-    rows, how = _as_rows(t, op, axis)
+    rows, how, axis = _as_rows(t, op, axis)
     out = ALGEBRA.make(op, (rows,))
     if how == "vector":
         return _wrap(ALGEBRA.reshape(out, out.shape[1:]))
-    return _wrap(_swapped(out, normalize_axis(out.shape, axis)) if how == "swapped" else out)
+    return _wrap(_swapped(out, axis) if how == "swapped" else out)
 
 
 def softmax(t: Tensor, axis: int = -1) -> Tensor:
@@ -94,15 +95,14 @@ def log_softmax(t: Tensor, axis: int = -1) -> Tensor:
 
 def logsumexp(t: Tensor, axis: int = -1) -> Tensor:
     """log(sum(exp(t), axis)), computed stably; the axis is removed."""
-    rows, how = _as_rows(t, "logsumexp", axis)
+    rows, how, axis = _as_rows(t, "logsumexp", axis)
     column = ALGEBRA.make(Op.LOGSUMEXP, (rows,))  # rows' shape with a 1 for the last axis
     if how == "vector":
         return _wrap(ALGEBRA.sum(column, None))  # the one entry, as a number
-    x = as_node(t)
-    axis = normalize_axis(x.shape, axis)
     if how == "swapped":  # the 1 back at `axis`
         column = _swapped(column, axis)
-    return _wrap(ALGEBRA.reshape(column, x.shape[:axis] + x.shape[axis + 1:]))
+    shape = t.shape
+    return _wrap(ALGEBRA.reshape(column, shape[:axis] + shape[axis + 1:]))
 
 
 def softmax_cross_entropy(logits: Tensor, onehot: Tensor) -> Tensor:

@@ -244,8 +244,7 @@ def agreement(workload: str, size: dict, d: dict) -> float:
     return worst
 
 
-def call_times(workload: str, size: dict, systems: list[str], rounds: int) -> dict[str, float | str]:
-    d = data(workload, size)
+def call_times(workload: str, size: dict, d: dict, systems: list[str], rounds: int) -> dict[str, float | str]:
     runners, times = {}, {}
     for system in systems:
         try:
@@ -320,9 +319,9 @@ def main() -> None:
     for workload in workloads:
         size = SIZES["small" if opts.small else "full"][workload]
         print(f"\n## {workload} {size}")
-        worst = agreement(workload, size, data(workload, size))
-        print(f"bpgen against PyTorch, largest relative difference: {worst:.1e}")
-        times = call_times(workload, size, systems, opts.rounds)
+        d = data(workload, size)
+        print(f"bpgen against PyTorch, largest relative difference: {agreement(workload, size, d):.1e}")
+        times = call_times(workload, size, d, systems, opts.rounds)
         others = [t for s, t in times.items() if s != "bpgen" and not isinstance(t, str)]
         fastest = min(others) if others else None
         print(f"\n{'system':<16}{'call (median)':>16}{'ratio to fastest other':>26}")

@@ -36,10 +36,10 @@ def einsum(spec: str, *operands) -> Tensor:
             if sizes.setdefault(letter, d) != d:
                 raise ShapeError(f"einsum {spec!r}: axis {letter!r} has sizes {sizes[letter]} and {d} "
                                  f"({', '.join(u.describe() for u in operands)})")
-    nodes = [_sum_letters(t.node, letters, set(output) | set("".join(inputs[:i] + inputs[i + 1:])))
-             for i, (t, letters) in enumerate(zip(operands, inputs))]
-    inputs = [_kept_letters(letters, set(output) | set("".join(inputs[:i] + inputs[i + 1:])))
-              for i, letters in enumerate(inputs)]
+    # each operand keeps the letters the output or the other operand has, and is summed over the rest first
+    wanted = [set(output) | set("".join(inputs[:i] + inputs[i + 1:])) for i in range(len(inputs))]
+    nodes = [_sum_letters(t.node, letters, w) for t, letters, w in zip(operands, inputs, wanted)]
+    inputs = ["".join(c for c in letters if c in w) for letters, w in zip(inputs, wanted)]
     if len(nodes) == 1:
         return Tensor._wrap(_arranged(nodes[0], inputs[0], output))
     return Tensor._wrap(_product(spec, nodes, inputs, output, sizes))
@@ -65,10 +65,6 @@ def _parse(spec: str, count: int) -> tuple[list[str], str]:
     if missing:
         raise BpgenError(f"einsum {spec!r}: the output's {missing[0]!r} is in no operand")
     return inputs, output
-
-
-def _kept_letters(letters: str, wanted: set) -> str:
-    return "".join(c for c in letters if c in wanted)
 
 
 def _sum_letters(node: Node, letters: str, wanted: set) -> Node:

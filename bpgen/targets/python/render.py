@@ -51,6 +51,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["wrap"] = indented  # a statement the template writes, wrapped to the line length
+    env.globals["line_length"] = LINE_LENGTH
     return env
 
 
