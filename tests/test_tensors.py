@@ -1272,3 +1272,18 @@ def test_where_takes_numpys_meaning_with_a_zero_side_and_strided_ids():
     h = bpgen.compile(bpgen.sum(E[ids[::2]]), inputs=[E, ids], wrt=[E], jit=False)
     _, (dE,) = h.value_and_grad(np.ones((5, 2)), np.array([1, 4, 1, 4, 3, 4]))
     np.testing.assert_array_equal(dE[:, 0], [0.0, 2.0, 0.0, 1.0, 0.0])
+
+
+def test_ids_into_a_slice_of_the_table_are_checked_against_the_slices_rows():
+    ids = bpgen.Tensor("sl_ids", (2,), dtype="int64")
+    H0, X = bpgen.Tensor("sl_H0", (5, 3)), bpgen.Tensor("sl_X", (4,))
+
+    def step(h, x):
+        return bpgen.tanh(h * x + bpgen.sum(h[1:][ids])), None
+
+    h_final, _ = bpgen.scan(step, H0, xs=X)
+    g = bpgen.compile(bpgen.sum(h_final), inputs=[ids, H0, X], jit=False)
+    args = (np.ones((5, 3)), np.linspace(0.0, 1.0, 4))
+    assert np.isfinite(g.value_and_grad(np.array([0, 3]), *args)[0])
+    with pytest.raises(ValueError, match="every entry of sl_ids must be a row of its table, from 0 to 3"):
+        g.value_and_grad(np.array([0, 4]), *args)

@@ -149,29 +149,27 @@ def _input_checks(declaration: Declaration, low: Lowered, names: dict[int, str],
     guards = shape_guards(declaration.name, [(names[n.id], n.shape) for n in low.inputs], dims, sources)
     outputs = low.output if isinstance(low.output, list) else [low.output]
     lookups = []  # (ids, the table's name, its number of rows) for each lookup of rows by an input's ids
-    for node, outer in _row_lookups(outputs):
-        ids, table = viewed(outer(node.args[1])), outer(node.args[0])
+    for ids, table, rows in _row_lookups(outputs):
         if ids.op == Op.INPUT and ids.id in names:
-            rows = table.shape[0]
             lookups.append((names[ids.id], names.get(table.id, "its table"), rows if isinstance(rows, int) else
                             dims[rows]))
     return guards + index_guards(declaration.name, lookups)
 
 
 def _row_lookups(outputs: list[Node]):
-    """Each lookup of rows (table[ids]) the outputs depend on, in a scan's step too, with a function taking a
-    value the lookup reads to what it is outside (a step's sequences and weights stand for the scan's
-    arguments)."""
+    """(what the ids are a view of, the table, its number of rows) for each lookup of rows (table[ids]) the
+    outputs depend on, in a scan's step too, where the ids and the table are read through placeholders: those
+    stand for the scan's arguments (its sequences, weights and initial carries)."""
     for node in schedule(outputs):
         if node.op == Op.TAKE_ROWS:
-            yield node, lambda n: n
+            yield viewed(node.args[1]), node.args[0], node.args[0].shape[0]
         elif node.op == Op.SCAN:
             body = node.attrs[0]
-            placeholders = body.carries + body.xs + body.closed  # the scan's arguments, in order
-            outside = {p.id: a for p, a in zip(placeholders, node.args)}
+            outside = {p.id: a for p, a in zip(body.carries + body.xs + body.closed, node.args)}
             for inner in body_schedule(body):
                 if inner.op == Op.TAKE_ROWS:
-                    yield inner, lambda n, outside=outside: outside.get(viewed(n).id, n)
+                    ids, table = viewed(inner.args[1]), inner.args[0]
+                    yield viewed(outside.get(ids.id, ids)), outside.get(table.id, table), table.shape[0]
 
 
 def _check(declaration: Declaration, params: list[str], checks: list, dim_lines: list[str], target: Target,
