@@ -109,16 +109,6 @@ def transpose_matmul(a, g):
     return np.ascontiguousarray((g.T @ a).T)
 
 
-def tall_matmul(a, b):
-    """a @ b for a large b with more rows than columns (a weight, or a wide weight's transpose in dX). For a
-    tall a (a large batch) it is computed as (b.T @ a.T).T and copied to C order, for the reason
-    transpose_matmul gives (8% faster for 4096 x 784 x 128 here); for a small batch the copy would cost more
-    than it saves."""
-    if a.shape[0] < a.shape[1]:
-        return a @ b
-    return np.ascontiguousarray((b.T @ a.T).T)
-
-
 def rows_of(a):
     """The leading axes of `a` flattened into rows, (..., c) -> (rows, c): a view when `a` is C-contiguous."""
     return np.ascontiguousarray(a).reshape((-1, a.shape[-1]))
@@ -184,7 +174,7 @@ def softmax_cross_entropy(logits, onehot):
 
 def softmax(logits):
     """Softmax along the last axis (each row): exp(x - max) over its sum, so exp never overflows; one exp per
-    entry."""
+    entry, and 0 for an entry below 1e-304 (e**-700) of the row's largest."""
     rows = rows_of(logits)
     n, c = rows.shape
     out = np.empty((n, c))
@@ -192,11 +182,14 @@ def softmax(logits):
         m = rows[i, 0]
         for j in range(1, c):
             m = max(m, rows[i, j])
+        # a loop of its own, which LLVM vectorizes; below e**-700 an entry is 0, so that no lane makes a
+        # subnormal number (each a slow microcode assist: masked -inf logits made the loop 2x slower)
+        for j in range(c):
+            d = rows[i, j] - m
+            out[i, j] = exp_scalar(max(d, -700.0)) if d > -700.0 else 0.0
         total = 0.0
         for j in range(c):
-            e = math.exp(rows[i, j] - m)
-            out[i, j] = e
-            total += e
+            total += out[i, j]
         inverse = 1.0 / total
         for j in range(c):
             out[i, j] *= inverse
@@ -204,7 +197,8 @@ def softmax(logits):
 
 
 def softmax_jvp(s, t):
-    """The tangent of a softmax s (along the last axis) along the tangent t of its logits: s * (t - rowsum(s * t))."""
+    """The tangent of a softmax s (along the last axis) along the tangent t of its logits: s * (t - rowsum(s * t)).
+    The softmax's Jacobian is symmetric: with an upstream gradient for t, the gradient of the logits too."""
     s_rows, t_rows = rows_of(s), rows_of(t)
     n, c = s_rows.shape
     out = np.empty((n, c))
@@ -215,6 +209,27 @@ def softmax_jvp(s, t):
         for j in range(c):
             out[i, j] = s_rows[i, j] * (t_rows[i, j] - dot)
     return out.reshape(s.shape)
+
+
+def select_value(cond, a, value):
+    """np.where(cond, a, value) for a number `value` and arrays of one shape (a broadcast mask among them): a loop
+    over rows, several times faster than Numba's np.where on views."""
+    out = np.empty(a.shape)
+    for index in np.ndindex(a.shape[:-1]):
+        chosen, given, row = cond[index], a[index], out[index]
+        for j in range(row.shape[0]):
+            row[j] = given[j] if chosen[j] else value
+    return out
+
+
+def select_arrays(cond, a, b):
+    """np.where(cond, a, b) for arrays of one shape (broadcast views among them): a loop over rows."""
+    out = np.empty(a.shape)
+    for index in np.ndindex(a.shape[:-1]):
+        chosen, given, other, row = cond[index], a[index], b[index], out[index]
+        for j in range(row.shape[0]):
+            row[j] = given[j] if chosen[j] else other[j]
+    return out
 
 
 def log_softmax(logits):

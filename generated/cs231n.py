@@ -75,7 +75,7 @@ def value_and_grad_batch(x, y):
     return values, (dx, dy)
 
 
-# runtime helpers the functions above call (bpgen/runtime.py)
+# runtime helpers the functions above call (bpgen/targets/numba/blas.py, bpgen/runtime.py)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -121,4 +121,4 @@ def sigmoid(x):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    exp_parts, exp_scalar, sigmoid = compiled_helpers("157c509a0b4ccb0c", exp_parts, exp_scalar, sigmoid)
+    exp_parts, exp_scalar, sigmoid = compiled_helpers("ccae1d4efc8f0a4c", exp_parts, exp_scalar, sigmoid)

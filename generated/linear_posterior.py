@@ -79,12 +79,103 @@ def check_arguments(X, y, beta):
         raise ValueError("linear_posterior: beta must have shape (3,)")
 
 
-# runtime helpers the functions above call (bpgen/runtime.py)
+# runtime helpers the functions above call (bpgen/targets/numba/blas.py, bpgen/runtime.py)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def blas_operand(x):
+    """How dgemm reads the matrix x in place, as (transpose, leading dimension): its memory read in column-major
+    order is x.T when x's rows are contiguous ("N" on that x.T), x itself when its columns are ("T"). (0, 0)
+    when neither, and x must be copied."""
+    rows, cols = x.shape
+    s0, s1 = x.strides[0] // 8, x.strides[1] // 8
+    if x.strides[0] % 8 == 0 and x.strides[1] % 8 == 0:
+        if (s1 == 1 or cols == 1) and (rows == 1 or s0 >= max(cols, 1)):
+            return ord("N"), s0 if rows > 1 else max(cols, 1)
+        if (s0 == 1 or rows == 1) and (cols == 1 or s1 >= max(rows, 1)):
+            return ord("T"), s1 if cols > 1 else max(rows, 1)
+    return 0, 0
+
+
+def dgemm_binding():
+    """BLAS's Fortran dgemm as a function Numba compiles calls to: the library BPGEN_BLAS names (MKL when
+    installed, by default, else SciPy's OpenBLAS), registered with LLVM as the symbol `bpgen_dgemm`."""
+    import ctypes
+    import glob
+    import os
+    import sys
+
+    import llvmlite.binding
+    from numba import types
+
+    choice = os.environ.get("BPGEN_BLAS", "auto")
+    library = choice if choice not in ("auto", "mkl", "scipy") else None
+    if choice in ("auto", "mkl"):
+        names = ("libmkl_rt.so*", "libmkl_rt*.dylib", "mkl_rt*.dll")
+        folders = (os.path.join(sys.prefix, "lib"), os.path.join(sys.prefix, "Library", "bin"))
+        found = sorted(path for folder in folders for name in names for path in glob.glob(os.path.join(folder, name)))
+        library = found[0] if found else None
+        if library is None and choice == "mkl":
+            raise ImportError(f"BPGEN_BLAS=mkl: no MKL runtime library (libmkl_rt) in {folders[0]}")
+    if library is not None:
+        try:
+            address = ctypes.cast(ctypes.CDLL(library).dgemm_, ctypes.c_void_p).value
+        except (OSError, AttributeError) as exc:
+            raise ImportError(f"BPGEN_BLAS: no Fortran dgemm_ in {library}: {exc}") from None
+    else:  # SciPy's OpenBLAS, as Numba's own products: the function pointer its Cython BLAS module exports
+        from scipy.linalg import cython_blas
+
+        capsule = cython_blas.__pyx_capi__["dgemm"]
+        name_of, pointer_of = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
+        name_of.restype, name_of.argtypes = ctypes.c_char_p, [ctypes.py_object]
+        pointer_of.restype, pointer_of.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        address = pointer_of(capsule, name_of(capsule))
+    llvmlite.binding.add_symbol("bpgen_dgemm", address)
+    # Fortran passes every argument by address: the addresses are intp here (the integers Numba's .ctypes.data is)
+    return types.ExternalFunction("bpgen_dgemm", types.void(*[types.intp] * 13))
+
+
+_dgemm = dgemm_binding()
+
+
+@numba.njit(cache=True, error_model="numpy")
+def gemm(a, b, out, alpha, beta):
+    """out = alpha * (a @ b) + beta * out for matrices, out's rows contiguous: one dgemm, reading a transposed
+    or sliced a or b in place. Row-major out = a @ b is column-major out.T = b.T @ a.T, so b goes first."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # an empty sum: dgemm would be handed an empty operand it cannot describe
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = 0.0 if beta == 0.0 else beta * out[i, j]
+        return
+    flag_a, lda = blas_operand(a)
+    if flag_a == 0:
+        a = np.ascontiguousarray(a)
+        flag_a, lda = blas_operand(a)
+    flag_b, ldb = blas_operand(b)
+    if flag_b == 0:
+        b = np.ascontiguousarray(b)
+        flag_b, ldb = blas_operand(b)
+    ints = np.empty(8, np.int32)  # transa, transb (a character in the low byte), m, n, k, lda, ldb, ldc
+    ints[0], ints[1], ints[2], ints[3] = flag_b, flag_a, n, m
+    ints[4], ints[5], ints[6], ints[7] = k, ldb, lda, max(out.strides[0] // 8, max(n, 1))
+    reals = np.empty(2)
+    reals[0], reals[1] = alpha, beta
+    i, r, pa, pb, pc = ints.ctypes.data, reals.ctypes.data, a.ctypes.data, b.ctypes.data, out.ctypes.data
+    # dgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), each argument by its address
+    _dgemm(i, i + 4, i + 8, i + 12, i + 16, r, pb, i + 20, pa, i + 24, r + 8, pc, i + 28)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def matmul(a, b):
-    """a @ b, as a function: compiled in bpgen's runtime once per machine for each layout of its operands."""
+    """a @ b: a dgemm for two matrices (a transposed or sliced one read in place), NumPy's @ with a vector."""
+    if a.ndim == 2 and b.ndim == 2:
+        out = np.empty((a.shape[0], b.shape[1]))
+        gemm(a, b, out, 1.0, 0.0)
+        return out
     return a @ b
 
 
@@ -99,4 +190,4 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    matmul, sum_all = compiled_helpers("157c509a0b4ccb0c", matmul, sum_all)
+    blas_operand, gemm, matmul, sum_all = compiled_helpers("ccae1d4efc8f0a4c", blas_operand, gemm, matmul, sum_all)

@@ -491,8 +491,8 @@ _TENSOR_RULES = [
     _tensor(Op.CROSS_ENTROPY, _scalar, _cross_entropy_vjp, _scalar_loss_jvp(_cross_entropy_vjp)),
     _tensor(Op.ONE_HOT, lambda args, attrs: args[0].shape + attrs,
             jvp=lambda A, args, out, t: [None]),  # of integer labels: no tangent
-    _tensor(Op.SOFTMAX, _same_shape,
-            lambda A, args, out, g: [A.mul(out, A.sub(g, A.keep_sum_rows(A.mul(g, out))))], _softmax_jvp),
+    # the Jacobian of a softmax is symmetric: its gradient is its tangent's one pass over the rows, along g
+    _tensor(Op.SOFTMAX, _same_shape, lambda A, args, out, g: [A.make(Op.SOFTMAX_JVP, (out, g))], _softmax_jvp),
     _tensor(Op.SOFTMAX_JVP, _same_shape, jvp=_softmax_jvp_jvp),
     _tensor(Op.LOG_SOFTMAX, _same_shape,
             lambda A, args, out, g: [A.sub(g, A.mul(_softmax_rows(A, args[0]), A.keep_sum_rows(g)))],

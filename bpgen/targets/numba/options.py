@@ -25,6 +25,10 @@ INLINE_OPTIONS = {**JIT_OPTIONS, "inline": "always"}
 INLINED_HELPERS = frozenset({"exp_parts", "exp_scalar", "tanh_scalar", "sigmoid", "softplus"})
 
 RUNTIME = "bpgen.runtime"  # the helpers' source
+BLAS_RUNTIME = "bpgen.targets.numba.blas"  # the compiled target's matrix products, which win over RUNTIME's
+RUNTIMES = (BLAS_RUNTIME, RUNTIME)
+# module-level names the compiled helpers use, and the plain helper whose value each is when a module is imported
+BINDINGS = {"_dgemm": "dgemm_binding"}
 
 
 def decorator_text(options: dict) -> str:
@@ -37,8 +41,9 @@ def decorator_text(options: dict) -> str:
 def runtime_version() -> str:
     """A digest of the helpers' source and the options they are compiled with: a generated module takes the
     compiled runtime's helpers only when its own copies have the same digest (the same bpgen wrote both)."""
-    origin = importlib.util.find_spec(RUNTIME).origin
-    with open(origin, "rb") as file:
-        source = file.read()
+    source = b""
+    for module in RUNTIMES:
+        with open(importlib.util.find_spec(module).origin, "rb") as file:
+            source += file.read()
     options = repr((sorted(JIT_OPTIONS.items()), sorted(INLINE_OPTIONS.items()), sorted(INLINED_HELPERS)))
     return hashlib.sha256(source + options.encode()).hexdigest()[:16]

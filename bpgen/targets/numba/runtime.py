@@ -20,8 +20,9 @@ import types
 import numba
 
 from ... import runtime as _source
+from . import blas as _blas
 from .memory import keep_freed_memory
-from .options import INLINE_OPTIONS, INLINED_HELPERS, JIT_OPTIONS, RUNTIME, runtime_version
+from .options import BINDINGS, INLINE_OPTIONS, INLINED_HELPERS, JIT_OPTIONS, runtime_version
 
 VERSION = runtime_version()
 
@@ -35,10 +36,18 @@ def _copy(function: types.FunctionType, namespace: dict) -> types.FunctionType:
     return copy
 
 
-# The helpers' globals: bpgen/runtime.py's (math, np), with every helper replaced by its compiled copy, so that
-# compiled helpers call compiled helpers, and inline the elementwise ones into their loops, as a module does.
+def _functions(module) -> dict[str, types.FunctionType]:
+    return {name: f for name, f in vars(module).items()
+            if isinstance(f, types.FunctionType) and f.__module__ == module.__name__ and name not in BINDINGS.values()}
+
+
+# The helpers' globals: bpgen/runtime.py's (math, np), with every helper replaced by its compiled copy (blas.py's
+# products winning over runtime.py's), so that compiled helpers call compiled helpers, and inline the
+# elementwise ones into their loops, as a module does; the names blas.py's products use bound as a module binds
+# them (the BLAS library's dgemm).
 _compiled: dict = dict(vars(_source))
-_helpers = [f for f in vars(_source).values() if isinstance(f, types.FunctionType) and f.__module__ == RUNTIME]
+_compiled.update({name: getattr(_blas, helper)() for name, helper in BINDINGS.items()})
+_helpers = list({**_functions(_source), **_functions(_blas)}.values())
 for _function in _helpers:
     _options = INLINE_OPTIONS if _function.__name__ in INLINED_HELPERS else JIT_OPTIONS
     _compiled[_function.__name__] = numba.njit(**_options)(_copy(_function, _compiled))

@@ -3,41 +3,49 @@
 Loops over array elements compile in a fraction of the time Numba needs for broadcast array expressions (and
 LLVM vectorizes them once the scalar helpers are inlined), so exp, erf and the gamma functions call runtime
 loops on arrays; sums over the first or the last axis call small loops (Numba's `sum(axis=...)` takes seconds to
-compile); products with a large tall matrix call helpers that give dgemm its faster layout.
+compile); products call helpers that call BLAS on the operands' memory.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...ir.graph import Node
 from ...ir.ops import Op
-from ..python.syntax import BASE, Call, MatrixProduct, Printing, Reduction
-
-
-def _large_and_tall(shape: tuple) -> bool:
-    """A matrix whose products with a batch are worth the helpers: more rows than columns, and large enough
-    (784 x 128 is) for a product to take milliseconds; small ones keep the plain form."""
-    if len(shape) != 2:
-        return False
-    rows, cols = shape
-    return isinstance(rows, int) and isinstance(cols, int) and rows > cols and rows * cols >= 65536
+from ..python.syntax import BASE, COND, ArraySelect, Call, MatrixProduct, Printing, Reduction
 
 
 def matmul_helper(node: Node) -> tuple[str, tuple[Node, ...]]:
-    """Every product calls a runtime helper: the compiled runtime then holds Numba's code for each layout of it
-    (about 0.3 s of compile apiece), compiled once per machine rather than in every new module. A stack of
-    matrices times a matrix calls flat_matmul (one product of its rows), two stacks batch_matmul. `x.T @ g` with
-    a large tall result (a weight's gradient) calls transpose_matmul(x, g); a batch times a large tall matrix
-    (the forward X @ W, or dX = dz @ W.T for a wide W) calls tall_matmul: each picks the faster orientation for
-    dgemm. Any other product calls matmul(a, b)."""
+    """Every product calls a runtime helper: the compiled runtime then holds Numba's code for each layout of it,
+    compiled once per machine rather than in every new module. A stack of matrices times a matrix calls
+    flat_matmul (one product of its rows), two stacks batch_matmul, anything else matmul(a, b); compiled, each
+    calls BLAS's dgemm on its operands' memory (blas.py), so `matmul(x.T, g)` reads x.T in place."""
     a, b = node.args
     if len(a.shape) > 2:  # Numba's @ takes vectors and matrices: stacks call loops over BLAS products
         return ("flat_matmul" if len(b.shape) == 2 else "batch_matmul"), (a, b)
-    if len(a.shape) == 2 and len(b.shape) == 2:
-        if a.op == Op.TRANSPOSE and _large_and_tall(node.shape):
-            return "transpose_matmul", (a.args[0], b)
-        if _large_and_tall(b.shape):
-            return "tall_matmul", (a, b)
     return "matmul", (a, b)
+
+
+def select_helper(node: Node) -> str | None:
+    """A select on arrays whose condition and chosen side have its shape calls a loop over rows (Numba's
+    np.where walks broadcast views element by element, 8x slower); a zero other side keeps the gate form."""
+    cond, a, b = node.args
+    if (b.is_const and b.value == 0.0) or not (tuple(cond.shape) == tuple(a.shape) == tuple(node.shape)):
+        return None
+    if b.is_const:
+        return "select_value"
+    return "select_arrays" if tuple(b.shape) == tuple(node.shape) else None
+
+
+@dataclass(frozen=True)
+class RowSelect(ArraySelect):
+    """select(cond, a, b) on arrays: a runtime loop where select_helper picks one, else NumPy's forms."""
+
+    def render(self, node, arg):
+        helper = select_helper(node)
+        if helper is None:
+            return super().render(node, arg)
+        return f"{helper}({', '.join(arg(x, COND) for x in node.args)})"
 
 
 def sum_helper(node: Node) -> str | None:
@@ -64,4 +72,5 @@ SYNTAX: dict[str, Printing] = {
     Op.GAMMA: _on_arrays("gamma", "gamma_array"),
     Op.MATMUL: Printing(MatrixProduct(matmul_helper), helper=lambda node: matmul_helper(node)[0]),
     Op.SUM: Printing(Reduction("sum", sum_helper), helper=sum_helper),
+    Op.SELECT: Printing(BASE[Op.SELECT].scalar, RowSelect(), array_helper=select_helper),
 }

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from ...frontend.names import sanitize
 from ...ir.graph import READ_OPS, Node
 from ...ir.ops import Op
+from ..numba.options import BINDINGS, BLAS_RUNTIME
 from .target import SHARED_RUNTIME, _functions_of
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
@@ -27,7 +28,7 @@ FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
 # Names the generated module defines or uses itself: a local of the same name would hide them.
 MODULE_NAMES = ("math", "np", "numpy", "numba", "forward", "value_and_grad", "grad", "value_and_grad_batch",
                 "vjp", "jvp", "hvp", "hessian", "check_arguments", "compiled_helpers", "gradients",
-                *sorted(_functions_of(SHARED_RUNTIME)))
+                *sorted(_functions_of(SHARED_RUNTIME)), *sorted(_functions_of(BLAS_RUNTIME)), *sorted(BINDINGS))
 
 RESERVED = (frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
             | frozenset(MODULE_NAMES))

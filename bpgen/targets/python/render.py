@@ -107,7 +107,8 @@ def render(module: Module) -> str:
         "helpers": [(target.helper_decorator(h), target.helper_source(h).rstrip("\n")) for h in module.helpers],
         "runtime": ", ".join(f"{m.replace('.', '/')}.py" for m in target.runtimes),
         "compiled_runtime": target.compiled_runtime if module.helpers else "",
-        "compiled_swaps": compiled_swaps(module.helpers, target.runtime_version),
+        "compiled_swaps": compiled_swaps([h for h in module.helpers if h not in target.bound_by],
+                                         target.runtime_version),
     }
     return fitted(_render("module.py.j2", context, module.header.name))
 

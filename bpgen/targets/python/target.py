@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...ir.graph import NO_RULE_OPS, Node
 from ...ir.ops import Op
@@ -35,6 +35,9 @@ class Target:
     # helpers, cached once per machine ("" for none), and the version (digest) this target's helpers have
     compiled_runtime: str = ""
     runtime_version: str = ""
+    # module-level names helpers use -> the plain (undecorated) helper whose value each is: a module holding a
+    # helper that uses the name holds `name = helper()` after that helper's source
+    bindings: Mapping[str, str] = field(default_factory=dict)
 
     def printing(self, node: Node) -> Printing:
         if node.op == Op.CALL:  # a SymPy function outside the table, printed as SymPy prints it
@@ -49,7 +52,14 @@ class Target:
         return self.inlined_decorator if inlined else self.jit_decorator
 
     def helper_decorator(self, name: str) -> str:
+        if name in self.bound_by:
+            return ""
         return self.decorator(name in self.inlined_helpers)
+
+    @functools.cached_property
+    def bound_by(self) -> dict[str, str]:
+        """The plain helpers that make the module's bound names: helper -> the name it binds."""
+        return {helper: name for name, helper in self.bindings.items()}
 
     @functools.cached_property
     def runtime_names(self) -> frozenset[str]:
@@ -63,8 +73,12 @@ class Target:
         raise KeyError(f"{self.name} target: no runtime helper {name!r}")
 
     def helper_source(self, name: str) -> str:
-        """The source of a runtime helper, as a generated module holds it (without a decorator)."""
-        return inspect.getsource(self.helper_function(name))
+        """The source of a runtime helper, as a generated module holds it (without a decorator); a binding helper's
+        is followed by the line that binds its name."""
+        source = inspect.getsource(self.helper_function(name))
+        if name in self.bound_by:
+            source = f"{source.rstrip()}\n\n\n{self.bound_by[name]} = {name}()\n"
+        return source
 
     def helpers_used(self, nodes: Iterable[Node], also: Iterable[str] = ()) -> list[str]:
         """The helpers the printed code of `nodes` calls (and `also` those), with the helpers they call in turn:
@@ -98,6 +112,7 @@ class Target:
         while codes:
             code = codes.pop()
             found.update(n for n in code.co_names if n in self.runtime_names)
+            found.update(self.bindings[n] for n in code.co_names if n in self.bindings)
             codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
         return tuple(sorted(found))
 
