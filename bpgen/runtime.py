@@ -119,6 +119,11 @@ def flat_matmul(a, b):
     return (rows_of(a) @ b).reshape(a.shape[:-1] + (b.shape[1],))
 
 
+def affine(x, w, bias):
+    """x @ w + bias for a stack of matrices x, a matrix w and a bias row: a linear layer."""
+    return flat_matmul(x, w) + bias
+
+
 def batch_matmul(a, b):
     """a @ b for stacks of matrices with one batch shape (bpgen broadcasts them first): a product per matrix."""
     n, k, m = a.shape[-2], a.shape[-1], b.shape[-1]

@@ -313,6 +313,7 @@ def main() -> None:
         print(f", jax {jax.__version__}")
     except ImportError:
         print(", jax not installed")
+    print(f"bpgen's BLAS: {blas_name()}")
     systems = [s for s in opts.systems.split(",") if s in RUNNERS and (s != "JAX" or _has("jax"))]
     if "bpgen" not in systems:
         systems.insert(0, "bpgen")
@@ -339,6 +340,17 @@ def main() -> None:
         rows += [(s, first_gradient(s, workload, opts.small, {})) for s in systems if s != "bpgen"]
         for label, t in rows:
             print(f"  {label:<34}{fmt(t):>14}")
+
+
+def blas_name() -> str:
+    """Which dgemm bpgen's products call: BPGEN_BLAS's choice, by default MKL where its runtime is installed
+    (bpgen[mkl]), else SciPy's OpenBLAS (bpgen/targets/numba/blas.py)."""
+    import glob
+
+    choice = os.environ.get("BPGEN_BLAS", "auto")
+    if choice in ("auto", "mkl"):
+        return "MKL" if glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")) else "SciPy's OpenBLAS"
+    return "SciPy's OpenBLAS" if choice == "scipy" else choice
 
 
 def _has(module: str) -> bool:

@@ -24,8 +24,7 @@ def forward(ids, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, 
     take_rows1 = take_rows(E, ids)
     x = take_rows1 + P
     transpose1 = W_in.T
-    matmul1 = flat_matmul(x, transpose1)
-    qkv = matmul1 + b_in
+    qkv = affine(x, transpose1, b_in)
     slice_axis1 = qkv[:, :, 0:32]
     reshape1 = np.ascontiguousarray(slice_axis1).reshape((N, 8, 2, 16))
     q = np.transpose(reshape1, (0, 2, 1, 3))
@@ -35,33 +34,31 @@ def forward(ids, E, P, W_in, b_in, W_out, b_out, g1, beta1, W1, b1, W2, b2, g2, 
     reshape3 = np.ascontiguousarray(slice_axis3).reshape((N, 8, 2, 16))
     v = np.transpose(reshape3, (0, 2, 1, 3))
     permute1 = np.transpose(reshape2, (0, 2, 3, 1))
-    matmul2 = batch_matmul(q, permute1)
-    scores = 0.25 * matmul2
+    matmul1 = batch_matmul(q, permute1)
+    scores = 0.25 * matmul1
     attention = softmax(scores)
-    matmul3 = batch_matmul(attention, v)
-    permute2 = np.transpose(matmul3, (0, 2, 1, 3))
+    matmul2 = batch_matmul(attention, v)
+    permute2 = np.transpose(matmul2, (0, 2, 1, 3))
     context = np.ascontiguousarray(permute2).reshape((N, 8, 32))
     transpose2 = W_out.T
-    matmul4 = flat_matmul(context, transpose2)
-    add1 = x + matmul4
+    matmul3 = flat_matmul(context, transpose2)
+    add1 = x + matmul3
     add2 = add1 + b_out
     normalize1 = normalize_last(add2, 1e-05)
     mul1 = normalize1 * g1
     h = mul1 + beta1
     transpose3 = W1.T
-    matmul5 = flat_matmul(h, transpose3)
-    add3 = matmul5 + b1
-    relu1 = np.maximum(add3, 0.0)
+    affine1 = affine(h, transpose3, b1)
+    relu1 = np.maximum(affine1, 0.0)
     transpose4 = W2.T
-    matmul6 = flat_matmul(relu1, transpose4)
-    add4 = h + matmul6
-    add5 = add4 + b2
-    normalize2 = normalize_last(add5, 1e-05)
+    matmul4 = flat_matmul(relu1, transpose4)
+    add3 = h + matmul4
+    add4 = add3 + b2
+    normalize2 = normalize_last(add4, 1e-05)
     mul2 = normalize2 * g2
     out = mul2 + beta2
     transpose5 = W_head.T
-    matmul7 = flat_matmul(out, transpose5)
-    transformer_sort_logits = matmul7 + b_head
+    transformer_sort_logits = affine(out, transpose5, b_head)
     return transformer_sort_logits
 
 
@@ -76,8 +73,7 @@ def vjp(
     take_rows1 = take_rows(E, ids)
     x = take_rows1 + P
     transpose1 = W_in.T
-    matmul1 = flat_matmul(x, transpose1)
-    qkv = matmul1 + b_in
+    qkv = affine(x, transpose1, b_in)
     slice_axis1 = qkv[:, :, 0:32]
     reshape1 = np.ascontiguousarray(slice_axis1).reshape((N, 8, 2, 16))
     q = np.transpose(reshape1, (0, 2, 1, 3))
@@ -87,61 +83,60 @@ def vjp(
     reshape3 = np.ascontiguousarray(slice_axis3).reshape((N, 8, 2, 16))
     v = np.transpose(reshape3, (0, 2, 1, 3))
     permute1 = np.transpose(reshape2, (0, 2, 3, 1))
-    matmul2 = batch_matmul(q, permute1)
-    scores = 0.25 * matmul2
+    matmul1 = batch_matmul(q, permute1)
+    scores = 0.25 * matmul1
     attention = softmax(scores)
-    matmul3 = batch_matmul(attention, v)
-    permute2 = np.transpose(matmul3, (0, 2, 1, 3))
+    matmul2 = batch_matmul(attention, v)
+    permute2 = np.transpose(matmul2, (0, 2, 1, 3))
     context = np.ascontiguousarray(permute2).reshape((N, 8, 32))
     transpose2 = W_out.T
-    matmul4 = flat_matmul(context, transpose2)
-    add1 = x + matmul4
+    matmul3 = flat_matmul(context, transpose2)
+    add1 = x + matmul3
     add2 = add1 + b_out
     normalize1 = normalize_last(add2, 1e-05)
     mul1 = normalize1 * g1
     h = mul1 + beta1
     transpose3 = W1.T
-    matmul5 = flat_matmul(h, transpose3)
-    add3 = matmul5 + b1
-    relu1 = np.maximum(add3, 0.0)
+    affine1 = affine(h, transpose3, b1)
+    relu1 = np.maximum(affine1, 0.0)
     transpose4 = W2.T
-    matmul6 = flat_matmul(relu1, transpose4)
-    add4 = h + matmul6
-    add5 = add4 + b2
-    normalize2 = normalize_last(add5, 1e-05)
+    matmul4 = flat_matmul(relu1, transpose4)
+    add3 = h + matmul4
+    add4 = add3 + b2
+    normalize2 = normalize_last(add4, 1e-05)
     mul2 = normalize2 * g2
     out = mul2 + beta2
     transpose5 = W_head.T
-    matmul7 = flat_matmul(out, transpose5)
-    transformer_sort_logits = matmul7 + b_head
+    transformer_sort_logits = affine(out, transpose5, b_head)
     if not same_shape(dtransformer_sort_logits, transformer_sort_logits):
         raise ValueError(
             "transformer_sort_logits.vjp: dtransformer_sort_logits must have shape (N, 8, 10), the shape of the output "
             "transformer_sort_logits"
         )
     # backward: each line adds one local derivative times the upstream gradient
-    dmatmul7 = dtransformer_sort_logits                       # transformer_sort_logits = matmul7 + b_head
-    db_head = sum_axis0(sum_axis0(dtransformer_sort_logits))  # transformer_sort_logits = matmul7 + b_head
-    dout = flat_matmul(dmatmul7, W_head)                      # matmul7 = flat_matmul(out, transpose5)
-    dtranspose5 = flat_transpose_matmul(out, dmatmul7)        # matmul7 = flat_matmul(out, transpose5)
+    # transformer_sort_logits = affine(out, transpose5, b_head)
+    dout = flat_matmul(dtransformer_sort_logits, W_head)
+    # transformer_sort_logits = affine(out, transpose5, b_head)
+    dtranspose5 = flat_transpose_matmul(out, dtransformer_sort_logits)
+    # transformer_sort_logits = affine(out, transpose5, b_head)
+    db_head = sum_axis0(sum_axis0(dtransformer_sort_logits))
     dW_head = dtranspose5.T                                   # transpose5 = W_head.T
     dmul2 = dout                                              # out = mul2 + beta2
     dbeta2 = sum_axis0(sum_axis0(dout))                       # out = mul2 + beta2
     dnormalize2 = g2 * dmul2                                  # mul2 = normalize2 * g2
     dg2 = sum_axis0(sum_axis0(normalize2 * dmul2))            # mul2 = normalize2 * g2
-    dadd5 = normalize_last_vjp(add5, dnormalize2, 1e-05)      # normalize2 = normalize_last(add5, 1e-05)
-    dadd4 = dadd5                                             # add5 = add4 + b2
-    db2 = sum_axis0(sum_axis0(dadd5))                         # add5 = add4 + b2
-    dh = dadd4                                                # add4 = h + matmul6
-    dmatmul6 = dadd4                                          # add4 = h + matmul6
-    drelu1 = flat_matmul(dmatmul6, W2)                        # matmul6 = flat_matmul(relu1, transpose4)
-    dtranspose4 = flat_transpose_matmul(relu1, dmatmul6)      # matmul6 = flat_matmul(relu1, transpose4)
+    dadd4 = normalize_last_vjp(add4, dnormalize2, 1e-05)      # normalize2 = normalize_last(add4, 1e-05)
+    dadd3 = dadd4                                             # add4 = add3 + b2
+    db2 = sum_axis0(sum_axis0(dadd4))                         # add4 = add3 + b2
+    dh = dadd3                                                # add3 = h + matmul4
+    dmatmul4 = dadd3                                          # add3 = h + matmul4
+    drelu1 = flat_matmul(dmatmul4, W2)                        # matmul4 = flat_matmul(relu1, transpose4)
+    dtranspose4 = flat_transpose_matmul(relu1, dmatmul4)      # matmul4 = flat_matmul(relu1, transpose4)
     dW2 = dtranspose4.T                                       # transpose4 = W2.T
-    dadd3 = drelu1 * (add3 > 0.0)                             # relu1 = np.maximum(add3, 0.0)
-    dmatmul5 = dadd3                                          # add3 = matmul5 + b1
-    db1 = sum_axis0(sum_axis0(dadd3))                         # add3 = matmul5 + b1
-    dh = dh + flat_matmul(dmatmul5, W1)                       # matmul5 = flat_matmul(h, transpose3)
-    dtranspose3 = flat_transpose_matmul(h, dmatmul5)          # matmul5 = flat_matmul(h, transpose3)
+    daffine1 = drelu1 * (affine1 > 0.0)                       # relu1 = np.maximum(affine1, 0.0)
+    dh = dh + flat_matmul(daffine1, W1)                       # affine1 = affine(h, transpose3, b1)
+    dtranspose3 = flat_transpose_matmul(h, daffine1)          # affine1 = affine(h, transpose3, b1)
+    db1 = sum_axis0(sum_axis0(daffine1))                      # affine1 = affine(h, transpose3, b1)
     dW1 = dtranspose3.T                                       # transpose3 = W1.T
     dmul1 = dh                                                # h = mul1 + beta1
     dbeta1 = sum_axis0(sum_axis0(dh))                         # h = mul1 + beta1
@@ -150,20 +145,20 @@ def vjp(
     dadd2 = normalize_last_vjp(add2, dnormalize1, 1e-05)      # normalize1 = normalize_last(add2, 1e-05)
     dadd1 = dadd2                                             # add2 = add1 + b_out
     db_out = sum_axis0(sum_axis0(dadd2))                      # add2 = add1 + b_out
-    dx = dadd1                                                # add1 = x + matmul4
-    dmatmul4 = dadd1                                          # add1 = x + matmul4
-    dcontext = flat_matmul(dmatmul4, W_out)                   # matmul4 = flat_matmul(context, transpose2)
-    dtranspose2 = flat_transpose_matmul(context, dmatmul4)    # matmul4 = flat_matmul(context, transpose2)
+    dx = dadd1                                                # add1 = x + matmul3
+    dmatmul3 = dadd1                                          # add1 = x + matmul3
+    dcontext = flat_matmul(dmatmul3, W_out)                   # matmul3 = flat_matmul(context, transpose2)
+    dtranspose2 = flat_transpose_matmul(context, dmatmul3)    # matmul3 = flat_matmul(context, transpose2)
     dW_out = dtranspose2.T                                    # transpose2 = W_out.T
     # context = np.ascontiguousarray(permute2).reshape((N, 8, 32))
     dpermute2 = np.ascontiguousarray(dcontext).reshape((N, 8, 2, 16))
-    dmatmul3 = np.transpose(dpermute2, (0, 2, 1, 3))          # permute2 = np.transpose(matmul3, (0, 2, 1, 3))
-    dattention = batch_matmul(dmatmul3, np.transpose(reshape3, (0, 2, 3, 1)))  # matmul3 = batch_matmul(attention, v)
-    dv = batch_matmul(np.transpose(attention, (0, 1, 3, 2)), dmatmul3)  # matmul3 = batch_matmul(attention, v)
+    dmatmul2 = np.transpose(dpermute2, (0, 2, 1, 3))          # permute2 = np.transpose(matmul2, (0, 2, 1, 3))
+    dattention = batch_matmul(dmatmul2, np.transpose(reshape3, (0, 2, 3, 1)))  # matmul2 = batch_matmul(attention, v)
+    dv = batch_matmul(np.transpose(attention, (0, 1, 3, 2)), dmatmul2)  # matmul2 = batch_matmul(attention, v)
     dscores = softmax_jvp(attention, dattention)              # attention = softmax(scores)
-    dmatmul2 = 0.25 * dscores                                 # scores = 0.25 * matmul2
-    dq = batch_matmul(dmatmul2, np.transpose(reshape2, (0, 2, 1, 3)))  # matmul2 = batch_matmul(q, permute1)
-    dpermute1 = batch_matmul(np.transpose(reshape1, (0, 2, 3, 1)), dmatmul2)  # matmul2 = batch_matmul(q, permute1)
+    dmatmul1 = 0.25 * dscores                                 # scores = 0.25 * matmul1
+    dq = batch_matmul(dmatmul1, np.transpose(reshape2, (0, 2, 1, 3)))  # matmul1 = batch_matmul(q, permute1)
+    dpermute1 = batch_matmul(np.transpose(reshape1, (0, 2, 3, 1)), dmatmul1)  # matmul1 = batch_matmul(q, permute1)
     dreshape2 = np.transpose(dpermute1, (0, 3, 1, 2))         # permute1 = np.transpose(reshape2, (0, 2, 3, 1))
     dreshape3 = np.transpose(dv, (0, 2, 1, 3))                # v = np.transpose(reshape3, (0, 2, 1, 3))
     # reshape3 = np.ascontiguousarray(slice_axis3).reshape((N, 8, 2, 16))
@@ -175,10 +170,9 @@ def vjp(
     dslice_axis1 = np.ascontiguousarray(dreshape1).reshape((N, 8, 32))
     # slice_axis1, slice_axis2, slice_axis3: slices of qkv
     dqkv = np.concatenate((dslice_axis1, dslice_axis2, dslice_axis3), axis=2)
-    dmatmul1 = dqkv                                           # qkv = matmul1 + b_in
-    db_in = sum_axis0(sum_axis0(dqkv))                        # qkv = matmul1 + b_in
-    dx = dx + flat_matmul(dmatmul1, W_in)                     # matmul1 = flat_matmul(x, transpose1)
-    dtranspose1 = flat_transpose_matmul(x, dmatmul1)          # matmul1 = flat_matmul(x, transpose1)
+    dx = dx + flat_matmul(dqkv, W_in)                         # qkv = affine(x, transpose1, b_in)
+    dtranspose1 = flat_transpose_matmul(x, dqkv)              # qkv = affine(x, transpose1, b_in)
+    db_in = sum_axis0(sum_axis0(dqkv))                        # qkv = affine(x, transpose1, b_in)
     dW_in = dtranspose1.T                                     # transpose1 = W_in.T
     dtake_rows1 = dx                                          # x = take_rows1 + P
     dP = sum_axis0(dx)                                        # x = take_rows1 + P
@@ -352,6 +346,24 @@ def gemm(a, b, out, alpha, beta):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def rows_of(a):
+    """The leading axes of `a` flattened into rows, (..., c) -> (rows, c): a view when `a` is C-contiguous."""
+    return np.ascontiguousarray(a).reshape((-1, a.shape[-1]))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def affine(x, w, bias):
+    """x @ w + bias for a stack of matrices x, a matrix w and a bias row: the result filled with the bias, then
+    dgemm adds the product of x's rows into it (beta = 1), one pass fewer than a product and a sum."""
+    rows = rows_of(x)
+    out = np.empty((rows.shape[0], w.shape[1]))
+    for i in range(rows.shape[0]):
+        out[i] = bias
+    gemm(rows, w, out, 1.0, 1.0)
+    return out.reshape(x.shape[:-1] + (w.shape[1],))
+
+
+@numba.njit(cache=True, error_model="numpy")
 def batch_matmul(a, b):
     """a @ b for stacks of matrices with one batch shape (bpgen broadcasts them first): a dgemm per matrix, each
     read in place (a stack of transposes, or a broadcast operand, is not copied)."""
@@ -388,12 +400,6 @@ def exp_scalar(x):
     high = float(np.int64((half + 1023) << 52).view(np.float64))  # float(): plain Python multiplies floats, not
     low = float(np.int64((np.int64(k) - half + 1023) << 52).view(np.float64))  # NumPy scalars, with no warnings
     return p * high * low if x == x else x
-
-
-@numba.njit(cache=True, error_model="numpy")
-def rows_of(a):
-    """The leading axes of `a` flattened into rows, (..., c) -> (rows, c): a view when `a` is C-contiguous."""
-    return np.ascontiguousarray(a).reshape((-1, a.shape[-1]))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -528,10 +534,10 @@ def take_rows(table, ids):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    _row_moments, add_rows, blas_operand = compiled_helpers("ccae1d4efc8f0a4c", _row_moments, add_rows, blas_operand)
-    gemm, batch_matmul, exp_parts = compiled_helpers("ccae1d4efc8f0a4c", gemm, batch_matmul, exp_parts)
-    exp_scalar, rows_of, flat_matmul = compiled_helpers("ccae1d4efc8f0a4c", exp_scalar, rows_of, flat_matmul)
-    flat_transpose_matmul, normalize_last = compiled_helpers("ccae1d4efc8f0a4c", flat_transpose_matmul, normalize_last)
-    normalize_last_vjp, same_shape = compiled_helpers("ccae1d4efc8f0a4c", normalize_last_vjp, same_shape)
-    softmax, softmax_jvp, sum_axis0 = compiled_helpers("ccae1d4efc8f0a4c", softmax, softmax_jvp, sum_axis0)
-    (take_rows,) = compiled_helpers("ccae1d4efc8f0a4c", take_rows)
+    _row_moments, add_rows, blas_operand = compiled_helpers("265a922bf0842d1a", _row_moments, add_rows, blas_operand)
+    gemm, rows_of, affine, batch_matmul = compiled_helpers("265a922bf0842d1a", gemm, rows_of, affine, batch_matmul)
+    exp_parts, exp_scalar, flat_matmul = compiled_helpers("265a922bf0842d1a", exp_parts, exp_scalar, flat_matmul)
+    flat_transpose_matmul, normalize_last = compiled_helpers("265a922bf0842d1a", flat_transpose_matmul, normalize_last)
+    normalize_last_vjp, same_shape = compiled_helpers("265a922bf0842d1a", normalize_last_vjp, same_shape)
+    softmax, softmax_jvp, sum_axis0 = compiled_helpers("265a922bf0842d1a", softmax, softmax_jvp, sum_axis0)
+    (take_rows,) = compiled_helpers("265a922bf0842d1a", take_rows)

@@ -68,6 +68,14 @@ CASES = [
     ("matmul_self", {"W": (3, 3)}, {}, ["W"], lambda m, W: W @ W),
     ("matmul_stack_matrix", {"X": ("N", 3, 4), "W": (4, 2)}, {}, ["X", "W"], lambda m, X, W: m.tanh(X @ W)),
     ("matmul_stacks", {"P": ("N", 3, 4), "Q": ("N", 4, 2)}, {}, ["P", "Q"], lambda m, P, Q: P @ Q),
+    # a stack's product plus a bias row, fused into one affine op (bpgen/transforms/fuse.py), and one not fused
+    # because the product is read again
+    ("affine_stack", {"X": ("N", 3, 4), "W": (4, 2), "b": (2,)}, {}, ["X", "W", "b"],
+     lambda m, X, W, b: m.tanh(X @ W + b)),
+    ("affine_bias_first", {"X": (2, "N", 4), "W": (3, 4), "b": (3,)}, {}, ["X", "W", "b"],
+     lambda m, X, W, b: (b + X @ W.T) ** 2),
+    ("affine_product_read_twice", {"X": ("N", 3, 4), "W": (4, 2), "b": (2,)}, {}, ["X", "W", "b"],
+     lambda m, X, W, b: (X @ W + b) * (X @ W)),
     ("matmul_stacks_broadcast", {"P": (2, 1, 3, 4), "Q": (3, 4, 2)}, {}, ["P", "Q"], lambda m, P, Q: P @ Q),
     ("matmul_matrix_stack", {"W": (3, 4), "X": ("N", 4, 2)}, {}, ["W", "X"], lambda m, W, X: W @ X),
     ("matmul_vector_stack", {"v": (4,), "X": ("N", 4, 2)}, {}, ["v", "X"], lambda m, v, X: v @ X),
@@ -631,6 +639,25 @@ def test_products_of_transposes_read_them_in_place(jit):
         for got, want in ((dw, 2 * x.T @ (x @ w)), (dx, 2 * (x @ w) @ w.T)):  # sums of 256 and 300 terms
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
             assert got.flags.c_contiguous
+
+
+def test_a_stacks_product_plus_a_bias_is_one_affine_line_unless_the_product_is_wanted():
+    """x @ W + b on a stack is affine(x, W, b), its backward the pair's lines; a product read twice, or named
+    by the user, keeps its own line."""
+    def layer(x, W, b):
+        return bpgen.sum(bpgen.tanh(x @ W + b))
+
+    def named(x, W, b):
+        z = x @ W
+        return bpgen.sum(bpgen.tanh(z + b))
+
+    shapes = {"x": ("N", 3, 4), "W": (4, 2), "b": (2,)}
+    body = function_body(bpgen.function(layer, shapes=shapes, jit=False).source, "value_and_grad")
+    assert re.search(r"^\s*affine1 = affine\(x, W, b\)$", body, re.M), body
+    assert re.search(r"^\s*dW = flat_transpose_matmul\(x, d\w+\)\s+# affine1 = affine\(x, W, b\)$", body, re.M), body
+    assert re.search(r"^\s*db = sum_axis0\(sum_axis0\(d\w+\)\)", body, re.M), body
+    body = function_body(bpgen.function(named, shapes=shapes, jit=False).source, "value_and_grad")
+    assert "affine(" not in body and re.search(r"^\s*z = flat_matmul\(x, W\)$", body, re.M), body
 
 
 def test_mlp_source_is_staged(mlp_jit):

@@ -26,14 +26,18 @@ VIEW_OPS = frozenset({Op.TRANSPOSE, Op.PERMUTE, Op.SLICE_AXIS, Op.RESHAPE, Op.BR
 class Node:
     """One operation in the DAG. Create nodes through `Graph.node` only."""
 
-    __slots__ = ("op", "args", "attrs", "id", "shape")
+    __slots__ = ("op", "args", "attrs", "id", "shape", "order")
 
-    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, id: int, shape: tuple = ()):
+    def __init__(self, op: str, args: tuple[Node, ...], attrs: tuple, id: int, shape: tuple = (),
+                 order: int | None = None):
         self.op = op
         self.args = args
         self.attrs = attrs
         self.id = id
         self.shape = shape  # () for a scalar; ints and SymPy symbols (a batch size N) for a tensor
+        # where its line goes: its id, or the id of the node it was made again from (bpgen/transforms/fuse.py),
+        # so that a rewritten program keeps the lines, and the names, in the order the user wrote them
+        self.order = id if order is None else order
 
     @property
     def is_tensor(self) -> bool:
@@ -64,13 +68,15 @@ class Graph:
 
     _table: dict[tuple, Node] = field(default_factory=dict)
 
-    def node(self, op: str, args: Iterable[Node] = (), attrs: tuple[Hashable, ...] = (), shape: tuple = ()) -> Node:
-        """The unique node for (op, args, attrs); `shape` is derived from those, so not part of the key."""
+    def node(self, op: str, args: Iterable[Node] = (), attrs: tuple[Hashable, ...] = (), shape: tuple = (),
+             order: int | None = None) -> Node:
+        """The unique node for (op, args, attrs); `shape` is derived from those, so not part of the key. `order`
+        places a new node's line where another node's was (Node.order)."""
         args = tuple(args)
         key = (op, tuple(a.id for a in args), attrs)
         found = self._table.get(key)
         if found is None:
-            found = Node(op, args, attrs, len(self._table), shape)
+            found = Node(op, args, attrs, len(self._table), shape, order)
             self._table[key] = found
         return found
 
@@ -89,7 +95,8 @@ class Graph:
 
 
 def schedule(outputs: Iterable[Node]) -> list[Node]:
-    """Every node the outputs depend on, arguments before users (dead code is dropped)."""
+    """Every node the outputs depend on, arguments before users (dead code is dropped), in the order they were
+    made (a node made again from another takes that one's place)."""
     seen: dict[int, Node] = {}
     stack = list(outputs)
     while stack:
@@ -98,7 +105,7 @@ def schedule(outputs: Iterable[Node]) -> list[Node]:
             continue
         seen[node.id] = node
         stack.extend(a for a in node.args if a.id not in seen)
-    return [seen[i] for i in sorted(seen)]
+    return sorted(seen.values(), key=lambda node: (node.order, node.id))
 
 
 def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:

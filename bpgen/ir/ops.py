@@ -59,6 +59,7 @@ class Op(StrEnum):
     NOT = "not"
     MATMUL = "matmul"
     FLAT_TRANSPOSE_MATMUL = "flat_transpose_matmul"  # sum over batch axes of a[i].T @ g[i]: a weight's gradient
+    AFFINE = "affine"  # x @ W + b for a stack x, a matrix W and a bias row b, fused (bpgen/transforms/fuse.py)
     OUTER = "outer"
     TRANSPOSE = "transpose"
     PERMUTE = "permute"

@@ -1,7 +1,7 @@
 """The pipeline's one path: `build(declaration, kinds)` lowers a declaration to the IR and derives every kind of
 function it asks for, as a target-independent `Program`. A target prints it (bpgen/targets/python/emit.py).
 
-lower -> schedule -> reverse / forward / forward over reverse
+lower -> fuse -> schedule -> reverse / forward / forward over reverse
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..ir.shapes import format_shape, size_sources
 from ..rules.algebra import Algebra
 from ..transforms.chunk import chunk_declaration
 from ..transforms.forward import forward_mode, forward_over_reverse, hessian_columns
+from ..transforms.fuse import fuse
 from ..transforms.reverse import backward, output_seeds
 from .program import DERIVATIVES, KINDS, Lowered, Program, Reverse, SecondOrderProgram, Tangent, VectorProgram
 
@@ -88,9 +89,12 @@ def lower(declaration: Declaration) -> Lowered:
     """A declaration as IR. A SymPy declaration gets a graph of its own; tensors live in the tensor graph."""
     if declaration.is_tensor:
         inputs = [t.node for t in declaration.inputs]
-        return Lowered(declaration, TENSOR_ALGEBRA, inputs, [t.name for t in declaration.inputs], declaration.output,
-                       [t.node for t in declaration.wrt], dict(reversed(declaration.hints)),  # the first name wins
-                       size_sources(inputs))
+        hints = dict(reversed(declaration.hints))  # the first name wins
+        output = declaration.output
+        if not declaration.is_vector:
+            output, hints = fuse(TENSOR_ALGEBRA, output, hints)
+        return Lowered(declaration, TENSOR_ALGEBRA, inputs, [t.name for t in declaration.inputs], output,
+                       [t.node for t in declaration.wrt], hints, size_sources(inputs))
     graph = Graph()
     A = Algebra(graph)
     inputs = [graph.input(i, s) for i, s in enumerate(declaration.inputs)]

@@ -247,6 +247,19 @@ def _matmul_vjp(A, args, out, g):
     return [A.mul(g, b), A.mul(g, a)]  # dot product
 
 
+def _affine_vjp(A, args, out, g):
+    """x @ W + b: the product's gradients, and b's the sum of g over the stack's rows."""
+    x, w, bias = args
+    return [A.matmul(g, A.transpose(w)), A.flat_transpose_matmul(x, g), A.sum_to(g, bias.shape)]
+
+
+def _affine_jvp(A, args, out, t):
+    """Bilinear in (x, W) and linear in b: tx @ W + x @ tW + tb."""
+    x, w, _ = args
+    return [None if t[0] is None else A.matmul(t[0], w), None if t[1] is None else A.matmul(x, t[1]),
+            None if t[2] is None else A.broadcast_to(t[2], out.shape)]
+
+
 def _sum_vjp(A, args, out, g):
     (a,) = args
     axis = out.attrs[0]
@@ -427,6 +440,7 @@ _TENSOR_RULES = [
     _tensor(Op.FLAT_TRANSPOSE_MATMUL, lambda args, attrs: args[0].shape[-1:] + args[1].shape[-1:],
             lambda A, args, out, g: [A.matmul(args[1], A.transpose(g)), A.matmul(args[0], g)],
             _bilinear_jvp(lambda A, a, g: A.flat_transpose_matmul(a, g))),
+    _tensor(Op.AFFINE, lambda args, attrs: args[0].shape[:-1] + args[1].shape[-1:], _affine_vjp, _affine_jvp),
     _tensor(Op.OUTER, lambda args, attrs: args[0].shape + args[1].shape,
             lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)],
             _bilinear_jvp(lambda A, a, b: A.outer(a, b))),

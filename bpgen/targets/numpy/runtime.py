@@ -36,6 +36,11 @@ def class_index(label, c):
     return k
 
 
+def affine(x, w, bias):
+    """x @ w + bias for a stack of matrices x, a matrix w and a bias row."""
+    return x @ w + bias
+
+
 def flat_transpose_matmul(a, g):
     """The sum over the batch axes of a[i].T @ g[i]: a's rows and g's flattened into one product."""
     return a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])

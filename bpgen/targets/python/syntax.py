@@ -420,6 +420,7 @@ BASE: dict[str, Printing] = {
     # tensor ops
     Op.MATMUL: Printing(MatrixProduct()),
     Op.FLAT_TRANSPOSE_MATMUL: _tensor_helper("flat_transpose_matmul"),
+    Op.AFFINE: _tensor_helper("affine"),
     Op.OUTER: Printing(Call("np.outer")),
     Op.TRANSPOSE: Printing(Method(".T")),
     Op.PERMUTE: Printing(Permute()),
