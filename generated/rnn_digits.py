@@ -369,8 +369,8 @@ def tanh_array(x):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, exp_parts, exp_scalar = compiled_helpers("265a922bf0842d1a", blas_operand, exp_parts, exp_scalar)
-    gemm, rows_of, logsumexp_rows, matmul = compiled_helpers("265a922bf0842d1a", gemm, rows_of, logsumexp_rows, matmul)
-    softmax, softmax_cross_entropy = compiled_helpers("265a922bf0842d1a", softmax, softmax_cross_entropy)
-    sum_axis0, sum_last, tanh_scalar = compiled_helpers("265a922bf0842d1a", sum_axis0, sum_last, tanh_scalar)
-    (tanh_array,) = compiled_helpers("265a922bf0842d1a", tanh_array)
+    blas_operand, exp_parts, exp_scalar = compiled_helpers("1b43f6063e6d22e4", blas_operand, exp_parts, exp_scalar)
+    gemm, rows_of, logsumexp_rows, matmul = compiled_helpers("1b43f6063e6d22e4", gemm, rows_of, logsumexp_rows, matmul)
+    softmax, softmax_cross_entropy = compiled_helpers("1b43f6063e6d22e4", softmax, softmax_cross_entropy)
+    sum_axis0, sum_last, tanh_scalar = compiled_helpers("1b43f6063e6d22e4", sum_axis0, sum_last, tanh_scalar)
+    (tanh_array,) = compiled_helpers("1b43f6063e6d22e4", tanh_array)

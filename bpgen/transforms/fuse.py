@@ -2,8 +2,8 @@
 helper does the pair's work in fewer passes over memory.
 
 A stack of matrices times a weight plus a bias row, `x @ W + b` with x of three or more axes (a transformer's
-projections, an LSTM's input projection), becomes one AFFINE node: compiled, its helper fills the result with b
-and has dgemm add the product into it (beta = 1), one pass and one array fewer than a product and then a sum.
+projections, an LSTM's input projection), becomes one AFFINE node: compiled, its helper adds b in place into
+dgemm's product, one array and one pass fewer than a product and then a sum.
 Only a product that nothing else reads, and that the user did not name, is fused: its line would be wanted (or
 its value computed twice). The backward lines are those of the pair: `dx = flat_matmul(dz, W.T)`,
 `dW = flat_transpose_matmul(x, dz)`, `db = sum_axis0(...)`.
