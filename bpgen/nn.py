@@ -13,7 +13,7 @@ from .rules.sympy_functions import relu, sigmoid, softplus
 
 __all__ = ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "maxout", "softmax", "log_softmax",
            "logsumexp", "softmax_cross_entropy", "cross_entropy", "mse", "binary_cross_entropy_with_logits",
-           "elementwise", "gelu", "layer_norm"]
+           "elementwise", "gelu", "layer_norm", "conv2d", "conv1d", "max_pool2d", "avg_pool2d", "batch_norm2d"]
 
 
 def _wrap(node) -> Tensor:
@@ -180,3 +180,111 @@ def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Ten
         raise BpgenError(f"layer_norm: eps must be a positive number, not {eps!r}")
     normalized = ALGEBRA.make(Op.NORMALIZE, (x.node,), (float(eps),))  # one pass per row, its gradient too
     return _wrap(normalized) * gamma + beta
+
+
+# convolutional layers, in PyTorch's layouts (N, C, H, W) and with its defaults ---------------------------------
+
+
+def _pair(layer: str, name: str, value, least: int) -> tuple[int, int]:
+    """An int or a pair of ints, each at least `least`, as a pair."""
+    pair = value if isinstance(value, tuple) else (value, value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < least for v in pair):
+        raise BpgenError(f"{layer}: {name} must be a whole number >= {least} or a pair of them, not {value!r}")
+    return pair
+
+
+def _image(layer: str, name: str, t, axes: int = 4) -> Tensor:
+    """t as a tensor of `axes` axes whose every axis but the first has a size that is a number."""
+    if not isinstance(t, Tensor):
+        raise BpgenError(f"{layer}: {name} must be a Tensor, not {type(t).__name__}")
+    if len(t.shape) != axes or not all(isinstance(d, int) for d in t.shape[1:]):
+        want = "(N, C, H, W)" if axes == 4 else "(F, C, KH, KW)" if name == "W" else f"{axes} axes"
+        raise ShapeError(f"{layer} takes {name} as {want}, each size but the first a number: {t.describe()}")
+    return t
+
+
+def _check_window(layer: str, x: Tensor, kernel: tuple, padding: tuple, dilation: tuple) -> None:
+    """A one-line error when the (dilated) kernel does not fit the padded image."""
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    padded = tuple(n + 2 * p for n, p in zip(x.shape[2:], padding))
+    if any(r > n for r, n in zip(reach, padded)):
+        dilated = f" (dilated {format_shape(reach)})" if reach != kernel else ""
+        raise ShapeError(f"{layer}: the kernel {format_shape(kernel)}{dilated} is larger than {x.describe()} "
+                         f"padded by {format_shape(padding)}")
+
+
+def conv2d(X: Tensor, W: Tensor, b: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """torch.nn.functional.conv2d: X (N, C, H, W) cross-correlated with W (F, C // groups, KH, KW), plus b (F,).
+    stride, padding and dilation are ints or pairs. The backward pass is two helper calls, the gradient of the
+    input (conv2d_backward_input) and of the kernel (conv2d_backward_weight)."""
+    X, W = _image("conv2d", "X", X), _image("conv2d", "W", W)
+    stride, padding = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0)
+    dilation = _pair("conv2d", "dilation", dilation, 1)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise BpgenError(f"conv2d: groups must be a whole number >= 1, not {groups!r}")
+    c, (f, cg) = X.shape[1], W.shape[:2]
+    if c % groups or f % groups:
+        raise ShapeError(f"conv2d: the channels of {X.describe()} and the filters of {W.describe()} must both be "
+                         f"divisible by groups={groups}")
+    if cg * groups != c:
+        raise ShapeError(f"conv2d: {W.describe()} takes {cg} channels per group, {X.describe()} has {c // groups}")
+    _check_window("conv2d", X, tuple(W.shape[2:]), padding, dilation)
+    out = _wrap(ALGEBRA.make(Op.CONV2D, (X.node, W.node), (stride, padding, dilation, groups)))
+    if b is None:
+        return out
+    if not isinstance(b, Tensor) or b.shape != (f,):
+        raise ShapeError(f"conv2d: the bias of {W.describe()} must have shape ({f},), not "
+                         f"{b.describe() if isinstance(b, Tensor) else type(b).__name__}")
+    return out + b.reshape(f, 1, 1)
+
+
+def conv1d(X: Tensor, W: Tensor, b: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """torch.nn.functional.conv1d: X (N, C, L) with W (F, C // groups, K): conv2d over images one row high."""
+    X, W = _image("conv1d", "X", X, 3), _image("conv1d", "W", W, 3)
+    for name, value in (("stride", stride), ("padding", padding), ("dilation", dilation)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BpgenError(f"conv1d: {name} must be a whole number, not {value!r}")
+    (n, c, length), (f, cg, k) = X.shape, W.shape
+    out = conv2d(X.reshape(n, c, 1, length), W.reshape(f, cg, 1, k), b, (1, stride), (0, padding), (1, dilation),
+                 groups)
+    return out.reshape(n, f, out.shape[3])
+
+
+def _pool(layer: str, op: str, X: Tensor, kernel, stride, padding) -> Tensor:
+    X = _image(layer, "X", X)
+    kernel = _pair(layer, "kernel", kernel, 1)
+    stride = kernel if stride is None else _pair(layer, "stride", stride, 1)
+    padding = _pair(layer, "padding", padding, 0)
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise ShapeError(f"{layer}: padding {format_shape(padding)} must be at most half the kernel "
+                         f"{format_shape(kernel)}")
+    _check_window(layer, X, kernel, padding, (1, 1))
+    return _wrap(ALGEBRA.make(op, (X.node,), (kernel, stride, padding)))
+
+
+def max_pool2d(X: Tensor, kernel, stride=None, padding=0) -> Tensor:
+    """torch.nn.functional.max_pool2d: the largest entry of each window (stride the kernel by default); the
+    gradient goes to the first largest entry of a window on ties (row by row), as PyTorch's CPU kernel sends it."""
+    return _pool("max_pool2d", Op.MAX_POOL2D, X, kernel, stride, padding)
+
+
+def avg_pool2d(X: Tensor, kernel, stride=None, padding=0) -> Tensor:
+    """torch.nn.functional.avg_pool2d: the mean of each window, the padding counted as zeros (PyTorch's
+    count_include_pad=True)."""
+    return _pool("avg_pool2d", Op.AVG_POOL2D, X, kernel, stride, padding)
+
+
+def batch_norm2d(X: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
+    """torch.nn.BatchNorm2d in training mode: each channel less its mean over (N, H, W), over the square root of
+    its biased variance plus eps, times gamma plus beta, both (C,)."""
+    X = _image("batch_norm2d", "X", X)
+    c = X.shape[1]
+    for name, t in (("gamma", gamma), ("beta", beta)):
+        if not isinstance(t, Tensor) or t.shape != (c,):
+            raise ShapeError(f"batch_norm2d normalizes the channels of {X.describe()}: {name} must have shape "
+                             f"({c},), not {t.describe() if isinstance(t, Tensor) else type(t).__name__}")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+        raise BpgenError(f"batch_norm2d: eps must be a positive number, not {eps!r}")
+    centered = X - mean(X, axis=(0, 2, 3), keepdims=True)
+    inverse_std = (mean(centered * centered, axis=(0, 2, 3), keepdims=True) + float(eps)) ** -0.5
+    return centered * inverse_std * gamma.reshape(c, 1, 1) + beta.reshape(c, 1, 1)

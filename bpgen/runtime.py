@@ -338,6 +338,201 @@ def class_index(label, c):
     return k
 
 
+def conv_size(size, kernel, stride, padding, dilation):
+    """How many positions a kernel takes along one axis: PyTorch's and NumPy's floor rule."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def im2col(x, kernel, stride, padding, dilation, cols):
+    """The patches of one image x (C, H, W) as the columns of `cols` (C * KH * KW, OH * OW): row (c, i, j) of
+    column (p, q) holds x[c, p * stride + i * dilation - padding, ...], 0 outside the image."""
+    c, h, w = x.shape
+    kh, kw = kernel
+    oh, ow = conv_size(h, kh, stride[0], padding[0], dilation[0]), conv_size(w, kw, stride[1], padding[1], dilation[1])
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                row = (ci * kh + i) * kw + j
+                for p in range(oh):
+                    y = p * stride[0] + i * dilation[0] - padding[0]
+                    for q in range(ow):
+                        z = q * stride[1] + j * dilation[1] - padding[1]
+                        cols[row, p * ow + q] = x[ci, y, z] if 0 <= y < h and 0 <= z < w else 0.0
+
+
+def col2im_add(cols, kernel, stride, padding, dilation, x):
+    """im2col's adjoint: each column entry of `cols` added back to the pixel of x (C, H, W) it was read from."""
+    c, h, w = x.shape
+    kh, kw = kernel
+    oh, ow = conv_size(h, kh, stride[0], padding[0], dilation[0]), conv_size(w, kw, stride[1], padding[1], dilation[1])
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                row = (ci * kh + i) * kw + j
+                for p in range(oh):
+                    y = p * stride[0] + i * dilation[0] - padding[0]
+                    if 0 <= y < h:
+                        for q in range(ow):
+                            z = q * stride[1] + j * dilation[1] - padding[1]
+                            if 0 <= z < w:
+                                x[ci, y, z] += cols[row, p * ow + q]
+
+
+def product_into(a, b, out, accumulate):
+    """out = a @ b, or out += a @ b when accumulate, for matrices."""
+    if accumulate:
+        out += a @ b
+    else:
+        out[:, :] = a @ b
+
+
+def conv2d(x, w, stride, padding, dilation, groups):
+    """PyTorch's conv2d (cross-correlation) of x (N, C, H, W) with w (F, C // groups, KH, KW): per image and
+    group, the kernel rows times the image's patches (im2col), one matrix product."""
+    n, c, h, wd = x.shape
+    f, cg, kh, kw = w.shape
+    oh, ow = conv_size(h, kh, stride[0], padding[0], dilation[0]), conv_size(wd, kw, stride[1], padding[1], dilation[1])
+    fg = f // groups
+    weights = np.ascontiguousarray(w).reshape((groups, fg, cg * kh * kw))
+    out = np.empty((n, groups, fg, oh * ow))
+    cols = np.empty((cg * kh * kw, oh * ow))
+    for i in range(n):
+        for g in range(groups):
+            im2col(x[i, g * cg:(g + 1) * cg], (kh, kw), stride, padding, dilation, cols)
+            product_into(weights[g], cols, out[i, g], False)
+    return out.reshape((n, f, oh, ow))
+
+
+def conv2d_backward_input(dy, w, size, stride, padding, dilation, groups):
+    """conv2d's gradient in x (N, C, H, W), size (H, W): per image and group, the kernel rows transposed times
+    the upstream gradient, added back to the pixels each patch read (col2im)."""
+    n, f, oh, ow = dy.shape
+    _, cg, kh, kw = w.shape
+    fg = f // groups
+    weights = np.ascontiguousarray(w).reshape((groups, fg, cg * kh * kw))
+    upstream = np.ascontiguousarray(dy).reshape((n, groups, fg, oh * ow))
+    out = np.zeros((n, groups * cg, size[0], size[1]))
+    cols = np.empty((cg * kh * kw, oh * ow))
+    for i in range(n):
+        for g in range(groups):
+            product_into(weights[g].T, upstream[i, g], cols, False)
+            col2im_add(cols, (kh, kw), stride, padding, dilation, out[i, g * cg:(g + 1) * cg])
+    return out
+
+
+def conv2d_backward_weight(x, dy, kernel, stride, padding, dilation, groups):
+    """conv2d's gradient in w (F, C // groups, KH, KW), kernel (KH, KW): the sum over images of the upstream
+    gradient times the image's patches transposed."""
+    n, c, h, wd = x.shape
+    f, oh, ow = dy.shape[1], dy.shape[2], dy.shape[3]
+    kh, kw = kernel
+    cg, fg = c // groups, f // groups
+    upstream = np.ascontiguousarray(dy).reshape((n, groups, fg, oh * ow))
+    out = np.zeros((groups, fg, cg * kh * kw))
+    cols = np.empty((cg * kh * kw, oh * ow))
+    for i in range(n):
+        for g in range(groups):
+            im2col(x[i, g * cg:(g + 1) * cg], kernel, stride, padding, dilation, cols)
+            product_into(upstream[i, g], cols.T, out[g], True)
+    return out.reshape((f, cg, kh, kw))
+
+
+
+def _window_winner(x, i, c, p, q, kernel, stride, padding):
+    """(row, column) of the first largest entry of window (p, q) of x[i, c] (a NaN wins), padding excluded."""
+    h, w = x.shape[2], x.shape[3]
+    top, left = p * stride[0] - padding[0], q * stride[1] - padding[1]
+    best, at_y, at_z = -np.inf, -1, -1
+    for y in range(max(top, 0), min(top + kernel[0], h)):
+        for z in range(max(left, 0), min(left + kernel[1], w)):
+            v = x[i, c, y, z]
+            if at_y < 0 or (best == best and (v > best or v != v)):
+                best, at_y, at_z = v, y, z
+    return at_y, at_z
+
+
+def max_pool2d(x, kernel, stride, padding):
+    """The largest entry of each window of x (N, C, H, W); the padding is never chosen (PyTorch's -inf)."""
+    n, c, h, w = x.shape
+    oh, ow = conv_size(h, kernel[0], stride[0], padding[0], 1), conv_size(w, kernel[1], stride[1], padding[1], 1)
+    out = np.empty((n, c, oh, ow))
+    for i in range(n):
+        for ci in range(c):
+            for p in range(oh):
+                for q in range(ow):
+                    y, z = _window_winner(x, i, ci, p, q, kernel, stride, padding)
+                    out[i, ci, p, q] = x[i, ci, y, z]
+    return out
+
+
+def max_pool2d_backward(x, g, kernel, stride, padding):
+    """The max pool's gate: each window's upstream gradient goes to its first largest entry of x (summed where
+    windows overlap)."""
+    n, c, oh, ow = g.shape
+    out = np.zeros(x.shape)
+    for i in range(n):
+        for ci in range(c):
+            for p in range(oh):
+                for q in range(ow):
+                    y, z = _window_winner(x, i, ci, p, q, kernel, stride, padding)
+                    out[i, ci, y, z] += g[i, ci, p, q]
+    return out
+
+
+def max_pool2d_at(x, t, kernel, stride, padding):
+    """Forward mode's max pool gate: for each window of x, the entry of t at its first largest entry."""
+    n, c, h, w = x.shape
+    oh, ow = conv_size(h, kernel[0], stride[0], padding[0], 1), conv_size(w, kernel[1], stride[1], padding[1], 1)
+    out = np.empty((n, c, oh, ow))
+    for i in range(n):
+        for ci in range(c):
+            for p in range(oh):
+                for q in range(ow):
+                    y, z = _window_winner(x, i, ci, p, q, kernel, stride, padding)
+                    out[i, ci, p, q] = t[i, ci, y, z]
+    return out
+
+
+def avg_pool2d(x, kernel, stride, padding):
+    """The mean of each window of x (N, C, H, W), the padding counted as zeros (PyTorch's default)."""
+    n, c, h, w = x.shape
+    oh, ow = conv_size(h, kernel[0], stride[0], padding[0], 1), conv_size(w, kernel[1], stride[1], padding[1], 1)
+    scale = 1.0 / (kernel[0] * kernel[1])
+    out = np.empty((n, c, oh, ow))
+    for i in range(n):
+        for ci in range(c):
+            for p in range(oh):
+                top = p * stride[0] - padding[0]
+                for q in range(ow):
+                    left = q * stride[1] - padding[1]
+                    total = 0.0
+                    for y in range(max(top, 0), min(top + kernel[0], h)):
+                        for z in range(max(left, 0), min(left + kernel[1], w)):
+                            total += x[i, ci, y, z]
+                    out[i, ci, p, q] = total * scale
+    return out
+
+
+def avg_pool2d_backward(g, size, kernel, stride, padding):
+    """avg_pool2d's gradient in x (N, C, H, W), size (H, W): each window's upstream gradient spread evenly over
+    its pixels, padding included (what falls on the padding is dropped)."""
+    n, c, oh, ow = g.shape
+    h, w = size
+    scale = 1.0 / (kernel[0] * kernel[1])
+    out = np.zeros((n, c, h, w))
+    for i in range(n):
+        for ci in range(c):
+            for p in range(oh):
+                top = p * stride[0] - padding[0]
+                for q in range(ow):
+                    left = q * stride[1] - padding[1]
+                    share = g[i, ci, p, q] * scale
+                    for y in range(max(top, 0), min(top + kernel[0], h)):
+                        for z in range(max(left, 0), min(left + kernel[1], w)):
+                            out[i, ci, y, z] += share
+    return out
+
+
 def same_shape(a, b):
     """Whether two arrays have one shape (Numba cannot compare shape tuples of different lengths)."""
     if a.ndim != b.ndim:
@@ -375,6 +570,20 @@ def sum_axis0(a):
     out = np.zeros(a.shape[1:])
     for i in range(a.shape[0]):
         out += a[i]
+    return out
+
+
+def sum_channels(a):
+    """a (N, C, ...) summed over every axis but the second: each channel's total, (C,)."""
+    n, c = a.shape[0], a.shape[1]
+    rows = np.ascontiguousarray(a).reshape((n, c, -1))
+    out = np.zeros(c)
+    for i in range(n):
+        for j in range(c):
+            total = 0.0
+            for k in range(rows.shape[2]):
+                total += rows[i, j, k]
+            out[j] += total
     return out
 
 

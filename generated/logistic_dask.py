@@ -271,6 +271,6 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, exp_parts, exp_scalar = compiled_helpers("1b43f6063e6d22e4", blas_operand, exp_parts, exp_scalar)
-    exp_array, gemm, matmul, softplus = compiled_helpers("1b43f6063e6d22e4", exp_array, gemm, matmul, softplus)
-    softplus_array, sum_all = compiled_helpers("1b43f6063e6d22e4", softplus_array, sum_all)
+    blas_operand, exp_parts, exp_scalar = compiled_helpers("5c1c926513dcd21d", blas_operand, exp_parts, exp_scalar)
+    exp_array, gemm, matmul, softplus = compiled_helpers("5c1c926513dcd21d", exp_array, gemm, matmul, softplus)
+    softplus_array, sum_all = compiled_helpers("5c1c926513dcd21d", softplus_array, sum_all)

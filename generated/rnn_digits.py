@@ -369,8 +369,8 @@ def tanh_array(x):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, exp_parts, exp_scalar = compiled_helpers("1b43f6063e6d22e4", blas_operand, exp_parts, exp_scalar)
-    gemm, rows_of, logsumexp_rows, matmul = compiled_helpers("1b43f6063e6d22e4", gemm, rows_of, logsumexp_rows, matmul)
-    softmax, softmax_cross_entropy = compiled_helpers("1b43f6063e6d22e4", softmax, softmax_cross_entropy)
-    sum_axis0, sum_last, tanh_scalar = compiled_helpers("1b43f6063e6d22e4", sum_axis0, sum_last, tanh_scalar)
-    (tanh_array,) = compiled_helpers("1b43f6063e6d22e4", tanh_array)
+    blas_operand, exp_parts, exp_scalar = compiled_helpers("5c1c926513dcd21d", blas_operand, exp_parts, exp_scalar)
+    gemm, rows_of, logsumexp_rows, matmul = compiled_helpers("5c1c926513dcd21d", gemm, rows_of, logsumexp_rows, matmul)
+    softmax, softmax_cross_entropy = compiled_helpers("5c1c926513dcd21d", softmax, softmax_cross_entropy)
+    sum_axis0, sum_last, tanh_scalar = compiled_helpers("5c1c926513dcd21d", sum_axis0, sum_last, tanh_scalar)
+    (tanh_array,) = compiled_helpers("5c1c926513dcd21d", tanh_array)

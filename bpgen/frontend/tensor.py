@@ -450,6 +450,8 @@ def _reduce(node: Node, axes: tuple[int, ...] | None, one_axis) -> Node:
     """A reduction over `axes` (None: all of them) as one-axis reductions `one_axis(node, axis)`."""
     if axes is None:
         return one_axis(node, None)
+    if one_axis == ALGEBRA.sum and len(node.shape) >= 3 and set(axes) == set(range(len(node.shape))) - {1}:
+        return ALGEBRA.sum_channels(node)  # over (N, H, W): one pass, as batch norm's statistics need
     for axis in axes:
         node = one_axis(node, axis)
     return node

@@ -61,6 +61,16 @@ class Op(StrEnum):
     FLAT_TRANSPOSE_MATMUL = "flat_transpose_matmul"  # sum over batch axes of a[i].T @ g[i]: a weight's gradient
     AFFINE = "affine"  # x @ W + b for a stack x, a matrix W and a bias row b, fused (bpgen/transforms/fuse.py)
     OUTER = "outer"
+    # convolutions and pooling, PyTorch's NCHW layouts; attrs (stride, padding, dilation) pairs and groups
+    CONV2D = "conv2d"  # cross-correlation of x (N, C, H, W) with w (F, C // groups, KH, KW)
+    CONV2D_BACKWARD_INPUT = "conv2d_backward_input"  # its gradient in x, from (dy, w); attrs start with (H, W)
+    CONV2D_BACKWARD_WEIGHT = "conv2d_backward_weight"  # its gradient in w, from (x, dy); attrs start with (KH, KW)
+    MAX_POOL2D = "max_pool2d"  # attrs (kernel, stride, padding) pairs
+    MAX_POOL2D_BACKWARD = "max_pool2d_backward"  # its gate: (x, dy) -> dy at each window's first largest entry
+    MAX_POOL2D_AT = "max_pool2d_at"  # its tangent: (x, t) -> t at each window's first largest entry
+    AVG_POOL2D = "avg_pool2d"  # the padding counted
+    AVG_POOL2D_BACKWARD = "avg_pool2d_backward"  # its gradient (and tangent, linear): attrs start with (H, W)
+    SUM_CHANNELS = "sum_channels"  # (N, C, ...) summed over every axis but C: a convolution bias's gradient
     TRANSPOSE = "transpose"
     PERMUTE = "permute"
     SLICE_AXIS = "slice_axis"

@@ -65,6 +65,13 @@ def matmul(a: tuple, b: tuple) -> tuple:
     return lead + rows + cols
 
 
+def conv_output(size: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple) -> tuple:
+    """The spatial size of a convolution's or a pool's output: the positions the dilated kernel takes along each
+    axis of the padded input, `stride` apart (PyTorch's floor rule)."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(size, kernel, stride, padding,
+                                                                                 dilation))
+
+
 def reduce(shape: tuple, axis: int | None) -> tuple:
     if axis is None:
         return ()

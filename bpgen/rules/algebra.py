@@ -337,6 +337,10 @@ class Algebra:
             axis = None  # the one axis of a vector: all of it
         return self.make(Op.SUM, (a,), (axis,))
 
+    def sum_channels(self, a: Node) -> Node:
+        """(N, C, ...) summed over every axis but the channels' (the second): (C,)."""
+        return self.make(Op.SUM_CHANNELS, (a,))
+
     def max(self, a: Node, axis: int | None) -> Node:
         """The largest entry over all of `a` (axis None) or along one axis."""
         if not a.shape:
@@ -368,6 +372,9 @@ class Algebra:
             return a
         if not shape:
             return self.sum(a, None)
+        channels = (a.shape[1],) + (1,) * (len(a.shape) - 2) if len(a.shape) >= 3 else None
+        if channels and tuple(shape) in (channels, (1, *channels)):  # a bias of channels, (C, 1, 1) or (1, C, 1, 1)
+            return self.reshape(self.sum_channels(a), tuple(shape))
         while len(a.shape) > len(shape):
             a = self.sum(a, 0)
         for axis, (have, want) in enumerate(zip(a.shape, shape)):

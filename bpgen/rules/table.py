@@ -260,6 +260,30 @@ def _affine_jvp(A, args, out, t):
             None if t[2] is None else A.broadcast_to(t[2], out.shape)]
 
 
+def _same_op_jvp(A, args, out, t):
+    """The JVP of an op linear in each argument, attrs and all (a convolution and its gradients): per argument,
+    the op with that argument's tangent in its place."""
+    return [None if t[i] is None else A.make(out.op, tuple(t[i] if j == i else a for j, a in enumerate(args)),
+                                             out.attrs) for i in range(len(args))]
+
+
+def _conv2d_vjp(A, args, out, g):
+    """dx = conv2d_backward_input(dy, w, (H, W), ...), dw = conv2d_backward_weight(x, dy, (KH, KW), ...)."""
+    x, w = args
+    return [A.make(Op.CONV2D_BACKWARD_INPUT, (g, w), (tuple(x.shape[2:]), *out.attrs)),
+            A.make(Op.CONV2D_BACKWARD_WEIGHT, (x, g), (tuple(w.shape[2:]), *out.attrs))]
+
+
+def _conv2d_shape(args, attrs):
+    (x, w), (stride, padding, dilation, _) = args, attrs
+    return (x.shape[0], w.shape[0], *shapes.conv_output(x.shape[2:], w.shape[2:], stride, padding, dilation))
+
+
+def _pooled_shape(args, attrs):
+    kernel, stride, padding = attrs
+    return (*args[0].shape[:2], *shapes.conv_output(args[0].shape[2:], kernel, stride, padding, (1, 1)))
+
+
 def _sum_vjp(A, args, out, g):
     (a,) = args
     axis = out.attrs[0]
@@ -441,6 +465,21 @@ _TENSOR_RULES = [
             lambda A, args, out, g: [A.matmul(args[1], A.transpose(g)), A.matmul(args[0], g)],
             _bilinear_jvp(lambda A, a, g: A.flat_transpose_matmul(a, g))),
     _tensor(Op.AFFINE, lambda args, attrs: args[0].shape[:-1] + args[1].shape[-1:], _affine_vjp, _affine_jvp),
+    _tensor(Op.CONV2D, _conv2d_shape, _conv2d_vjp, _same_op_jvp),
+    _tensor(Op.CONV2D_BACKWARD_INPUT,
+            lambda args, attrs: (args[0].shape[0], args[1].shape[1] * attrs[4], *attrs[0]), jvp=_same_op_jvp),
+    _tensor(Op.CONV2D_BACKWARD_WEIGHT,
+            lambda args, attrs: (args[1].shape[1], args[0].shape[1] // attrs[4], *attrs[0]), jvp=_same_op_jvp),
+    # the max pool's gates: linear in the upstream gradient (tangent), routed by x
+    _tensor(Op.MAX_POOL2D, _pooled_shape,
+            lambda A, args, out, g: [A.make(Op.MAX_POOL2D_BACKWARD, (args[0], g), out.attrs)],
+            lambda A, args, out, t: [A.make(Op.MAX_POOL2D_AT, (args[0], t[0]), out.attrs)]),
+    _tensor(Op.MAX_POOL2D_BACKWARD, _same_shape, jvp=_routed_jvp(Op.MAX_POOL2D_BACKWARD)),
+    _tensor(Op.MAX_POOL2D_AT, _pooled_shape, jvp=_routed_jvp(Op.MAX_POOL2D_AT)),
+    _tensor(Op.AVG_POOL2D, _pooled_shape,
+            lambda A, args, out, g: [A.make(Op.AVG_POOL2D_BACKWARD, (g,), (tuple(args[0].shape[2:]), *out.attrs))],
+            _same_op_jvp),
+    _tensor(Op.AVG_POOL2D_BACKWARD, lambda args, attrs: (*args[0].shape[:2], *attrs[0]), jvp=_same_op_jvp),
     _tensor(Op.OUTER, lambda args, attrs: args[0].shape + args[1].shape,
             lambda A, args, out, g: [A.matmul(g, args[1]), A.matmul(args[0], g)],
             _bilinear_jvp(lambda A, a, b: A.outer(a, b))),
@@ -482,6 +521,10 @@ _TENSOR_RULES = [
     _tensor(Op.CONCAT, _concatenated_shape, _concat_vjp, _concat_jvp),
     _tensor(Op.RESHAPE, lambda args, attrs: attrs[0], lambda A, args, out, g: [A.reshape(g, args[0].shape)],
             _linear_jvp(lambda A, t, out: A.reshape(t, out.shape))),
+    _tensor(Op.SUM_CHANNELS, lambda args, attrs: args[0].shape[1:2],
+            lambda A, args, out, g: [A.broadcast_to(A.reshape(g, g.shape + (1,) * (len(args[0].shape) - 2)),
+                                                    args[0].shape)],
+            _linear_jvp(lambda A, t, out: A.sum_channels(t))),
     _tensor(Op.SUM, _reduced, _sum_vjp, _linear_jvp(lambda A, t, out: A.make(Op.SUM, (t,), out.attrs))),
     # max reductions: the max gate routes the upstream gradient to the winner (the first one on ties)
     _tensor(Op.MAX_ALL, _scalar, lambda A, args, out, g: [A.make(Op.ROUTE_MAX_ALL, (args[0], g))], _max_jvp),

@@ -143,6 +143,12 @@ def flat_transpose_matmul(a, g):
     return out
 
 
+def product_into(a, b, out, accumulate):
+    """out = a @ b, or out += a @ b when accumulate, for matrices (a convolution's per-image products): one
+    dgemm into out's memory."""
+    gemm(a, b, out, 1.0, 1.0 if accumulate else 0.0)
+
+
 def batch_matmul(a, b):
     """a @ b for stacks of matrices with one batch shape (bpgen broadcasts them first): a dgemm per matrix, each
     read in place (a stack of transposes, or a broadcast operand, is not copied)."""

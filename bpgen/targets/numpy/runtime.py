@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ...runtime import digamma, polygamma  # applied to every element below
+from ...runtime import conv_size, digamma, polygamma  # applied to every element below, conv_size as is
 
 
 def at_index(index, shape, value):
@@ -215,3 +215,102 @@ def digamma_array(x):
 def polygamma_array(n, x):
     """polygamma(n, x) (bpgen/runtime.py's) on every element of x."""
     return np.asarray(np.vectorize(polygamma, otypes=[np.float64])(n, x), dtype=np.float64)
+
+
+def _windows(x, kernel, stride, padding, dilation, fill):
+    """x (N, C, H, W) padded with `fill`, as a read-only view of its windows (N, C, OH, OW, KH, KW)."""
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])), constant_values=fill)
+    oh = conv_size(h, kernel[0], stride[0], padding[0], dilation[0])
+    ow = conv_size(w, kernel[1], stride[1], padding[1], dilation[1])
+    s = padded.strides
+    return np.lib.stride_tricks.as_strided(padded, (n, c, oh, ow, kernel[0], kernel[1]),
+                                           (s[0], s[1], s[2] * stride[0], s[3] * stride[1], s[2] * dilation[0],
+                                            s[3] * dilation[1]), writeable=False)
+
+
+def _unwindow(windows, size, stride, padding, dilation):
+    """The adjoint of _windows: every window entry (N, C, OH, OW, KH, KW) added back to its pixel of a zero
+    image (N, C, H, W); what falls on the padding is dropped."""
+    n, c, oh, ow, kh, kw = windows.shape
+    padded = np.zeros((n, c, size[0] + 2 * padding[0], size[1] + 2 * padding[1]))
+    for i in range(kh):
+        for j in range(kw):
+            top, left = i * dilation[0], j * dilation[1]
+            padded[:, :, top:top + stride[0] * (oh - 1) + 1:stride[0],
+                   left:left + stride[1] * (ow - 1) + 1:stride[1]] += windows[..., i, j]
+    return padded[:, :, padding[0]:padding[0] + size[0], padding[1]:padding[1] + size[1]]
+
+
+def conv2d(x, w, stride, padding, dilation, groups):
+    """PyTorch's conv2d (cross-correlation) of x (N, C, H, W) with w (F, C // groups, KH, KW)."""
+    n = x.shape[0]
+    f, cg, kh, kw = w.shape
+    windows = _windows(x, (kh, kw), stride, padding, dilation, 0.0)
+    oh, ow = windows.shape[2], windows.shape[3]
+    grouped = windows.reshape(n, groups, cg, oh, ow, kh, kw)
+    out = np.einsum("ngcpqij,gfcij->ngfpq", grouped, w.reshape(groups, f // groups, cg, kh, kw))
+    return np.ascontiguousarray(out).reshape(n, f, oh, ow)
+
+
+def conv2d_backward_input(dy, w, size, stride, padding, dilation, groups):
+    """conv2d's gradient in x (N, C, H, W), size (H, W)."""
+    n, f, oh, ow = dy.shape
+    _, cg, kh, kw = w.shape
+    upstream = dy.reshape(n, groups, f // groups, oh, ow)
+    windows = np.einsum("ngfpq,gfcij->ngcpqij", upstream, w.reshape(groups, f // groups, cg, kh, kw))
+    return _unwindow(windows.reshape(n, groups * cg, oh, ow, kh, kw), size, stride, padding, dilation)
+
+
+def conv2d_backward_weight(x, dy, kernel, stride, padding, dilation, groups):
+    """conv2d's gradient in w (F, C // groups, KH, KW), kernel (KH, KW)."""
+    n, c = x.shape[0], x.shape[1]
+    f, oh, ow = dy.shape[1], dy.shape[2], dy.shape[3]
+    windows = _windows(x, kernel, stride, padding, dilation, 0.0).reshape(n, groups, c // groups, oh, ow, *kernel)
+    out = np.einsum("ngcpqij,ngfpq->gfcij", windows, dy.reshape(n, groups, f // groups, oh, ow))
+    return np.ascontiguousarray(out).reshape(f, c // groups, *kernel)
+
+
+def _winners(x, kernel, stride, padding):
+    """The windows of x padded with -inf, flattened (N, C, OH, OW, KH * KW), and the index of each one's first
+    largest entry (np.argmax: a NaN wins)."""
+    windows = _windows(x, kernel, stride, padding, (1, 1), -np.inf)
+    flat = windows.reshape(windows.shape[:4] + (-1,))
+    return flat, np.argmax(flat, axis=-1)[..., None]
+
+
+def max_pool2d(x, kernel, stride, padding):
+    """The largest entry of each window of x (N, C, H, W); the padding is never chosen."""
+    flat, winner = _winners(x, kernel, stride, padding)
+    return np.take_along_axis(flat, winner, axis=-1)[..., 0]
+
+
+def max_pool2d_backward(x, g, kernel, stride, padding):
+    """Each window's upstream gradient goes to its first largest entry of x (summed where windows overlap)."""
+    flat, winner = _winners(x, kernel, stride, padding)
+    routed = np.zeros(flat.shape)
+    np.put_along_axis(routed, winner, g[..., None], axis=-1)
+    return _unwindow(routed.reshape(flat.shape[:4] + tuple(kernel)), x.shape[2:], stride, padding, (1, 1))
+
+
+def max_pool2d_at(x, t, kernel, stride, padding):
+    """For each window of x, the entry of t at its first largest entry."""
+    _, winner = _winners(x, kernel, stride, padding)
+    windows = _windows(t, kernel, stride, padding, (1, 1), 0.0)
+    return np.take_along_axis(windows.reshape(windows.shape[:4] + (-1,)), winner, axis=-1)[..., 0]
+
+
+def avg_pool2d(x, kernel, stride, padding):
+    """The mean of each window of x (N, C, H, W), the padding counted as zeros."""
+    return _windows(x, kernel, stride, padding, (1, 1), 0.0).mean(axis=(4, 5))
+
+
+def avg_pool2d_backward(g, size, kernel, stride, padding):
+    """avg_pool2d's gradient in x (N, C, H, W): each window's upstream gradient spread evenly over it."""
+    share = np.broadcast_to((g / (kernel[0] * kernel[1]))[..., None, None], g.shape + tuple(kernel))
+    return _unwindow(share, size, stride, padding, (1, 1))
+
+
+def sum_channels(a):
+    """a (N, C, ...) summed over every axis but the second: (C,)."""
+    return a.sum(axis=(0, *range(2, a.ndim)))

@@ -249,8 +249,27 @@ class AttrCall(Syntax):
     function: str
 
     def render(self, node, arg):
-        parts = [arg(a, COND) for a in node.args] + [repr(v) if isinstance(v, float) else arg.dim_text(v)
-                                                     for v in node.attrs]
+        parts = [arg(a, COND) for a in node.args] + [
+            repr(v) if isinstance(v, float) else arg.shape_text(v) if isinstance(v, tuple) else arg.dim_text(v)
+            for v in node.attrs]
+        return f"{self.function}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class KeywordCall(Syntax):
+    """`conv2d(X, W, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)`: a helper call given the op's
+    attributes, the last ones by the names in `keywords` (the helper's own parameter names)."""
+
+    function: str
+    keywords: tuple[str, ...]
+
+    def render(self, node, arg):
+        def text(v):
+            return arg.shape_text(v) if isinstance(v, tuple) else arg.dim_text(v)
+
+        named = len(node.attrs) - len(self.keywords)
+        parts = [arg(a, COND) for a in node.args] + [text(v) for v in node.attrs[:named]] + [
+            f"{k}={text(v)}" for k, v in zip(self.keywords, node.attrs[named:])]
         return f"{self.function}({', '.join(parts)})"
 
 
@@ -421,6 +440,11 @@ BASE: dict[str, Printing] = {
     Op.MATMUL: Printing(MatrixProduct()),
     Op.FLAT_TRANSPOSE_MATMUL: _tensor_helper("flat_transpose_matmul"),
     Op.AFFINE: _tensor_helper("affine"),
+    Op.SUM_CHANNELS: _tensor_helper("sum_channels"),
+    **{op: Printing(KeywordCall(op.value, ("stride", "padding", "dilation", "groups")), helper=op.value)
+       for op in (Op.CONV2D, Op.CONV2D_BACKWARD_INPUT, Op.CONV2D_BACKWARD_WEIGHT)},
+    **{op: Printing(KeywordCall(op.value, ("stride", "padding")), helper=op.value)
+       for op in (Op.MAX_POOL2D, Op.MAX_POOL2D_BACKWARD, Op.MAX_POOL2D_AT, Op.AVG_POOL2D, Op.AVG_POOL2D_BACKWARD)},
     Op.OUTER: Printing(Call("np.outer")),
     Op.TRANSPOSE: Printing(Method(".T")),
     Op.PERMUTE: Printing(Permute()),
