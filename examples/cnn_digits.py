@@ -43,7 +43,7 @@ def cnn_digits_logits(X, K1, k1, K2, k2, W, b):
 def initial_parameters(rng) -> list[np.ndarray]:
     """He-initialized kernels and weights (fan-in), zero biases, in SHAPES' order."""
     params = []
-    for name, shape in SHAPES.items():
+    for shape in SHAPES.values():
         fan_in = int(np.prod(shape[1:]))
         params.append(rng.normal(0.0, np.sqrt(2.0 / fan_in), shape) if len(shape) > 1 else np.zeros(shape))
     return params
