@@ -198,7 +198,8 @@ def _image(layer: str, name: str, t, axes: int = 4) -> Tensor:
     if not isinstance(t, Tensor):
         raise BpgenError(f"{layer}: {name} must be a Tensor, not {type(t).__name__}")
     if len(t.shape) != axes or not all(isinstance(d, int) for d in t.shape[1:]):
-        want = "(N, C, H, W)" if axes == 4 else "(F, C, KH, KW)" if name == "W" else f"{axes} axes"
+        kernel, image = {4: ("(F, C // groups, KH, KW)", "(N, C, H, W)"), 3: ("(F, C // groups, K)", "(N, C, L)")}[axes]
+        want = kernel if name == "W" else image
         raise ShapeError(f"{layer} takes {name} as {want}, each size but the first a number: {t.describe()}")
     return t
 
@@ -218,35 +219,43 @@ def conv2d(X: Tensor, W: Tensor, b: Tensor | None = None, stride=1, padding=0, d
     stride, padding and dilation are ints or pairs. The backward pass is two helper calls, the gradient of the
     input (conv2d_backward_input) and of the kernel (conv2d_backward_weight)."""
     X, W = _image("conv2d", "X", X), _image("conv2d", "W", W)
-    stride, padding = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0)
-    dilation = _pair("conv2d", "dilation", dilation, 1)
+    return _conv2d("conv2d", X, W, b, _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0),
+                   _pair("conv2d", "dilation", dilation, 1), groups)
+
+
+def _conv2d(layer: str, X: Tensor, W: Tensor, b, stride: tuple, padding: tuple, dilation: tuple, groups) -> Tensor:
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise BpgenError(f"conv2d: groups must be a whole number >= 1, not {groups!r}")
+        raise BpgenError(f"{layer}: groups must be a whole number >= 1, not {groups!r}")
     c, (f, cg) = X.shape[1], W.shape[:2]
     if c % groups or f % groups:
-        raise ShapeError(f"conv2d: the channels of {X.describe()} and the filters of {W.describe()} must both be "
+        raise ShapeError(f"{layer}: the channels of {X.describe()} and the filters of {W.describe()} must both be "
                          f"divisible by groups={groups}")
     if cg * groups != c:
-        raise ShapeError(f"conv2d: {W.describe()} takes {cg} channels per group, {X.describe()} has {c // groups}")
-    _check_window("conv2d", X, tuple(W.shape[2:]), padding, dilation)
+        raise ShapeError(f"{layer}: {W.describe()} takes {cg} channels per group, {X.describe()} has {c // groups}")
+    _check_window(layer, X, tuple(W.shape[2:]), padding, dilation)
     out = _wrap(ALGEBRA.make(Op.CONV2D, (X.node, W.node), (stride, padding, dilation, groups)))
     if b is None:
         return out
     if not isinstance(b, Tensor) or b.shape != (f,):
-        raise ShapeError(f"conv2d: the bias of {W.describe()} must have shape ({f},), not "
+        raise ShapeError(f"{layer}: the bias of {W.describe()} must have shape ({f},), not "
                          f"{b.describe() if isinstance(b, Tensor) else type(b).__name__}")
     return out + b.reshape(f, 1, 1)
 
 
 def conv1d(X: Tensor, W: Tensor, b: Tensor | None = None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """torch.nn.functional.conv1d: X (N, C, L) with W (F, C // groups, K): conv2d over images one row high."""
+    """torch.nn.functional.conv1d: X (N, C, L) with W (F, C // groups, K), stride, padding and dilation ints (or
+    1-tuples): conv2d over images one row high."""
     X, W = _image("conv1d", "X", X, 3), _image("conv1d", "W", W, 3)
-    for name, value in (("stride", stride), ("padding", padding), ("dilation", dilation)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BpgenError(f"conv1d: {name} must be a whole number, not {value!r}")
+    sizes = {}
+    for name, value, least in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1)):
+        value = value[0] if isinstance(value, tuple) and len(value) == 1 else value
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise BpgenError(f"conv1d: {name} must be a whole number >= {least}, not {value!r}")
+        sizes[name] = value
     (n, c, length), (f, cg, k) = X.shape, W.shape
-    out = conv2d(X.reshape(n, c, 1, length), W.reshape(f, cg, 1, k), b, (1, stride), (0, padding), (1, dilation),
-                 groups)
+    flat_x, flat_w = _wrap(ALGEBRA.reshape(X.node, (n, c, 1, length))), _wrap(ALGEBRA.reshape(W.node, (f, cg, 1, k)))
+    out = _conv2d("conv1d", flat_x, flat_w, b, (1, sizes["stride"]), (0, sizes["padding"]), (1, sizes["dilation"]),
+                  groups)
     return out.reshape(n, f, out.shape[3])
 
 

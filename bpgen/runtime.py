@@ -191,7 +191,8 @@ def softmax(logits):
         # subnormal number (each a slow microcode assist: masked -inf logits made the loop 2x slower)
         for j in range(c):
             d = rows[i, j] - m
-            out[i, j] = exp_scalar(max(d, -700.0)) if d > -700.0 else 0.0
+            clamped = -700.0 if d < -700.0 else d  # a NaN stays NaN
+            out[i, j] = 0.0 if d <= -700.0 else exp_scalar(clamped)
         total = 0.0
         for j in range(c):
             total += out[i, j]
@@ -398,7 +399,8 @@ def conv2d(x, w, stride, padding, dilation, groups):
     cols = np.empty((cg * kh * kw, oh * ow))
     for i in range(n):
         for g in range(groups):
-            im2col(x[i, g * cg:(g + 1) * cg], (kh, kw), stride, padding, dilation, cols)
+            first, last = g * cg, (g + 1) * cg  # the group's channels
+            im2col(x[i, first:last], (kh, kw), stride, padding, dilation, cols)
             product_into(weights[g], cols, out[i, g], False)
     return out.reshape((n, f, oh, ow))
 
@@ -415,8 +417,9 @@ def conv2d_backward_input(dy, w, size, stride, padding, dilation, groups):
     cols = np.empty((cg * kh * kw, oh * ow))
     for i in range(n):
         for g in range(groups):
+            first, last = g * cg, (g + 1) * cg
             product_into(weights[g].T, upstream[i, g], cols, False)
-            col2im_add(cols, (kh, kw), stride, padding, dilation, out[i, g * cg:(g + 1) * cg])
+            col2im_add(cols, (kh, kw), stride, padding, dilation, out[i, first:last])
     return out
 
 
@@ -432,10 +435,10 @@ def conv2d_backward_weight(x, dy, kernel, stride, padding, dilation, groups):
     cols = np.empty((cg * kh * kw, oh * ow))
     for i in range(n):
         for g in range(groups):
-            im2col(x[i, g * cg:(g + 1) * cg], kernel, stride, padding, dilation, cols)
+            first, last = g * cg, (g + 1) * cg
+            im2col(x[i, first:last], kernel, stride, padding, dilation, cols)
             product_into(upstream[i, g], cols.T, out[g], True)
     return out.reshape((f, cg, kh, kw))
-
 
 
 def _window_winner(x, i, c, p, q, kernel, stride, padding):

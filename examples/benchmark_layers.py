@@ -1,16 +1,19 @@
-"""Layers of today's networks, bpgen beside PyTorch and JAX: a transformer encoder layer and an LSTM layer.
+"""Layers of today's networks, bpgen beside PyTorch and JAX: a transformer encoder layer, an LSTM layer, LeNet-5 and
+a ResNet basic block.
 
-Each system computes the same loss, sum(layer(x) * R), and the gradient of every parameter and of x, in
-float64 (bpgen's type), with the same weights; the bpgen gradients are checked against PyTorch's before
-anything is timed. One thread for everyone (BLAS, PyTorch, XLA), and the process pinned to one core. Two
-tables:
+Each system computes the same loss (sum(layer(x) * R), or LeNet-5's cross-entropy) and the gradient of every
+parameter (and of x), in float64 (bpgen's type), with the same weights; bpgen's gradients are checked against
+PyTorch's, JAX's and the hand-written Numba reference's before anything is timed. One thread for everyone (BLAS,
+PyTorch, XLA), and the process pinned to one core. Two tables:
 
-- call time: the median of interleaved rounds, each system in turn, with ratios to the fastest of
-  PyTorch (eager, and torch.compile when it works here) and JAX (jit of value_and_grad);
-- time to the first gradient in a fresh process: bpgen cold (empty caches) and warm (its Numba cache
-  filled by the cold run), PyTorch eager, torch.compile and JAX (which keep no cache between processes).
+- call time: the median of interleaved rounds, each system in turn, with ratios to the fastest of its peers,
+  PyTorch (eager, and torch.compile when it works here) and JAX (jit of value_and_grad); for the CNNs also the
+  ratio to a hand-written Numba version (examples/cnn_reference.py: im2col and one @ per layer);
+- time to the first gradient in a fresh process: bpgen cold (empty caches), warm (its Numba cache filled by the
+  cold run) and for a new function (its runtime cached, the function's module not: a changed model), the Numba
+  reference cold, PyTorch eager, torch.compile and JAX (which keep no cache between processes).
 
-Run:  python examples/benchmark_layers.py [--only transformer|lstm] [--small] [--rounds 5]
+Run:  python examples/benchmark_layers.py [--only transformer|lstm|lenet|resnet] [--small] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 SIZES = {  # the issue's sizes, and small ones for a quick look
     "full": {"transformer": {"B": 32, "S": 64, "D": 128, "HEADS": 4, "FF": 512},
-             "lstm": {"B": 32, "T": 64, "I": 128, "H": 128}},
+             "lstm": {"B": 32, "T": 64, "I": 128, "H": 128},
+             "lenet": {"B": 64}, "resnet": {"B": 32, "C": 64, "S": 16}},
     "small": {"transformer": {"B": 4, "S": 8, "D": 16, "HEADS": 2, "FF": 32},
-              "lstm": {"B": 4, "T": 8, "I": 8, "H": 16}},
+              "lstm": {"B": 4, "T": 8, "I": 8, "H": 16},
+              "lenet": {"B": 4}, "resnet": {"B": 2, "C": 4, "S": 6}},
 }
+
+WORKLOADS = ["transformer", "lstm", "lenet", "resnet"]
 
 
 # the layers in bpgen -----------------------------------------------------------------------------------------
@@ -91,6 +98,42 @@ def bpgen_lstm(B, T, I, H, jit=True):
     return bpgen.function(lstm_layer, shapes=shapes, wrt=["X", "W_ih", "W_hh", "b_ih", "b_hh"], jit=jit)
 
 
+def bpgen_lenet(B, jit=True):
+    """LeNet-5 on 1 x 28 x 28 images (conv 6@5x5 padded by 2, pool, conv 16@5x5, pool, 120, 84, 10) with the mean
+    softmax cross-entropy of one-hot labels."""
+    import bpgen
+    from bpgen import nn
+
+    def lenet5(X, C1, c1, C2, c2, W3, b3, W4, b4, W5, b5, Y):
+        h1 = nn.max_pool2d(nn.relu(nn.conv2d(X, C1, c1, padding=2)), 2)
+        h2 = nn.max_pool2d(nn.relu(nn.conv2d(h1, C2, c2)), 2)
+        flat = h2.reshape(h2.shape[0], 400)
+        h3 = nn.relu(flat @ W3.T + b3)
+        h4 = nn.relu(h3 @ W4.T + b4)
+        return nn.softmax_cross_entropy(h4 @ W5.T + b5, Y)
+
+    shapes = {"X": ("N", 1, 28, 28), "C1": (6, 1, 5, 5), "c1": (6,), "C2": (16, 6, 5, 5), "c2": (16,),
+              "W3": (120, 400), "b3": (120,), "W4": (84, 120), "b4": (84,), "W5": (10, 84), "b5": (10,),
+              "Y": ("N", 10)}
+    return bpgen.function(lenet5, shapes=shapes, wrt=list(shapes)[1:-1], jit=jit)
+
+
+def bpgen_resnet(B, C, S, jit=True):
+    """A ResNet basic block, conv-bn-relu-conv-bn plus the identity then relu, batch norm in training mode; the
+    loss sum(block(X) * R)."""
+    import bpgen
+    from bpgen import nn
+
+    def basic_block(X, W1, g1, be1, W2, g2, be2, R):
+        h = nn.relu(nn.batch_norm2d(nn.conv2d(X, W1, padding=1), g1, be1))
+        out = nn.relu(nn.batch_norm2d(nn.conv2d(h, W2, padding=1), g2, be2) + X)
+        return bpgen.sum(out * R)
+
+    shapes = {"X": ("N", C, S, S), "W1": (C, C, 3, 3), "g1": (C,), "be1": (C,), "W2": (C, C, 3, 3), "g2": (C,),
+              "be2": (C,), "R": ("N", C, S, S)}
+    return bpgen.function(basic_block, shapes=shapes, wrt=list(shapes)[:-1], jit=jit)
+
+
 # data and the torch modules they come from ---------------------------------------------------------------------
 
 TRANSFORMER_PARAMETERS = ["self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
@@ -106,7 +149,43 @@ def torch_module(workload: str, size: dict):
     if workload == "transformer":
         return torch.nn.TransformerEncoderLayer(size["D"], size["HEADS"], size["FF"], dropout=0.0,
                                                 batch_first=True).double()
+    if workload == "lenet":
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+            torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
+            torch.nn.Linear(84, 10)).double()
+    if workload == "resnet":
+        block = BasicBlock(size["C"]).double().train()
+        with torch.no_grad():  # batch norm's scale and shift away from their defaults, 1 and 0
+            for norm in (block.bn1, block.bn2):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.normal_()
+        return block
     return torch.nn.LSTM(size["I"], size["H"]).double()
+
+
+def _basic_block_class():
+    import torch
+
+    class Block(torch.nn.Module):
+        """A ResNet basic block as torchvision's (no downsampling): conv-bn-relu-conv-bn, the identity, relu."""
+
+        def __init__(self, channels: int):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            self.bn1 = torch.nn.BatchNorm2d(channels)
+            self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            self.bn2 = torch.nn.BatchNorm2d(channels)
+
+        def forward(self, x):
+            return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + x)
+
+    return Block
+
+
+def BasicBlock(channels: int):
+    return _basic_block_class()(channels)
 
 
 def data(workload: str, size: dict) -> dict:
@@ -118,6 +197,13 @@ def data(workload: str, size: dict) -> dict:
         B, S, D = size["B"], size["S"], size["D"]
         return {"x": rng.normal(size=(B, S, D)), "mask": np.tril(np.ones((S, S), dtype=bool)),
                 "weights": [named[k] for k in TRANSFORMER_PARAMETERS], "R": rng.normal(size=(B, S, D))}
+    if workload == "lenet":
+        labels = rng.integers(0, 10, size=size["B"])
+        return {"X": rng.normal(size=(size["B"], 1, 28, 28)), "labels": labels, "Y": np.eye(10)[labels],
+                "weights": list(named.values())}
+    if workload == "resnet":
+        shape = (size["B"], size["C"], size["S"], size["S"])
+        return {"X": rng.normal(size=shape), "weights": list(named.values()), "R": rng.normal(size=shape)}
     B, T, I, H = size["B"], size["T"], size["I"], size["H"]
     return {"X": rng.normal(size=(T, B, I)), "h0": np.zeros((B, H)), "c0": np.zeros((B, H)),
             "weights": [named[k] for k in LSTM_PARAMETERS], "R": rng.normal(size=(T, B, H))}
@@ -130,6 +216,12 @@ def bpgen_runner(workload: str, size: dict, d: dict):
     if workload == "transformer":
         g = bpgen_transformer(**size)
         args = (d["x"], d["mask"], *d["weights"], d["R"])
+    elif workload == "lenet":
+        g = bpgen_lenet(**size)
+        args = (d["X"], *d["weights"], d["Y"])
+    elif workload == "resnet":
+        g = bpgen_resnet(**size)
+        args = (d["X"], *d["weights"], d["R"])
     else:
         g = bpgen_lstm(**size)
         args = (d["X"], d["h0"], d["c0"], *d["weights"], d["R"])
@@ -150,6 +242,19 @@ def torch_runner(workload: str, size: dict, d: dict, compiled: bool = False):
         def loss_of():
             return (module(x, src_mask=mask) * R).sum()
         leaves = [x, *(dict(module.named_parameters())[k] for k in TRANSFORMER_PARAMETERS)]
+    elif workload == "lenet":
+        X, labels = torch.tensor(d["X"]), torch.tensor(d["labels"])
+
+        def loss_of():
+            return torch.nn.functional.cross_entropy(module(X), labels)
+        leaves = list(module.parameters())
+    elif workload == "resnet":
+        X = torch.tensor(d["X"], requires_grad=True)
+        R = torch.tensor(d["R"])
+
+        def loss_of():
+            return (module(X) * R).sum()
+        leaves = [X, *module.parameters()]
     else:
         X = torch.tensor(d["X"], requires_grad=True)
         R = torch.tensor(d["R"])
@@ -197,6 +302,8 @@ def jax_runner(workload: str, size: dict, d: dict):
 
         args = (d["x"], *d["weights"], d["mask"], d["R"])
         wrt = tuple(range(13))
+    elif workload in ("lenet", "resnet"):
+        loss, args, wrt = _jax_cnn(workload, d)
     else:
         H = size["H"]
 
@@ -225,21 +332,77 @@ def jax_runner(workload: str, size: dict, d: dict):
     return run
 
 
+def _jax_cnn(workload: str, d: dict):
+    """The CNN workloads in JAX: lax.conv_general_dilated in PyTorch's NCHW / OIHW layouts, pools by
+    lax.reduce_window; (loss, its arguments, the positions of those it is differentiated in)."""
+    import jax
+    import jax.numpy as jnp
+
+    def conv(x, w, padding):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), [(padding, padding)] * 2,
+                                            dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+    def max_pool(x):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    if workload == "lenet":
+        def loss(C1, c1, C2, c2, W3, b3, W4, b4, W5, b5, X, Y):
+            h1 = max_pool(jax.nn.relu(conv(X, C1, 2) + c1[:, None, None]))
+            h2 = max_pool(jax.nn.relu(conv(h1, C2, 0) + c2[:, None, None]))
+            h3 = jax.nn.relu(h2.reshape(h2.shape[0], -1) @ W3.T + b3)
+            logits = jax.nn.relu(h3 @ W4.T + b4) @ W5.T + b5
+            return -(Y * jax.nn.log_softmax(logits)).sum(-1).mean()
+        return loss, (*d["weights"], d["X"], d["Y"]), tuple(range(10))
+
+    def batch_norm(z, g, b):
+        mu = z.mean((0, 2, 3), keepdims=True)
+        var = ((z - mu) ** 2).mean((0, 2, 3), keepdims=True)
+        return (z - mu) / jnp.sqrt(var + 1e-5) * g[:, None, None] + b[:, None, None]
+
+    def block_loss(X, W1, g1, be1, W2, g2, be2, R):
+        h = jax.nn.relu(batch_norm(conv(X, W1, 1), g1, be1))
+        return (jax.nn.relu(batch_norm(conv(h, W2, 1), g2, be2) + X) * R).sum()
+    return block_loss, (d["X"], *d["weights"], d["R"]), tuple(range(7))
+
+
+def numba_runner(workload: str, size: dict, d: dict):
+    """The hand-written Numba reference (examples/cnn_reference.py: im2col and one @ per layer), for the CNNs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import cnn_reference
+
+    if workload == "lenet":
+        step, args = cnn_reference.lenet_value_and_grad, (d["X"], *d["weights"], d["Y"])
+    elif workload == "resnet":
+        step, args = cnn_reference.block_value_and_grad, (d["X"], *d["weights"], d["R"])
+    else:
+        raise NotWritten(f"no hand-written Numba {workload}")  # HAND_WRITTEN lists the others
+    return lambda: step(*args)
+
+
+PEERS = ("PyTorch", "torch.compile", "JAX")  # the ratio is to the fastest of these
+HAND_WRITTEN = ("lenet", "resnet")  # the workloads examples/cnn_reference.py writes by hand in Numba
+
+
+class NotWritten(Exception):
+    """A system that has no version of a workload: its cell stays empty."""
+
+
 RUNNERS = {
     "bpgen": bpgen_runner,
     "PyTorch": torch_runner,
     "torch.compile": lambda w, s, d: torch_runner(w, s, d, compiled=True),
     "JAX": jax_runner,
+    "Numba": numba_runner,
 }
 
 
-def agreement(workload: str, size: dict, d: dict) -> float:
-    """The largest relative difference between bpgen's and PyTorch's loss and gradients."""
+def agreement(workload: str, size: dict, d: dict, other=None) -> float:
+    """The largest relative difference between bpgen's loss and gradients and another system's (PyTorch's)."""
     value, grads = bpgen_runner(workload, size, d)()
-    want_value, want = torch_runner(workload, size, d)()
-    worst = abs(value - want_value) / abs(want_value)
+    want_value, want = (other or torch_runner)(workload, size, d)()
+    worst = abs(value - float(want_value)) / abs(float(want_value))
     for mine, theirs in zip(grads, want):
-        theirs = theirs.numpy()
+        theirs = np.asarray(theirs)
         worst = max(worst, float(np.max(np.abs(mine - theirs)) / (np.max(np.abs(theirs)) + 1e-300)))
     return worst
 
@@ -251,6 +414,8 @@ def call_times(workload: str, size: dict, d: dict, systems: list[str], rounds: i
             runners[system] = RUNNERS[system](workload, size, d)
             runners[system]()  # compile, warm up
             runners[system]()
+        except NotWritten:
+            times[system] = "-"
         except Exception as exc:  # torch.compile needs a C compiler and can fail; say so in the table
             times[system] = f"failed: {type(exc).__name__}"
     samples: dict[str, list[float]] = {s: [] for s in runners}
@@ -291,7 +456,7 @@ def fmt(value) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["transformer", "lstm"], action="append")
+    parser.add_argument("--only", choices=WORKLOADS, action="append")
     parser.add_argument("--small", action="store_true", help="tiny sizes, for a quick look")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-cold", action="store_true", help="skip the fresh-process times to a first gradient")
@@ -302,7 +467,7 @@ def main() -> None:
         os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], {**os.environ, **ONE_THREAD})
     if hasattr(os, "sched_setaffinity"):  # one core too: JAX's matrix products use a thread pool XLA's flags miss
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    workloads = opts.only or ["transformer", "lstm"]
+    workloads = opts.only or WORKLOADS
     if opts.child:
         child(opts.child, workloads[0], opts.small)
         return
@@ -322,22 +487,36 @@ def main() -> None:
         print(f"\n## {workload} {size}")
         d = data(workload, size)
         print(f"bpgen against PyTorch, largest relative difference: {agreement(workload, size, d):.1e}")
+        if "JAX" in systems:
+            print(f"bpgen against JAX, largest relative difference: {agreement(workload, size, d, jax_runner):.1e}")
+        if "Numba" in systems and workload in HAND_WRITTEN:
+            print(f"bpgen against the hand-written Numba, largest relative difference: "
+                  f"{agreement(workload, size, d, numba_runner):.1e}")
         times = call_times(workload, size, d, systems, opts.rounds)
-        others = [t for s, t in times.items() if s != "bpgen" and not isinstance(t, str)]
-        fastest = min(others) if others else None
-        print(f"\n{'system':<16}{'call (median)':>16}{'ratio to fastest other':>26}")
+        peers = [t for s, t in times.items() if s in PEERS and not isinstance(t, str)]
+        fastest = min(peers) if peers else None
+        print(f"\n{'system':<16}{'call (median)':>16}{'ratio to fastest peer':>26}")
         for system in systems:
             t = times[system]
             ratio = "" if isinstance(t, str) or fastest is None else f"{t / fastest:.2f}x"
             print(f"{system:<16}{fmt(t):>16}{ratio:>26}")
+        if not isinstance(times.get("Numba", "-"), str):
+            print(f"bpgen / the hand-written Numba reference: {times['bpgen'] / times['Numba']:.2f}x")
         if opts.no_cold:
             continue
         print(f"\n{'time to the first gradient (fresh process)':<48}")
         with tempfile.TemporaryDirectory() as cache:
             env = {"BPGEN_CACHE_DIR": f"{cache}/bpgen", "NUMBA_CACHE_DIR": f"{cache}/numba"}
             rows = [("bpgen, cold (empty caches)", first_gradient("bpgen", workload, opts.small, env)),
-                    ("bpgen, warm (cache filled)", first_gradient("bpgen", workload, opts.small, env))]
-        rows += [(s, first_gradient(s, workload, opts.small, {})) for s in systems if s != "bpgen"]
+                    ("bpgen, warm (cache filled)", first_gradient("bpgen", workload, opts.small, env)),
+                    # a changed model: bpgen's runtime cached, the function's own module new
+                    ("bpgen, new function", first_gradient("bpgen", workload, opts.small,
+                                                           {**env, "BPGEN_CACHE_DIR": f"{cache}/bpgen-new"}))]
+            # the hand-written reference caches its machine code too (cache=True): cold, in an empty cache
+            if "Numba" in systems and workload in HAND_WRITTEN:
+                rows.append(("Numba, cold (empty cache)",
+                             first_gradient("Numba", workload, opts.small, {"NUMBA_CACHE_DIR": f"{cache}/reference"})))
+        rows += [(s, first_gradient(s, workload, opts.small, {})) for s in systems if s not in ("bpgen", "Numba")]
         for label, t in rows:
             print(f"  {label:<34}{fmt(t):>14}")
 

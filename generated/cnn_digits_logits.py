@@ -195,7 +195,7 @@ def dgemm_binding():
     import llvmlite.binding
     from numba import types
 
-    choice = os.environ.get("BPGEN_BLAS", "auto")
+    choice = os.environ.get("BPGEN_BLAS") or "auto"
     library = choice if choice not in ("auto", "mkl", "scipy") else None
     if choice in ("auto", "mkl"):
         names = ("libmkl_rt.so*", "libmkl_rt*.dylib", "mkl_rt*.dll")
@@ -204,12 +204,14 @@ def dgemm_binding():
         library = found[0] if found else None
         if library is None and choice == "mkl":
             raise ImportError(f"BPGEN_BLAS=mkl: no MKL runtime library (libmkl_rt) in {folders[0]}")
+    address = None
     if library is not None:
         try:
             address = ctypes.cast(ctypes.CDLL(library).dgemm_, ctypes.c_void_p).value
         except (OSError, AttributeError) as exc:
-            raise ImportError(f"BPGEN_BLAS: no Fortran dgemm_ in {library}: {exc}") from None
-    else:  # SciPy's OpenBLAS, as Numba's own products: the function pointer its Cython BLAS module exports
+            if choice != "auto":  # asked for: say why not; found by the default search: SciPy's instead
+                raise ImportError(f"BPGEN_BLAS: no Fortran dgemm_ in {library}: {exc}") from None
+    if address is None:  # SciPy's OpenBLAS, as Numba's own products: the pointer its Cython BLAS module exports
         from scipy.linalg import cython_blas
 
         capsule = cython_blas.__pyx_capi__["dgemm"]
@@ -226,9 +228,19 @@ _dgemm = dgemm_binding()
 
 
 @numba.njit(cache=True, error_model="numpy")
+def dgemm_call(ints, reals, a, b, out):
+    """dgemm(transa, transb, m, n, k, alpha, B, ldb, A, lda, beta, C, ldc), each argument by its address. A
+    function of its own so that its caller holds every array through the call: Numba frees a local array after
+    its last use, which in one function would be the line taking its address, before dgemm reads it."""
+    i, r, pa, pb, pc = ints.ctypes.data, reals.ctypes.data, a.ctypes.data, b.ctypes.data, out.ctypes.data
+    _dgemm(i, i + 4, i + 8, i + 12, i + 16, r, pb, i + 20, pa, i + 24, r + 8, pc, i + 28)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def gemm(a, b, out, alpha, beta):
     """out = alpha * (a @ b) + beta * out for matrices, out's rows contiguous: one dgemm, reading a transposed
     or sliced a or b in place. Row-major out = a @ b is column-major out.T = b.T @ a.T, so b goes first."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)  # another dtype is converted, as NumPy's @ would
     m, k = a.shape
     n = b.shape[1]
     if m == 0 or n == 0:
@@ -238,6 +250,8 @@ def gemm(a, b, out, alpha, beta):
             for j in range(n):
                 out[i, j] = 0.0 if beta == 0.0 else beta * out[i, j]
         return
+    if max(m, n, k, out.strides[0] // 8) > 2147483647:
+        raise ValueError("gemm: a matrix side of 2**31 or more does not fit BLAS's 32-bit sizes")
     flag_a, lda = blas_operand(a)
     if flag_a == 0:
         a = np.ascontiguousarray(a)
@@ -251,9 +265,7 @@ def gemm(a, b, out, alpha, beta):
     ints[4], ints[5], ints[6], ints[7] = k, ldb, lda, max(out.strides[0] // 8, max(n, 1))
     reals = np.empty(2)
     reals[0], reals[1] = alpha, beta
-    i, r, pa, pb, pc = ints.ctypes.data, reals.ctypes.data, a.ctypes.data, b.ctypes.data, out.ctypes.data
-    # dgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), each argument by its address
-    _dgemm(i, i + 4, i + 8, i + 12, i + 16, r, pb, i + 20, pa, i + 24, r + 8, pc, i + 28)
+    dgemm_call(ints, reals, a, b, out)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -276,7 +288,8 @@ def conv2d(x, w, stride, padding, dilation, groups):
     cols = np.empty((cg * kh * kw, oh * ow))
     for i in range(n):
         for g in range(groups):
-            im2col(x[i, g * cg:(g + 1) * cg], (kh, kw), stride, padding, dilation, cols)
+            first, last = g * cg, (g + 1) * cg  # the group's channels
+            im2col(x[i, first:last], (kh, kw), stride, padding, dilation, cols)
             product_into(weights[g], cols, out[i, g], False)
     return out.reshape((n, f, oh, ow))
 
@@ -294,8 +307,9 @@ def conv2d_backward_input(dy, w, size, stride, padding, dilation, groups):
     cols = np.empty((cg * kh * kw, oh * ow))
     for i in range(n):
         for g in range(groups):
+            first, last = g * cg, (g + 1) * cg
             product_into(weights[g].T, upstream[i, g], cols, False)
-            col2im_add(cols, (kh, kw), stride, padding, dilation, out[i, g * cg:(g + 1) * cg])
+            col2im_add(cols, (kh, kw), stride, padding, dilation, out[i, first:last])
     return out
 
 
@@ -312,7 +326,8 @@ def conv2d_backward_weight(x, dy, kernel, stride, padding, dilation, groups):
     cols = np.empty((cg * kh * kw, oh * ow))
     for i in range(n):
         for g in range(groups):
-            im2col(x[i, g * cg:(g + 1) * cg], kernel, stride, padding, dilation, cols)
+            first, last = g * cg, (g + 1) * cg
+            im2col(x[i, first:last], kernel, stride, padding, dilation, cols)
             product_into(upstream[i, g], cols.T, out[g], True)
     return out.reshape((f, cg, kh, kw))
 
@@ -397,10 +412,10 @@ def sum_channels(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    _window_winner, blas_operand = compiled_helpers("5c1c926513dcd21d", _window_winner, blas_operand)
-    conv_size, col2im_add, im2col, gemm = compiled_helpers("5c1c926513dcd21d", conv_size, col2im_add, im2col, gemm)
-    product_into, conv2d = compiled_helpers("5c1c926513dcd21d", product_into, conv2d)
-    (conv2d_backward_input,) = compiled_helpers("5c1c926513dcd21d", conv2d_backward_input)
-    conv2d_backward_weight, matmul = compiled_helpers("5c1c926513dcd21d", conv2d_backward_weight, matmul)
-    max_pool2d, max_pool2d_backward = compiled_helpers("5c1c926513dcd21d", max_pool2d, max_pool2d_backward)
-    same_shape, sum_axis0, sum_channels = compiled_helpers("5c1c926513dcd21d", same_shape, sum_axis0, sum_channels)
+    _window_winner, blas_operand = compiled_helpers("d7bb69b480e5228c", _window_winner, blas_operand)
+    conv_size, col2im_add, im2col = compiled_helpers("d7bb69b480e5228c", conv_size, col2im_add, im2col)
+    dgemm_call, gemm, product_into = compiled_helpers("d7bb69b480e5228c", dgemm_call, gemm, product_into)
+    conv2d, conv2d_backward_input = compiled_helpers("d7bb69b480e5228c", conv2d, conv2d_backward_input)
+    conv2d_backward_weight, matmul = compiled_helpers("d7bb69b480e5228c", conv2d_backward_weight, matmul)
+    max_pool2d, max_pool2d_backward = compiled_helpers("d7bb69b480e5228c", max_pool2d, max_pool2d_backward)
+    same_shape, sum_axis0, sum_channels = compiled_helpers("d7bb69b480e5228c", same_shape, sum_axis0, sum_channels)

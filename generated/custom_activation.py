@@ -143,7 +143,7 @@ def dgemm_binding():
     import llvmlite.binding
     from numba import types
 
-    choice = os.environ.get("BPGEN_BLAS", "auto")
+    choice = os.environ.get("BPGEN_BLAS") or "auto"
     library = choice if choice not in ("auto", "mkl", "scipy") else None
     if choice in ("auto", "mkl"):
         names = ("libmkl_rt.so*", "libmkl_rt*.dylib", "mkl_rt*.dll")
@@ -152,12 +152,14 @@ def dgemm_binding():
         library = found[0] if found else None
         if library is None and choice == "mkl":
             raise ImportError(f"BPGEN_BLAS=mkl: no MKL runtime library (libmkl_rt) in {folders[0]}")
+    address = None
     if library is not None:
         try:
             address = ctypes.cast(ctypes.CDLL(library).dgemm_, ctypes.c_void_p).value
         except (OSError, AttributeError) as exc:
-            raise ImportError(f"BPGEN_BLAS: no Fortran dgemm_ in {library}: {exc}") from None
-    else:  # SciPy's OpenBLAS, as Numba's own products: the function pointer its Cython BLAS module exports
+            if choice != "auto":  # asked for: say why not; found by the default search: SciPy's instead
+                raise ImportError(f"BPGEN_BLAS: no Fortran dgemm_ in {library}: {exc}") from None
+    if address is None:  # SciPy's OpenBLAS, as Numba's own products: the pointer its Cython BLAS module exports
         from scipy.linalg import cython_blas
 
         capsule = cython_blas.__pyx_capi__["dgemm"]
@@ -171,6 +173,15 @@ def dgemm_binding():
 
 
 _dgemm = dgemm_binding()
+
+
+@numba.njit(cache=True, error_model="numpy")
+def dgemm_call(ints, reals, a, b, out):
+    """dgemm(transa, transb, m, n, k, alpha, B, ldb, A, lda, beta, C, ldc), each argument by its address. A
+    function of its own so that its caller holds every array through the call: Numba frees a local array after
+    its last use, which in one function would be the line taking its address, before dgemm reads it."""
+    i, r, pa, pb, pc = ints.ctypes.data, reals.ctypes.data, a.ctypes.data, b.ctypes.data, out.ctypes.data
+    _dgemm(i, i + 4, i + 8, i + 12, i + 16, r, pb, i + 20, pa, i + 24, r + 8, pc, i + 28)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -217,6 +228,7 @@ def exp_array(x):
 def gemm(a, b, out, alpha, beta):
     """out = alpha * (a @ b) + beta * out for matrices, out's rows contiguous: one dgemm, reading a transposed
     or sliced a or b in place. Row-major out = a @ b is column-major out.T = b.T @ a.T, so b goes first."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)  # another dtype is converted, as NumPy's @ would
     m, k = a.shape
     n = b.shape[1]
     if m == 0 or n == 0:
@@ -226,6 +238,8 @@ def gemm(a, b, out, alpha, beta):
             for j in range(n):
                 out[i, j] = 0.0 if beta == 0.0 else beta * out[i, j]
         return
+    if max(m, n, k, out.strides[0] // 8) > 2147483647:
+        raise ValueError("gemm: a matrix side of 2**31 or more does not fit BLAS's 32-bit sizes")
     flag_a, lda = blas_operand(a)
     if flag_a == 0:
         a = np.ascontiguousarray(a)
@@ -239,9 +253,7 @@ def gemm(a, b, out, alpha, beta):
     ints[4], ints[5], ints[6], ints[7] = k, ldb, lda, max(out.strides[0] // 8, max(n, 1))
     reals = np.empty(2)
     reals[0], reals[1] = alpha, beta
-    i, r, pa, pb, pc = ints.ctypes.data, reals.ctypes.data, a.ctypes.data, b.ctypes.data, out.ctypes.data
-    # dgemm(transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc), each argument by its address
-    _dgemm(i, i + 4, i + 8, i + 12, i + 16, r, pb, i + 20, pa, i + 24, r + 8, pc, i + 28)
+    dgemm_call(ints, reals, a, b, out)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -335,7 +347,7 @@ def tanh_array(x):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, exp_parts, exp_scalar = compiled_helpers("5c1c926513dcd21d", blas_operand, exp_parts, exp_scalar)
-    exp_array, gemm, matmul, softplus = compiled_helpers("5c1c926513dcd21d", exp_array, gemm, matmul, softplus)
-    softplus_array, sum_all, sum_axis0 = compiled_helpers("5c1c926513dcd21d", softplus_array, sum_all, sum_axis0)
-    tanh_scalar, tanh_array = compiled_helpers("5c1c926513dcd21d", tanh_scalar, tanh_array)
+    blas_operand, dgemm_call, exp_parts = compiled_helpers("d7bb69b480e5228c", blas_operand, dgemm_call, exp_parts)
+    exp_scalar, exp_array, gemm, matmul = compiled_helpers("d7bb69b480e5228c", exp_scalar, exp_array, gemm, matmul)
+    softplus, softplus_array, sum_all = compiled_helpers("d7bb69b480e5228c", softplus, softplus_array, sum_all)
+    sum_axis0, tanh_scalar, tanh_array = compiled_helpers("d7bb69b480e5228c", sum_axis0, tanh_scalar, tanh_array)

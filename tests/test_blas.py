@@ -43,6 +43,25 @@ def test_matmul_reads_every_layout_as_numpy_does(m, k, n):
             np.testing.assert_allclose(matmul(left, right), a @ b, rtol=1e-13, atol=1e-13)
 
 
+def test_operands_copied_inside_gemm_live_through_the_call():
+    """An operand with no contiguous axis is copied in gemm; the copy (megabytes, so its pages would be unmapped
+    when freed) must still be there when dgemm reads it, as must the argument arrays."""
+    rng = np.random.default_rng(3)
+    big = rng.normal(size=(1200, 1000))
+    a, b = big[::2, ::2], rng.normal(size=(1000, 700))[::2, ::2]  # 600 x 500 and 500 x 350, neither contiguous
+    for _ in range(3):
+        np.testing.assert_allclose(matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_other_dtypes_are_products_in_float64():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(5, 3)), rng.normal(size=(3, 4))
+    np.testing.assert_allclose(matmul(a.astype(np.float32), b.astype(np.float32)),
+                               a.astype(np.float32).astype(float) @ b.astype(np.float32).astype(float), rtol=1e-12)
+    ints = rng.integers(-5, 5, size=(5, 3))
+    np.testing.assert_array_equal(matmul(ints, ints.T), (ints @ ints.T).astype(float))
+
+
 def test_gemm_scales_and_adds_into_a_row_of_a_larger_output():
     rng = np.random.default_rng(0)
     a, b, out = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=(6, 9))
@@ -98,9 +117,10 @@ def _mkl_installed() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("choice", ["scipy", "auto", "mkl"])
+@pytest.mark.parametrize("choice", ["scipy", "auto", "mkl", ""])
 def test_each_blas_choice_computes_the_product(choice):
-    """SciPy's OpenBLAS, the default choice, and MKL (installed with the test dependencies, as bpgen[mkl])."""
+    """SciPy's OpenBLAS, the default choice (also when BPGEN_BLAS is empty), and MKL (installed with the test
+    dependencies, as bpgen[mkl])."""
     if choice == "mkl":
         if platform.machine() not in ("x86_64", "AMD64"):
             pytest.skip("MKL is built for x86-64 only")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +212,12 @@ def test_conv1d_is_torchs():
                                           r"group, X \(N, 3, 5, 6\) has 3"),
     (lambda X, W: nn.conv2d(X, W, stride=0), r"conv2d: stride must be a whole number >= 1 or a pair of them, not 0"),
     (lambda X, W: nn.max_pool2d(X, 3, padding=2), r"max_pool2d: padding \(2, 2\) must be at most half the kernel"),
+    (lambda X, W: nn.conv2d(X, W[0]), r"conv2d takes W as \(F, C // groups, KH, KW\), each size but the first a "
+                                      r"number: an expression of shape \(3, 7, 7\)"),
+    (lambda X, W: nn.conv1d(X[:, :, 0], W[:, :, 0, :2], stride=(0,)),
+     r"conv1d: stride must be a whole number >= 1, not 0"),
+    (lambda X, W: nn.conv1d(X[:, :, 0], W[:, :, 0]), r"conv1d: the kernel \(1, 7\) is larger than an expression of "
+                                                       r"shape \(N, 3, 1, 6\) padded by \(0, 0\)"),
     (lambda X, W: nn.conv2d(X.reshape(X.shape[0], 90), W), r"conv2d takes X as \(N, C, H, W\), each size but the "
                                                             r"first a number: an expression of shape \(N, 90\)"),
 ])
@@ -220,83 +228,34 @@ def test_shape_mistakes_are_one_line(build, message):
     assert "\n" not in str(caught.value)
 
 
-# real networks against PyTorch's modules --------------------------------------------------------------------------
+# real networks against PyTorch's modules: LeNet-5 and a ResNet basic block as examples/benchmark_layers.py
+# declares them, with the weights of its torch modules ----------------------------------------------------------
 
-
-def lenet5(X, C1, c1, C2, c2, W3, b3, W4, b4, W5, b5, Y):
-    """LeNet-5 on 1 x 28 x 28 images: conv 6@5x5 (padded by 2), pool, conv 16@5x5, pool, 120, 84, 10."""
-    h1 = nn.max_pool2d(nn.relu(nn.conv2d(X, C1, c1, padding=2)), 2)
-    h2 = nn.max_pool2d(nn.relu(nn.conv2d(h1, C2, c2)), 2)
-    flat = h2.reshape(h2.shape[0], 400)
-    h3 = nn.relu(flat @ W3.T + b3)
-    h4 = nn.relu(h3 @ W4.T + b4)
-    return nn.softmax_cross_entropy(h4 @ W5.T + b5, Y)
-
-
-LENET_SHAPES = {"X": ("N", 1, 28, 28), "C1": (6, 1, 5, 5), "c1": (6,), "C2": (16, 6, 5, 5), "c2": (16,),
-                "W3": (120, 400), "b3": (120,), "W4": (84, 120), "b4": (84,), "W5": (10, 84), "b5": (10,),
-                "Y": ("N", 10)}
-
-
-def torch_lenet5() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
-        torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
-        torch.nn.Linear(84, 10)).double()
+LAYERS = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "benchmark_layers.py"))
 
 
 def test_lenet5_matches_torchs_module_on_every_parameter():
-    module = torch_lenet5()
-    parameters = [p.detach().numpy().copy() for p in module.parameters()]
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(5, 1, 28, 28))
-    labels = rng.integers(0, 10, size=5)
-    g = bpgen.function(lenet5, shapes=LENET_SHAPES, wrt=list(LENET_SHAPES)[1:-1])
-    value, grads = g.value_and_grad(X, *parameters, np.eye(10)[labels])
-    loss = F.cross_entropy(module(torch.tensor(X)), torch.tensor(labels))
+    size = {"B": 5}
+    module = LAYERS["torch_module"]("lenet", size)
+    d = LAYERS["data"]("lenet", size)
+    g = LAYERS["bpgen_lenet"](**size)
+    value, grads = g.value_and_grad(d["X"], *d["weights"], d["Y"])
+    loss = F.cross_entropy(module(torch.tensor(d["X"])), torch.tensor(d["labels"]))
     loss.backward()
     np.testing.assert_allclose(value, loss.item(), rtol=1e-12)
     for got, p in zip(grads, module.parameters()):
         np.testing.assert_allclose(got, p.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
-def basic_block(X, W1, g1, be1, W2, g2, be2, R):
-    """A ResNet basic block: conv-bn-relu-conv-bn, plus the identity, then relu."""
-    h = nn.relu(nn.batch_norm2d(nn.conv2d(X, W1, padding=1), g1, be1))
-    out = nn.relu(nn.batch_norm2d(nn.conv2d(h, W2, padding=1), g2, be2) + X)
-    return bpgen.sum(out * R)
-
-
-class TorchBasicBlock(torch.nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = torch.nn.BatchNorm2d(channels)
-        self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = torch.nn.BatchNorm2d(channels)
-
-    def forward(self, x):
-        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + x)
-
-
 def test_a_resnet_basic_block_matches_torchs_module_on_every_parameter():
-    torch.manual_seed(1)
-    module = TorchBasicBlock(4).double().train()
-    with torch.no_grad():  # not the default ones and zeros, so that their gradients are tested in general
-        for bn in (module.bn1, module.bn2):
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.normal_()
-    parameters = [p.detach().numpy().copy() for p in module.parameters()]
-    rng = np.random.default_rng(5)
-    X, R = rng.normal(size=(3, 4, 6, 5)), rng.normal(size=(3, 4, 6, 5))
-    shapes = {"X": ("N", 4, 6, 5), "W1": (4, 4, 3, 3), "g1": (4,), "be1": (4,), "W2": (4, 4, 3, 3), "g2": (4,),
-              "be2": (4,), "R": ("N", 4, 6, 5)}
-    g = bpgen.function(basic_block, shapes=shapes, wrt=["X", "W1", "g1", "be1", "W2", "g2", "be2"])
-    value, grads = g.value_and_grad(X, *parameters, R)
-    tx = torch.tensor(X, requires_grad=True)
-    loss = (module(tx) * torch.tensor(R)).sum()
+    """Batch norm in training mode, its scale and shift away from 1 and 0, and the identity added back."""
+    size = {"B": 3, "C": 4, "S": 6}
+    module = LAYERS["torch_module"]("resnet", size)
+    d = LAYERS["data"]("resnet", size)
+    g = LAYERS["bpgen_resnet"](**size)
+    value, grads = g.value_and_grad(d["X"], *d["weights"], d["R"])
+    tx = torch.tensor(d["X"], requires_grad=True)
+    loss = (module(tx) * torch.tensor(d["R"])).sum()
     loss.backward()
     np.testing.assert_allclose(value, loss.item(), rtol=1e-12)
     for got, want in zip(grads, [tx.grad] + [p.grad for p in module.parameters()]):

@@ -69,3 +69,16 @@ def test_elementwise_array_helpers_match_numpy_and_scipy():
     np.testing.assert_allclose(rt.lgamma_array(positive), gammaln(positive), rtol=1e-14)
     np.testing.assert_allclose(rt.gamma_array(positive[:20]), [math.gamma(v) for v in positive[:20]], rtol=1e-14)
     assert rt.same_shape(A, A.copy()) and not rt.same_shape(A, A.T) and not rt.same_shape(A, T)
+
+
+def test_softmax_keeps_a_nan_and_makes_masked_entries_zero():
+    """Entries below e**-700 of their row's largest are exactly 0 (a masked -inf logit), but a NaN logit still
+    makes its row NaN, as NumPy's softmax would."""
+    from bpgen.targets.numba import runtime as compiled
+
+    logits = np.array([[1.0, -np.inf, 2.0], [1.0, np.nan, 2.0], [0.0, -800.0, 0.0]])
+    for softmax in (rt.softmax, compiled._for_modules["softmax"]):
+        out = softmax(logits)
+        np.testing.assert_allclose(out[0], [1 / (1 + np.e), 0.0, np.e / (1 + np.e)], rtol=1e-15)
+        assert np.isnan(out[1]).all()
+        np.testing.assert_array_equal(out[2], [0.5, 0.0, 0.5])

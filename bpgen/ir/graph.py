@@ -105,7 +105,13 @@ def schedule(outputs: Iterable[Node]) -> list[Node]:
             continue
         seen[node.id] = node
         stack.extend(a for a in node.args if a.id not in seen)
-    return sorted(seen.values(), key=lambda node: (node.order, node.id))
+    # a node's place is its order, but never before an argument's: the tensor graph is shared between functions,
+    # so a node rebuilt for one (an early order) may use a node another function made later
+    place: dict[int, int] = {}
+    for i in sorted(seen):  # ids: arguments before users
+        node = seen[i]
+        place[i] = max([node.order, *(place[a.id] for a in node.args)])
+    return sorted(seen.values(), key=lambda node: (place[node.id], node.id))
 
 
 def depends_on(forward: list[Node], wrt: list[Node]) -> set[int]:
