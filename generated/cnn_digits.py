@@ -400,8 +400,8 @@ def matmul(a, b):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def max_pool2d(x, kernel, stride, padding):
-    """The largest entry of each window of x (N, C, H, W); the padding is never chosen (PyTorch's -inf)."""
+def max_pool2d_at(x, t, kernel, stride, padding):
+    """Forward mode's max pool gate: for each window of x, the entry of t at its first largest entry."""
     n, c, h, w = x.shape
     oh, ow = conv_size(h, kernel[0], stride[0], padding[0], 1), conv_size(w, kernel[1], stride[1], padding[1], 1)
     out = np.empty((n, c, oh, ow))
@@ -410,8 +410,14 @@ def max_pool2d(x, kernel, stride, padding):
             for p in range(oh):
                 for q in range(ow):
                     y, z = _window_winner(x, i, ci, p, q, kernel, stride, padding)
-                    out[i, ci, p, q] = x[i, ci, y, z]
+                    out[i, ci, p, q] = t[i, ci, y, z]
     return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def max_pool2d(x, kernel, stride, padding):
+    """The largest entry of each window of x (N, C, H, W); the padding is never chosen (PyTorch's -inf)."""
+    return max_pool2d_at(x, x, kernel, stride, padding)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -505,13 +511,13 @@ def sum_last(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    _window_winner, blas_operand = compiled_helpers("d7bb69b480e5228c", _window_winner, blas_operand)
-    conv_size, col2im_add, im2col = compiled_helpers("d7bb69b480e5228c", conv_size, col2im_add, im2col)
-    dgemm_call, gemm, product_into = compiled_helpers("d7bb69b480e5228c", dgemm_call, gemm, product_into)
-    conv2d, conv2d_backward_input = compiled_helpers("d7bb69b480e5228c", conv2d, conv2d_backward_input)
-    conv2d_backward_weight, exp_parts = compiled_helpers("d7bb69b480e5228c", conv2d_backward_weight, exp_parts)
-    exp_scalar, rows_of, logsumexp_rows = compiled_helpers("d7bb69b480e5228c", exp_scalar, rows_of, logsumexp_rows)
-    matmul, max_pool2d = compiled_helpers("d7bb69b480e5228c", matmul, max_pool2d)
-    max_pool2d_backward, softmax = compiled_helpers("d7bb69b480e5228c", max_pool2d_backward, softmax)
-    softmax_cross_entropy, sum_axis0 = compiled_helpers("d7bb69b480e5228c", softmax_cross_entropy, sum_axis0)
-    sum_channels, sum_last = compiled_helpers("d7bb69b480e5228c", sum_channels, sum_last)
+    _window_winner, blas_operand = compiled_helpers("7fe69919f1dd4d32", _window_winner, blas_operand)
+    conv_size, col2im_add, im2col = compiled_helpers("7fe69919f1dd4d32", conv_size, col2im_add, im2col)
+    dgemm_call, gemm, product_into = compiled_helpers("7fe69919f1dd4d32", dgemm_call, gemm, product_into)
+    conv2d, conv2d_backward_input = compiled_helpers("7fe69919f1dd4d32", conv2d, conv2d_backward_input)
+    conv2d_backward_weight, exp_parts = compiled_helpers("7fe69919f1dd4d32", conv2d_backward_weight, exp_parts)
+    exp_scalar, rows_of, logsumexp_rows = compiled_helpers("7fe69919f1dd4d32", exp_scalar, rows_of, logsumexp_rows)
+    matmul, max_pool2d_at, max_pool2d = compiled_helpers("7fe69919f1dd4d32", matmul, max_pool2d_at, max_pool2d)
+    max_pool2d_backward, softmax = compiled_helpers("7fe69919f1dd4d32", max_pool2d_backward, softmax)
+    softmax_cross_entropy, sum_axis0 = compiled_helpers("7fe69919f1dd4d32", softmax_cross_entropy, sum_axis0)
+    sum_channels, sum_last = compiled_helpers("7fe69919f1dd4d32", sum_channels, sum_last)

@@ -202,5 +202,5 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, dgemm_call, gemm = compiled_helpers("d7bb69b480e5228c", blas_operand, dgemm_call, gemm)
-    matmul, sum_all = compiled_helpers("d7bb69b480e5228c", matmul, sum_all)
+    blas_operand, dgemm_call, gemm = compiled_helpers("7fe69919f1dd4d32", blas_operand, dgemm_call, gemm)
+    matmul, sum_all = compiled_helpers("7fe69919f1dd4d32", matmul, sum_all)

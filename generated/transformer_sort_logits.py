@@ -550,10 +550,10 @@ def take_rows(table, ids):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    _row_moments, add_rows, blas_operand = compiled_helpers("d7bb69b480e5228c", _row_moments, add_rows, blas_operand)
-    dgemm_call, gemm, rows_of, affine = compiled_helpers("d7bb69b480e5228c", dgemm_call, gemm, rows_of, affine)
-    batch_matmul, exp_parts, exp_scalar = compiled_helpers("d7bb69b480e5228c", batch_matmul, exp_parts, exp_scalar)
-    flat_matmul, flat_transpose_matmul = compiled_helpers("d7bb69b480e5228c", flat_matmul, flat_transpose_matmul)
-    normalize_last, normalize_last_vjp = compiled_helpers("d7bb69b480e5228c", normalize_last, normalize_last_vjp)
-    same_shape, softmax, softmax_jvp = compiled_helpers("d7bb69b480e5228c", same_shape, softmax, softmax_jvp)
-    sum_axis0, take_rows = compiled_helpers("d7bb69b480e5228c", sum_axis0, take_rows)
+    _row_moments, add_rows, blas_operand = compiled_helpers("7fe69919f1dd4d32", _row_moments, add_rows, blas_operand)
+    dgemm_call, gemm, rows_of, affine = compiled_helpers("7fe69919f1dd4d32", dgemm_call, gemm, rows_of, affine)
+    batch_matmul, exp_parts, exp_scalar = compiled_helpers("7fe69919f1dd4d32", batch_matmul, exp_parts, exp_scalar)
+    flat_matmul, flat_transpose_matmul = compiled_helpers("7fe69919f1dd4d32", flat_matmul, flat_transpose_matmul)
+    normalize_last, normalize_last_vjp = compiled_helpers("7fe69919f1dd4d32", normalize_last, normalize_last_vjp)
+    same_shape, softmax, softmax_jvp = compiled_helpers("7fe69919f1dd4d32", same_shape, softmax, softmax_jvp)
+    sum_axis0, take_rows = compiled_helpers("7fe69919f1dd4d32", sum_axis0, take_rows)
