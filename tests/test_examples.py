@@ -153,13 +153,13 @@ def test_transformer_sort_learns_to_sort_digits(repo):
 
 
 def test_the_layers_benchmark_runs_and_agrees_with_pytorch(repo):
-    """examples/benchmark_layers.py at small sizes, its four workloads: bpgen's gradients against PyTorch's (and
-    the CNNs' against the hand-written Numba reference's), then the call times."""
+    """examples/benchmark_layers.py at small sizes, its four workloads: bpgen's gradients against PyTorch's, then
+    the call times. (The hand-written Numba reference, examples/cnn_reference.py, is left out: Numba takes about
+    100 s to compile it cold; the benchmark checks it against bpgen before timing it.)"""
     result = subprocess.run([sys.executable, "examples/benchmark_layers.py", "--small", "--no-cold", "--rounds", "1",
-                             "--systems", "bpgen,PyTorch,Numba"], capture_output=True, text=True, cwd=repo,
-                            timeout=900)
+                             "--systems", "bpgen,PyTorch"], capture_output=True, text=True, cwd=repo, timeout=900)
     assert result.returncode == 0, result.stderr
     differences = [float(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines()
                    if line.startswith("bpgen against")]
-    assert len(differences) == 6 and max(differences) < 1e-10, result.stdout
-    assert "ratio to fastest peer" in result.stdout and "bpgen / the hand-written Numba reference" in result.stdout
+    assert len(differences) == 4 and max(differences) < 1e-10, result.stdout
+    assert "ratio to fastest peer" in result.stdout
