@@ -165,13 +165,13 @@ def torch_module(workload: str, size: dict):
     return torch.nn.LSTM(size["I"], size["H"]).double()
 
 
-def _basic_block_class():
+def BasicBlock(channels: int):
+    """A ResNet basic block as torchvision's (no downsampling): conv-bn-relu-conv-bn, the identity, relu (torch is
+    imported here, not when the benchmark is)."""
     import torch
 
     class Block(torch.nn.Module):
-        """A ResNet basic block as torchvision's (no downsampling): conv-bn-relu-conv-bn, the identity, relu."""
-
-        def __init__(self, channels: int):
+        def __init__(self):
             super().__init__()
             self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
             self.bn1 = torch.nn.BatchNorm2d(channels)
@@ -181,11 +181,7 @@ def _basic_block_class():
         def forward(self, x):
             return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + x)
 
-    return Block
-
-
-def BasicBlock(channels: int):
-    return _basic_block_class()(channels)
+    return Block()
 
 
 def data(workload: str, size: dict) -> dict:

@@ -382,18 +382,25 @@ def rows_of(a):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def flat_matmul(a, b):
+    """a @ b for a stack of matrices `a` (three or more axes) and a matrix `b`: one product of a's rows."""
+    rows = rows_of(a)
+    out = np.empty((rows.shape[0], b.shape[1]))
+    gemm(rows, b, out, 1.0, 0.0)
+    return out.reshape(a.shape[:-1] + (b.shape[1],))
+
+
+@numba.njit(cache=True, error_model="numpy")
 def affine(x, w, bias):
     """x @ w + bias for a stack of matrices x, a matrix w and a bias row: the product of x's rows, the bias then
     added in place, one array and one pass fewer than a product and a sum. (Filling the result with the bias
     and having dgemm add into it, beta = 1, is slower: MKL's kernels that read C take longer than the pass.)"""
-    rows = rows_of(x)
-    n = w.shape[1]
-    out = np.empty((rows.shape[0], n))
-    gemm(rows, w, out, 1.0, 0.0)
+    out = flat_matmul(x, w)
+    rows = out.reshape((-1, w.shape[1]))  # a view: flat_matmul's result is C-contiguous
     for i in range(rows.shape[0]):
-        for j in range(n):
-            out[i, j] += bias[j]
-    return out.reshape(x.shape[:-1] + (n,))
+        for j in range(rows.shape[1]):
+            rows[i, j] += bias[j]
+    return out
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -433,15 +440,6 @@ def exp_scalar(x):
     high = float(np.int64((half + 1023) << 52).view(np.float64))  # float(): plain Python multiplies floats, not
     low = float(np.int64((np.int64(k) - half + 1023) << 52).view(np.float64))  # NumPy scalars, with no warnings
     return p * high * low if x == x else x
-
-
-@numba.njit(cache=True, error_model="numpy")
-def flat_matmul(a, b):
-    """a @ b for a stack of matrices `a` (three or more axes) and a matrix `b`: one product of a's rows."""
-    rows = rows_of(a)
-    out = np.empty((rows.shape[0], b.shape[1]))
-    gemm(rows, b, out, 1.0, 0.0)
-    return out.reshape(a.shape[:-1] + (b.shape[1],))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -603,11 +601,12 @@ def take_rows(table, ids):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    _row_moments, add_rows, blas_operand = compiled_helpers("7fe69919f1dd4d32", _row_moments, add_rows, blas_operand)
-    dgemm_call, gemm, rows_of, affine = compiled_helpers("7fe69919f1dd4d32", dgemm_call, gemm, rows_of, affine)
-    batch_matmul, exp_parts, exp_scalar = compiled_helpers("7fe69919f1dd4d32", batch_matmul, exp_parts, exp_scalar)
-    flat_matmul, flat_transpose_matmul = compiled_helpers("7fe69919f1dd4d32", flat_matmul, flat_transpose_matmul)
-    logsumexp_rows, log_softmax = compiled_helpers("7fe69919f1dd4d32", logsumexp_rows, log_softmax)
-    normalize_last, normalize_last_vjp = compiled_helpers("7fe69919f1dd4d32", normalize_last, normalize_last_vjp)
-    softmax, softmax_jvp, sum_all = compiled_helpers("7fe69919f1dd4d32", softmax, softmax_jvp, sum_all)
-    sum_axis0, sum_last, take_rows = compiled_helpers("7fe69919f1dd4d32", sum_axis0, sum_last, take_rows)
+    _row_moments, add_rows, blas_operand = compiled_helpers("326aace879436638", _row_moments, add_rows, blas_operand)
+    dgemm_call, gemm, rows_of = compiled_helpers("326aace879436638", dgemm_call, gemm, rows_of)
+    flat_matmul, affine, batch_matmul = compiled_helpers("326aace879436638", flat_matmul, affine, batch_matmul)
+    exp_parts, exp_scalar = compiled_helpers("326aace879436638", exp_parts, exp_scalar)
+    flat_transpose_matmul, logsumexp_rows = compiled_helpers("326aace879436638", flat_transpose_matmul, logsumexp_rows)
+    log_softmax, normalize_last = compiled_helpers("326aace879436638", log_softmax, normalize_last)
+    normalize_last_vjp, softmax = compiled_helpers("326aace879436638", normalize_last_vjp, softmax)
+    softmax_jvp, sum_all, sum_axis0 = compiled_helpers("326aace879436638", softmax_jvp, sum_all, sum_axis0)
+    sum_last, take_rows = compiled_helpers("326aace879436638", sum_last, take_rows)

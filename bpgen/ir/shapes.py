@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import sympy
 
 from ..errors import BpgenError
+from ..runtime import conv_size  # the generated code's own rule, so that both agree
 
 
 class ShapeError(BpgenError):
@@ -68,8 +69,7 @@ def matmul(a: tuple, b: tuple) -> tuple:
 def conv_output(size: tuple, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple) -> tuple:
     """The spatial size of a convolution's or a pool's output: the positions the dilated kernel takes along each
     axis of the padded input, `stride` apart (PyTorch's floor rule)."""
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(size, kernel, stride, padding,
-                                                                                 dilation))
+    return tuple(conv_size(*axis) for axis in zip(size, kernel, stride, padding, dilation))
 
 
 def reduce(shape: tuple, axis: int | None) -> tuple:

@@ -37,14 +37,15 @@ def fuse(A: Algebra, output: Node, hints: dict[int, str]) -> tuple[Node, dict[in
     order = schedule([output])
     uses = Counter(a.id for node in order for a in node.args)
     named = set(hints) | A.keep
-    if not any(_affine_product(node, uses, named) is not None for node in order):
+    products = {node.id: index for node in order if (index := _affine_product(node, uses, named)) is not None}
+    if not products:
         return output, hints
 
     def make(node: Node, args: tuple[Node, ...]) -> Node:
         """The node again from its arguments made again (the same node where nothing below changed), fused."""
         if not args:
             return node
-        index = _affine_product(node, uses, named)
+        index = products.get(node.id)
         if index is None:
             return A.graph.node(node.op, args, node.attrs, node.shape, order=node.order)
         product, bias = args[index], args[1 - index]

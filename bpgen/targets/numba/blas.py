@@ -135,14 +135,12 @@ def affine(x, w, bias):
     """x @ w + bias for a stack of matrices x, a matrix w and a bias row: the product of x's rows, the bias then
     added in place, one array and one pass fewer than a product and a sum. (Filling the result with the bias
     and having dgemm add into it, beta = 1, is slower: MKL's kernels that read C take longer than the pass.)"""
-    rows = rows_of(x)
-    n = w.shape[1]
-    out = np.empty((rows.shape[0], n))
-    gemm(rows, w, out, 1.0, 0.0)
+    out = flat_matmul(x, w)
+    rows = out.reshape((-1, w.shape[1]))  # a view: flat_matmul's result is C-contiguous
     for i in range(rows.shape[0]):
-        for j in range(n):
-            out[i, j] += bias[j]
-    return out.reshape(x.shape[:-1] + (n,))
+        for j in range(rows.shape[1]):
+            rows[i, j] += bias[j]
+    return out
 
 
 def flat_transpose_matmul(a, g):
