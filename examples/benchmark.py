@@ -15,8 +15,9 @@ Workloads (all float64):
   coldstart  time to the first gradient in fresh processes, imports included, on (a), (d), (c), the MLP's hvp
              and (f) at depth 100: the hand-written reference cold and warm, bpgen cold (every cache empty),
              with a new function (bpgen's compiled runtime cached) and warm, JAX and PyTorch; with ratios
-  second  hvp (forward over reverse) on (a), (d) and (c) at batch 64, against value_and_grad and against
-          JAX jit(jvp(grad(f))) and torch.func.jvp(grad(f)); the cold setup of the MLP's hvp; (a)'s jvp and hessian
+  second  hvp on (a), (d), (c) at batch 64, and through the scans (f) and (g), against value_and_grad and
+          against JAX jit(jvp(grad(f))) and torch.func.jvp(grad(f)); the cold setup of the MLP's hvp; (a)'s jvp
+          and hessian
   codegen  time to build and emit (no Numba) random scalar DAGs of 1,000 to 100,000 nodes, and Numba's
            compile time per generated line
 
@@ -1302,7 +1303,8 @@ def summary(results: list[Result], systems: list[str]) -> None:
                  "cold setup (<= 5 s)", "warm setup (<= 0.5 s)"], rows))
 
 
-SECOND_ORDER = {"a": "(a) seed at one point", "d": "(d) logistic regression", "c": "(c) MLP, batch 64"}
+SECOND_ORDER = {"a": "(a) seed at one point", "d": "(d) logistic regression", "c": "(c) MLP, batch 64",
+                "f": "(f) scan, depth 100", "g": "(g) scan, depth 1,000"}
 
 
 def second_order_inputs(key: str, sizes: Sizes) -> tuple[list, list]:
@@ -1363,12 +1365,12 @@ def torch_hvp(key: str, inputs: list, vectors: list, reps: int) -> Callable[[], 
 
 
 def second_order(systems: list[str], sizes: Sizes, workdir: Path, opts) -> None:
-    """hvp (forward over reverse) against bpgen's own value_and_grad and against JAX's and PyTorch's forward over
-    reverse, on (a), (d) and (c) at batch 64; the cold setup of the MLP's hvp in a fresh process; and on (a) the
-    generated jvp and hessian."""
+    """hvp against bpgen's own value_and_grad and against JAX's and PyTorch's forward over reverse, on (a), (d) and
+    (c) at batch 64 and through the scans (f) and (g) (bpgen: the reverse pass over its tangent loop); the cold
+    setup of the MLP's hvp in a fresh process; and on (a) the generated jvp and hessian."""
     import numpy as np
 
-    section("second order: hvp (forward over reverse) against value_and_grad and the peers")
+    section("second order: hvp against value_and_grad and the peers")
     rows = []
     for key, label in SECOND_ORDER.items():
         g = build_bpgen(key, sizes)
@@ -1378,7 +1380,7 @@ def second_order(systems: list[str], sizes: Sizes, workdir: Path, opts) -> None:
                  ("hvp", g.hvp_module.hvp, (*inputs, *vectors))]
         peers = {"jax": jax_hvp, "torch": torch_hvp}
         for system in (s for s in peers if s in systems):
-            run = peers[system](key, inputs, vectors, sizes.deep_reps)
+            run = peers[system](key, inputs, vectors, deep_reps(key, sizes))
             _, peer_hv = run()
             same = all(np.allclose(np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-10) for a, b in zip(hv, peer_hv))
             if not same:

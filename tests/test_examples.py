@@ -163,3 +163,21 @@ def test_the_layers_benchmark_runs_and_agrees_with_pytorch(repo):
                    if line.startswith("bpgen against")]
     assert len(differences) == 4 and max(differences) < 1e-10, result.stdout
     assert "ratio to fastest peer" in result.stdout
+
+
+def test_pendulum_fit_recovers_the_parameters_with_newtons_method_on_the_generated_hvp(repo):
+    """Newton's methods on the hvp through a scan of RK4 steps, against L-BFGS on the gradient alone."""
+    import numpy as np
+
+    example = runpy.run_path(str(repo / "examples/pendulum_fit.py"))
+    rows = example["main"]()
+    true = np.array(list(example["TRUE"].values()))
+    for method in ("trust-krylov", "Newton-CG", "L-BFGS-B"):
+        result = rows[method]["result"]
+        assert result.success, method
+        np.testing.assert_allclose(result.x, rows["trust-krylov"]["result"].x, rtol=1e-6, err_msg=method)
+    assert rows["trust-krylov"]["hvp"] > 0 and rows["L-BFGS-B"]["hvp"] == 0
+    assert np.all(np.abs(rows["trust-krylov"]["result"].x - true) < 4 * rows["errors"])
+    source = (repo / "generated/pendulum_misfit.py").read_text()
+    for line in ("def hvp(k, c, th0, obs, tk, tc, tth0):", "def rk4_jvp_backward(", "def rk4_jvp_scan_backward("):
+        assert line in source, line

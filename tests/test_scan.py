@@ -304,13 +304,6 @@ def test_scan_errors_are_one_line():
         bpgen.scan(lambda h, x: (h, None), "h", X)
 
 
-def test_forward_mode_through_a_scan_is_a_one_line_error():
-    g = declare("final_only")
-    args = arguments("final_only")
-    with pytest.raises(BpgenError, match="jvp and hvp through bpgen.scan are not available yet"):
-        g.jvp(*args, tuple(np.ones_like(a) for a in args))
-
-
 # scan in a SymPy function: scalar carries, length= ----------------------------------------------------------
 
 def _sympy_deep(length: int, jit: bool = False, checkpoint=None):

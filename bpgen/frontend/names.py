@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+TANGENT_PREFIX = "t"  # tx is the tangent (forward-mode derivative) of x
+
 
 def sanitize(text: str) -> str:
     """An ASCII identifier that reads like `text`: é -> e, θ -> theta, 日 -> u65e5, ٥ -> 5,

@@ -35,6 +35,11 @@ class ScanBody:
     param_names: tuple[str, ...]  # the step's parameters, for its placeholders: carries, then xs
     hints: dict[int, str] = field(default_factory=dict)  # node id -> the step's local name for it
     function: str = ""  # the generated functions' stem in one module, set when the module is printed
+    # a tangent scan's step (bpgen/transforms/scan.py): the step it is the tangent of, its placeholders paired
+    # with their tangents' placeholders, and which of that step's outputs have their tangents among its own
+    primal: ScanBody | None = None
+    tangent_params: tuple[tuple[Node, Node], ...] = ()
+    tangent_outputs: tuple[int, ...] = ()
 
     @property
     def placeholders(self) -> tuple[Node, ...]:

@@ -14,15 +14,25 @@ import sys
 from ..errors import BpgenError
 from ..frontend.declaration import Declaration
 from ..frontend.lower import Lowerer
+from ..frontend.names import TANGENT_PREFIX
 from ..frontend.tensor import ALGEBRA as TENSOR_ALGEBRA
 from ..ir.graph import NO_RULE_OPS, VIEW_OPS, Graph, Node, depends_on, format_program, schedule
 from ..ir.ops import Op
 from ..ir.shapes import format_shape, size_sources
 from ..rules.algebra import Algebra
 from ..transforms.chunk import chunk_declaration
-from ..transforms.forward import forward_mode, forward_over_reverse, hessian_columns
+from ..transforms.forward import (
+    Forward,
+    SecondOrder,
+    forward_mode,
+    forward_over_reverse,
+    hessian_columns,
+    tangent_expression,
+    tangent_of,
+)
 from ..transforms.fuse import fuse
-from ..transforms.reverse import backward, output_seeds
+from ..transforms.reverse import Backward, backward, output_seeds
+from ..transforms.scan import tangent_scans
 from .program import DERIVATIVES, KINDS, Lowered, Program, Reverse, SecondOrderProgram, Tangent, VectorProgram
 
 
@@ -134,7 +144,13 @@ def _tangent(declaration: Declaration) -> Tangent:
     low = lower(declaration)
     low.hints.setdefault(low.output.id, declaration.name)
     forward = schedule([low.output])
-    return Tangent(low, forward, forward_mode(forward, low.output, low.wrt, low.A))
+    # a loop runs once, carrying its tangents beside its values
+    made, scan_tangents = tangent_scans(low.A, forward, low.wrt)
+    if made:
+        low.output = made.get(low.output.id, low.output)
+        low.hints = {made[i].id if i in made else i: name for i, name in low.hints.items()}
+        forward = schedule([low.output, *scan_tangents.values()])
+    return Tangent(low, forward, forward_mode(forward, low.output, low.wrt, low.A, scan_tangents=scan_tangents))
 
 
 def _second_order(declaration: Declaration, hessian: bool = False) -> SecondOrderProgram:
@@ -145,6 +161,8 @@ def _second_order(declaration: Declaration, hessian: bool = False) -> SecondOrde
                          f"{format_shape(output.shape)}")
     low.hints.setdefault(output.id, declaration.name)
     forward = schedule([output])
+    if any(n.op == Op.SCAN for n in forward):
+        return _second_order_through_loops(low, forward)
     grads = backward(forward, output, low.wrt, A, None, frozenset(i for i in low.hints if i != output.id))
     second = forward_over_reverse(forward, output, low.wrt, grads, A)
     # a scalar function's Hessian column by column, from constant seeds (a tensor's, in blocks, calls hvp)
@@ -153,6 +171,34 @@ def _second_order(declaration: Declaration, hessian: bool = False) -> SecondOrde
     terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
     forward = schedule([output, *_shared_by_lines(forward, terms)])
     return SecondOrderProgram(low, forward, grads, second, columns)
+
+
+def _second_order_through_loops(low: Lowered, forward: list[Node]) -> SecondOrderProgram:
+    """hvp through loops, as the reverse pass of forward mode: H v is the gradient of the directional derivative
+    t = grad(f) . v, which jvp's program computes with one tangent scan per loop, and the gradient of t with
+    respect to v is grad(f). One reverse pass over jvp's program gives both; it reverses the tangent scans as it
+    reverses any scan (checkpointing included), their reversed steps holding the second-order lines."""
+    A = low.A
+    made, scan_tangents = tangent_scans(A, forward, low.wrt)
+    output = made.get(low.output.id, low.output)
+    hints = {made[i].id if i in made else i: name for i, name in low.hints.items()}
+    seeds = [tangent_of(A, w) for w in low.wrt]
+    memo: dict[int, Node] = {}
+    directional = tangent_expression(A, output, {**{w.id: s for w, s in zip(low.wrt, seeds)}, **scan_tangents},
+                                     memo)
+    for node_id, name in list(hints.items()):  # the tangent lines read as forward mode's: `th` beside `h`
+        t = memo.get(node_id)
+        if t is not None and not t.is_const and t.op != Op.TANGENT and t.id not in hints:
+            hints[t.id] = TANGENT_PREFIX + name
+    low.output, low.hints = output, hints
+    full = backward(schedule([output, directional]), directional, [*low.wrt, *seeds], A, None,
+                    frozenset(hints) - {output.id})
+    count = len(low.wrt)
+    second = SecondOrder(Forward([], seeds, [directional], scan_tangents), [], [], full.gradients[:count])
+    # the lines print the value and what the backward lines read; not the directional derivative itself
+    everything = {n.id: n for n in schedule([output, directional])}
+    read = [n for n in schedule([s.term for s in full.printed]) if n.id in everything and n is not directional]
+    return SecondOrderProgram(low, schedule([output, *read]), Backward(full.steps, full.gradients[count:]), second)
 
 
 def _vector(declaration: Declaration) -> VectorProgram:

@@ -226,7 +226,9 @@ _RULES = [
 
 
 def _no_forward_mode(A, args, out, tangents):
-    raise BpgenError("jvp and hvp through bpgen.scan are not available yet: use value_and_grad or vjp")
+    # a loop has no tangent rule of its own: forward mode replaces it by its tangent scan beforehand
+    # (bpgen/transforms/scan.py's tangent_scans), so reaching this is a path that forgot to
+    raise BpgenError("forward mode reached a bpgen.scan without its tangent scan (tangent_scans)")
 
 
 # Tensor ops. Their gradients are vector-Jacobian products at the matrix level

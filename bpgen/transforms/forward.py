@@ -8,7 +8,7 @@ belongs to; the inputs' tangents are the parameters the caller passes (`jvp(x, y
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ir.graph import Node, depends_on
 from ..ir.ops import Op
@@ -31,6 +31,8 @@ class Forward:
     steps: list[TangentStep]
     seeds: list[Node]  # the tangents of the differentiated inputs: parameters of jvp
     output_tangents: list[Node]  # each output's tangent variable, or the constant 0 when no input reaches it
+    # a tangent scan's result -> its tangent, another result of the same loop (bpgen/transforms/scan.py)
+    scan_tangents: dict[int, Node] = field(default_factory=dict)
 
     @property
     def output_tangent(self) -> Node:
@@ -42,17 +44,20 @@ def tangent_of(A: Algebra, node: Node) -> Node:
 
 
 def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node], A: Algebra,
-                 seeds: list[Node] | None = None) -> Forward:
+                 seeds: list[Node] | None = None, scan_tangents: dict[int, Node] | None = None) -> Forward:
     """The tangent program of `forward` along the tangents of `wrt` (`output` may be several): tangent variables,
     the parameters of jvp, or, given as `seeds`, constants (a Hessian's column: 1.0 along one input, the others
-    left out, so that no line multiplies a local derivative by a tangent that is zero)."""
+    left out, so that no line multiplies a local derivative by a tangent that is zero). `scan_tangents`: the
+    results of tangent scans in `forward` with their tangents (transforms/scan.py's tangent_scans)."""
     outputs = output if isinstance(output, list) else [output]
-    reach = depends_on(forward, wrt)
+    scan_tangents = scan_tangents or {}
+    reach = depends_on(forward, wrt) - _tangent_values(forward, scan_tangents)
     seeds = [tangent_of(A, w) for w in wrt] if seeds is None else seeds
     tangent: dict[int, Node] = {w.id: s for w, s in zip(wrt, seeds)}
+    tangent.update(scan_tangents)  # computed by their loop, beside the primals
     steps: list[TangentStep] = []
     for node in forward:
-        if node.id not in reach or node.id in tangent or not node.args:
+        if node.id not in reach or node.id in tangent or not node.args or node.op == Op.SCAN:
             continue
         first = True
         for partial, upstream, term in tangent_terms(A, node, [tangent.get(a.id) for a in node.args]):
@@ -62,7 +67,19 @@ def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node]
             steps.append(TangentStep(node, variable, term, partial, upstream, first))
             tangent[node.id] = variable
             first = False
-    return Forward(steps, seeds, [tangent.get(o.id, A.const(0.0)) for o in outputs])
+    return Forward(steps, seeds, [tangent.get(o.id, A.const(0.0)) for o in outputs], scan_tangents)
+
+
+def _tangent_values(forward: list[Node], scan_tangents: dict[int, Node]) -> set[int]:
+    """The nodes of `forward` that compute tangents, not values: the tangent variables, a tangent scan's tangent
+    results, and what is computed from them (the tangents a tangent scan starts from). A loop, and its primal
+    results, are values."""
+    found = {t.id for t in scan_tangents.values()}
+    for node in forward:
+        if node.op == Op.TANGENT or (node.op != Op.SCAN and node.id not in scan_tangents
+                                      and any(a.id in found for a in node.args)):
+            found.add(node.id)
+    return found
 
 
 def tangent_terms(A: Algebra, node: Node, tangents: list[Node | None]) -> list[tuple[Node | None, Node, Node]]:
@@ -112,7 +129,7 @@ def forward_over_reverse(forward: list[Node], output: Node, wrt: list[Node], bac
     lines: list[int] = []
     started: set[int] = set()
     for index, step in enumerate(backward.printed):
-        term_tangent = _tangent_expression(A, step.term, tangent, {})
+        term_tangent = tangent_expression(A, step.term, tangent, {})
         if term_tangent.is_const and term_tangent.value == 0.0:
             continue
         variable = tangent_of(A, step.adjoint)
@@ -157,9 +174,10 @@ def _tangents_in(node: Node) -> list[Node]:
     return found
 
 
-def _tangent_expression(A: Algebra, node: Node, tangent: dict[int, Node], memo: dict[int, Node]) -> Node:
-    """The tangent of an expression of the backward pass: a variable's tangent where the node has one (a forward
-    node, an adjoint), else the chain rule through its operation, built with the algebra (zeros fold away)."""
+def tangent_expression(A: Algebra, node: Node, tangent: dict[int, Node], memo: dict[int, Node]) -> Node:
+    """The tangent of an expression (a backward line's term, a scan step's output): a variable's tangent where the
+    node has one (a forward node, an adjoint), else the chain rule through its operation, built with the algebra
+    (zeros fold away)."""
     if node.id in tangent:
         return tangent[node.id]
     if node.id in memo:
@@ -167,7 +185,7 @@ def _tangent_expression(A: Algebra, node: Node, tangent: dict[int, Node], memo: 
     if node.is_const or not node.args or node.op in (Op.ADJ, Op.INPUT, Op.DIM):
         result = A.const(0.0)
     else:
-        tangents = [_tangent_expression(A, arg, tangent, memo) for arg in node.args]
+        tangents = [tangent_expression(A, arg, tangent, memo) for arg in node.args]
         tangents = [None if t.is_const and t.value == 0.0 else t for t in tangents]
         has_tangent = any(t is not None for t in tangents)
         terms = [term for _, _, term in tangent_terms(A, node, tangents)] if has_tangent else []

@@ -81,6 +81,8 @@ def backward(forward: list[Node], output: Node, wrt: list[Node], A: Algebra, see
             if seed_of_node is not None:  # an output that other outputs also use: its own seed adds on
                 variable = steps[received[node.id][0]].adjoint
                 steps.append(Contribution(node, variable, seed_of_node, None, seed_of_node, node, False, seeded=True))
+        if node.op == Op.TANGENT:  # a tangent jvp takes as a parameter: a leaf, whatever it is the tangent of
+            continue
         wanted = [i for i, a in enumerate(node.args) if a.id in needed]
         if node.op == Op.SCAN:  # a loop: differentiated as a whole, from the adjoints of its results
             results = parts.get(node.id, {})

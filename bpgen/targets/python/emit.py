@@ -187,13 +187,17 @@ def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact
     forward and vjp for a tensor output; with the forward-mode functions the program also holds."""
     declaration, low = program.declaration, part.lowered
     A, output, forward, grads, seed = low.A, low.output, part.forward, part.backward, part.seed
-    loop_functions = name_loops(part.scans, target, [*low.input_names, *low.hints.values()])
+    bodies = {scan.attrs[0] for scan in part.scans}
+    # jvp's and hvp's tangent scans are functions of the module too (a scan no input reaches is the same loop)
+    others = [p.forward for p in (program.jvp, program.hvp) if p is not None]
+    extra_scans = [n for nodes in others for n in nodes if n.op == Op.SCAN and n.attrs[0] not in bodies]
+    loop_functions = name_loops(part.scans + extra_scans, target, [*low.input_names, *low.hints.values()])
     dim_nodes = [A.dim(d) for d in low.dim_sources]
     adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
     if seed is not None:
         adjoints.insert(0, seed)  # named first: the parameter `dY` of vjp(..., dY)
     names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, dim_nodes,
-                         extra=_loop_values(part, grads), reserved=loop_functions)
+                         extra=_loop_values(part.scans, grads), reserved=loop_functions)
     params = [names[n.id] for n in low.inputs]
     dims = {d: names[n.id] for d, n in zip(low.dim_sources, dim_nodes)}
     printed = print_program(params, forward, output, grads.printed, grads.gradients, names, target.syntax_of, dims,
@@ -211,25 +215,27 @@ def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact
                                output_shape=format_shape(output.shape))
     derivatives = [k for k in ("jvp", "hvp", "hessian") if k in program.kinds]
     if program.jvp is not None:
-        function, jvp_helpers = _jvp_function(program.jvp, target)[1:3]
+        _, function, jvp_helpers, _, jvp_loops = _jvp_function(program.jvp, target, loop_functions)
         functions.append(("jvp", function))
         helpers += jvp_helpers
+        loops += [loop for loop in jvp_loops if loop.stem not in {mine.stem for mine in loops}]
     if program.hvp is not None:
-        function, hvp_helpers = _hvp_function(program.hvp, target)[1:3]
+        _, function, hvp_helpers, _, hvp_loops = _hvp_function(program.hvp, target, loop_functions)
         functions += [(kind, function) for kind in ("hvp", "hessian") if kind in program.kinds]
         helpers += hvp_helpers
+        loops += [loop for loop in hvp_loops if loop.stem not in {mine.stem for mine in loops}]
     module = Module(header, reverse_docstring(header, printed, None if seed is None else names[seed.id], batch,
                                               derivatives),
                     target, target.with_callees(helpers), functions,
                     _check(declaration, params, checks, dim_lines, target, inlined=batch), loops)
     emitted = Emitted(A, low.inputs, forward, output, seed, grads, names, printed, low.hints)
     return _artifact(program, target, module, params, emitted)
-def _loop_values(part: Reverse, grads: Backward) -> list[tuple[Node, str]]:
+def _loop_values(scans: list[Node], grads: Backward) -> list[tuple[Node, str]]:
     """The values of loops that the code names beyond the forward lines: each scan's tape (which the loop's call
     unpacks and the reversed loop reads), and a loop's gradient that adds to an adjoint other lines started."""
     tapes = loop_parts([s.term for s in grads.printed])
     values = []
-    for scan in part.scans:
+    for scan in scans:
         body = scan.attrs[0]
         tape = tapes.get(scan.id, {}).get(body.tape_index)
         if tape is not None:
@@ -255,10 +261,13 @@ class _Named:
 
 
 def _name_tangents(declaration: Declaration, low: Lowered, forward: list[Node], adjoints: list[Node],
-                   variables: list[Node], seeds: list[Node], grads: Backward | None, target: Target) -> _Named:
+                   variables: list[Node], seeds: list[Node], grads: Backward | None, target: Target,
+                   scan_tangents: dict[int, Node] | None = None, reserved: set[str] = frozenset(),
+                   extra: list[tuple[Node, str]] = ()) -> _Named:
     A = low.A
     dim_nodes = [A.dim(d) for d in low.dim_sources]
-    names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, dim_nodes, variables)
+    names = assign_names(low.inputs, low.input_names, forward, low.hints, adjoints, dim_nodes, variables,
+                         extra=extra, reserved=reserved, scan_tangents=scan_tangents or {})
     params = [names[n.id] for n in low.inputs]
     dims = {d: names[n.id] for d, n in zip(low.dim_sources, dim_nodes)}
     printed = print_program(params, forward, low.output, grads.printed if grads else [],
@@ -280,26 +289,34 @@ def _returned(node: Node, shape: tuple, fresh: FreshReturns, expr: ExpressionPri
     return fresh.text(node, expr)
 
 
-def _jvp_function(part: Tangent, target: Target) -> tuple:
-    """(named, the jvp function's context, its helpers, emitted): jvp(*inputs, *tangents) -> (value, tangent)."""
+def _jvp_function(part: Tangent, target: Target, loop_functions: set[str] | None = None) -> tuple:
+    """(named, the jvp function's context, its helpers, emitted, its loops): jvp(*inputs, *tangents) -> (value,
+    tangent). A scan is its tangent scan, printed as functions of the module; `loop_functions`: their names when
+    the module's other functions named the loops (None: jvp names them)."""
     low, forward, tangents = part.lowered, part.forward, part.tangents
     declaration = low.declaration
+    scans = [n for n in forward if n.op == Op.SCAN]
+    if loop_functions is None:
+        loop_functions = name_loops(scans, target, [*low.input_names, *low.hints.values()])
     variables = tangents.seeds + [s.tangent for s in tangents.steps if s.first]
-    named = _name_tangents(declaration, low, forward, [], variables, tangents.seeds, None, target)
+    named = _name_tangents(declaration, low, forward, [], variables, tangents.seeds, None, target,
+                           tangents.scan_tangents, loop_functions)
     names, printed, expr = named.names, named.printed, named.expr
     lines = print_tangents(tangents.steps, names, target.syntax_of, printed.forward, named.dims)
-    helpers = target.helpers_used(all_nodes(forward, [s.term for s in tangents.steps]))
+    loops = [step_functions(low.A, scan, None, names, target) for scan in scans]
+    helpers = target.helpers_used(all_nodes(forward, [s.term for s in tangents.steps])
+                                  + [node for loop in loops for node in loop.nodes])
     output_tangent = _returned(tangents.output_tangent, low.output.shape, FreshReturns(tangents.steps), expr)
     function = jvp_context(printed, lines, target, [names[s.id] for s in tangents.seeds], bool(named.checks),
                            output_tangent, named.dim_lines, named.tangent_checks)
     emitted = Emitted(low.A, low.inputs, forward, low.output, None, Backward([], []), names, printed, low.hints)
-    return named, function, helpers, emitted
+    return named, function, helpers, emitted, loops
 
 
-def _hvp_function(part: SecondOrderProgram, target: Target) -> tuple:
-    """(named, the hvp function's context, its helpers, emitted): hvp(*inputs, *vectors) -> (value, gradients,
-    Hessian times the vectors), the backward pass followed by its tangent lines; with a scalar function's
-    Hessian columns, the lines of each."""
+def _hvp_function(part: SecondOrderProgram, target: Target, loop_functions: set[str] | None = None) -> tuple:
+    """(named, the hvp function's context, its helpers, emitted, its loops): hvp(*inputs, *vectors) -> (value,
+    gradients, Hessian times the vectors), the backward pass followed by its tangent lines; with a scalar
+    function's Hessian columns, the lines of each. `loop_functions` as for jvp."""
     low, forward, grads, second = part.lowered, part.forward, part.backward, part.second
     declaration = low.declaration
     adjoints = sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
@@ -307,22 +324,39 @@ def _hvp_function(part: SecondOrderProgram, target: Target) -> tuple:
         + [s.tangent for s in second.steps if s.first]
     for column in part.columns:  # a column's tangents are the hvp's, but a column may use one hvp does not
         variables += [s.tangent for s in column.forward.steps + column.steps if s.first and s.tangent not in variables]
-    named = _name_tangents(declaration, low, forward, adjoints, variables, second.forward.seeds, grads, target)
-    names, printed, expr = named.names, named.printed, named.expr
-    lines = _second_order_lines(second, named, target)
     terms = [s.term for s in grads.printed] + [s.term for s in second.forward.steps + second.steps]
     terms += [s.term for column in part.columns for s in column.forward.steps + column.steps]
-    helpers = target.helpers_used(all_nodes(forward, terms))
+    # through loops, hvp is the reverse pass of jvp's program (bpgen/program/build.py): its scans are tangent
+    # scans, reversed like any scan
+    scans = [n for n in forward if n.op == Op.SCAN]
+    if loop_functions is None:
+        loop_functions = name_loops(scans, target, [*low.input_names, *low.hints.values()])
+    named = _name_tangents(declaration, low, forward, adjoints, variables, second.forward.seeds, grads, target,
+                           second.forward.scan_tangents, loop_functions, _loop_values(scans, grads))
+    names, printed, expr = named.names, named.printed, named.expr
+    lines = _second_order_lines(second, named, target)
+    masks = {n.attrs[0]: n.attrs[1] for n in all_nodes(forward, terms) if n.op == Op.SCAN_BACKWARD}
+    loops = [step_functions(low.A, scan, masks.get(scan.attrs[0]), names, target) for scan in scans]
+    helpers = target.helpers_used(all_nodes(forward, terms) + [node for loop in loops for node in loop.nodes])
     header = _header(low, declaration, printed.value, names)
-    fresh = FreshReturns(second.forward.steps + second.steps)
+    # H v is a tangent, or, through loops, an adjoint of the reverse pass
+    fresh = FreshReturns(second.forward.steps + second.steps + (grads.printed if scans else []))
     hv = [_returned(h, w.shape, fresh, expr) for h, w in zip(second.hv, low.wrt)]
     columns = [(_second_order_lines(column, named, target), [expr(h) for h in column.hv]) for column in part.columns]
     function = hvp_context(printed, lines, header, target, [names[s.id] for s in second.forward.seeds],
                            bool(named.checks), hv, named.dim_lines, named.tangent_checks,
                            [w.shape for w in low.wrt] if declaration.is_tensor else None, columns,
-                           set(names.values()))
+                           set(names.values()), _through_loops(second, names) if scans else
+                           "forward mode over the reverse pass")
     emitted = Emitted(low.A, low.inputs, forward, low.output, None, grads, names, printed, low.hints)
-    return named, function, helpers, emitted
+    return named, function, helpers, emitted, loops
+
+
+def _through_loops(second, names: dict[int, str]) -> str:
+    """What the docstring of an hvp through loops says of its method (bpgen/program/build.py)."""
+    tangents = ", ".join(names[s.id] for s in second.forward.seeds)
+    return (f"the reverse pass over forward mode: the gradient of the derivative along ({tangents}) is the Hessian "
+            "times them along the inputs, and the gradient itself along the tangents")
 
 
 def _second_order_lines(second, named: _Named, target: Target) -> list[Statement]:
@@ -340,18 +374,19 @@ def _second_order_lines(second, named: _Named, target: Target) -> list[Statement
 def _forward_mode_module(program: Program, target: Target) -> Artifact:
     """A module of the forward-mode functions alone: jvp, or hvp (and hessian)."""
     declaration = program.declaration
+    loops = []
     if program.jvp is not None:
-        named, function, helpers, emitted = _jvp_function(program.jvp, target)
+        named, function, helpers, emitted, loops = _jvp_function(program.jvp, target)
         functions = [("jvp", function)]
         header = _header(program.jvp.lowered, declaration, named.printed.value, named.names)
         docstring = jvp_docstring(header, named.params, function["tangent_params"])
     else:
-        named, function, helpers, emitted = _hvp_function(program.hvp, target)
+        named, function, helpers, emitted, loops = _hvp_function(program.hvp, target)
         functions = [(kind, function) for kind in ("hvp", "hessian") if kind in program.kinds]
         header = _header(program.hvp.lowered, declaration, named.printed.value, named.names)
         docstring = hvp_docstring(header, named.params, function["tangent_params"], "hessian" in program.kinds)
     module = Module(header, docstring, target, helpers, functions,
-                    _check(declaration, named.params, named.checks, named.dim_lines, target))
+                    _check(declaration, named.params, named.checks, named.dim_lines, target), loops)
     return _artifact(program, target, module, named.params, emitted)
 
 

@@ -57,6 +57,11 @@ def wrap(code: str, indent: int = 4) -> list[str]:
     if match is None:
         return [code]
     head, rhs = match.groups()
+    if "," in head and indent + len(head) > LINE_LENGTH // 2:  # many targets: one to a line, in brackets
+        targets = head.rstrip(" =+-*")
+        tail = wrap(f"_{head[len(targets):]}{rhs}", indent)  # the right-hand side as after a short target
+        return ["("] + [f"{INDENT}{t.strip()}," for t in targets.split(",") if t.strip()] + [")" + tail[0][1:]] \
+            + tail[1:]
     if _enclosing_call(rhs) is not None:  # `h, hs = step_scan(`: the call's own brackets hold the lines
         lines = _broken(rhs, indent + len(head))
         return [head + lines[0]] + lines[1:]

@@ -10,17 +10,18 @@ reversed loop, which adds up the weights' gradients with `+=`. All four are inli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...frontend.names import sanitize
 from ...ir.graph import Node
 from ...ir.loops import ScanBody, body_schedule
 from ...ir.shapes import size_sources
 from ...rules.algebra import Algebra
+from ...transforms.forward import forward_mode
 from ...transforms.step import CheckpointPlan, checkpoint_plan, residuals_of, step_gradient
-from .layout import INDENT, docstring, wrap
+from .layout import INDENT, aligned, docstring, wrap
 from .naming import Namespace, assign_names
-from .printer import ExpressionPrinter, print_program
+from .printer import ExpressionPrinter, print_program, print_tangents
 from .render import backward_lines, size_lines, used_size_lines, wrapped
 from .target import Target
 
@@ -29,6 +30,9 @@ MODULE_FUNCTIONS = frozenset({"forward", "value_and_grad", "grad", "value_and_gr
 
 
 LOOP_SUFFIXES = ("", "_backward", "_scan", "_scan_backward")  # a scan's functions: step, its backward, the loops
+# CPython passes 30 or more arguments of one call as a tuple (CALL_FUNCTION_EX), which Numba cannot inline: a
+# function called with that many is compiled on its own instead
+MAX_INLINED_ARGUMENTS = 29
 
 
 def name_loops(scans: list[Node], target: Target, user_names: list[str]) -> set[str]:
@@ -69,6 +73,18 @@ class StepFunctions:
     gradients: list[str]  # of the carries, then of the wanted slices and weights
     loop: dict  # the loops' local names and lines
     nodes: list[Node]  # every node the step's functions compute (for the helpers they call)
+    doc: str = "One step: the new carries, the ys."
+    inline: dict = field(default_factory=dict)  # step, backward, scan, scan_backward -> inlined into its caller
+
+
+def _inlined(functions: StepFunctions) -> dict[str, bool]:
+    """Which of the scan's functions are inlined into their callers: those whose calls are short enough."""
+    L = functions.loop
+    counts = {"step": len(functions.params), "backward": len(functions.backward_params),
+              "scan": len(L["params"]),
+              "scan_backward": len(L["params"]) + 1 + len(L.get("grads", {}).get("finals", []))
+              + len(L.get("grads", {}).get("stacks", []))}
+    return {kind: count <= MAX_INLINED_ARGUMENTS for kind, count in counts.items()}
 
 
 def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer: dict[int, str],
@@ -83,6 +99,8 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     input_names = list(body.param_names) + [outer[c.id] for c in outer_closed]
     dim_sources = size_sources(inputs)
     dim_nodes = [A.dim(d) for d in dim_sources]
+    if body.primal is not None and mask is None:
+        return _tangent_step_functions(A, scan, inputs, input_names, dim_sources, dim_nodes, outer, target)
     grads, seeds, wrt = step_gradient(A, body, mask, forward) if mask is not None else (None, [], [])
     adjoints = [] if grads is None else \
         seeds + sorted((s.adjoint for s in grads.printed if s.first), key=lambda n: n.args[0].id)
@@ -99,7 +117,9 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     dim_lines = size_lines(dim_sources, names, dims)
     forward_lines = [s.code for s in program.forward]
     functions = StepFunctions(body.function, params, used_size_lines(dim_lines, forward_lines + returned),
-                              wrapped(forward_lines), returned, [], [], [], [], {}, list(forward))
+                              wrapped(forward_lines), returned, [], [], [], [], {}, list(forward),
+                              "One step: the new carries, the ys"
+                              + (", and the values its backward reads." if residuals else "."))
     if grads is not None:
         lines = backward_lines(program)
         functions.backward_params = params + [names[r.id] for r in residuals] + [names[s.id] for s in seeds]
@@ -112,6 +132,49 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
     functions.loop["forward_lines"] = forward_loop(functions.loop, plan, body.function)
     # no reversed loop when no gradient flows through the scan (a preprocessing scan over the data)
     functions.loop["backward_lines"] = [] if mask is None else backward_loop(functions.loop, plan, body.function)
+    functions.inline = _inlined(functions)
+    return functions
+
+
+def _tangent_step_functions(A: Algebra, scan: Node, inputs: list[Node], input_names: list[str], dim_sources,
+                            dim_nodes: list[Node], outer: dict[int, str], target: Target) -> StepFunctions:
+    """A tangent scan's step (`rnn_step_jvp`), printed as the user's step followed by its tangent lines in forward
+    mode's staged style (`ta = matmul(tx, W)`, `ta += ...`), returning the new carries, the tangents of those
+    that have one, the ys, then the tangents of theirs, as its loop unpacks them."""
+    body: ScanBody = scan.attrs[0]
+    primal = body.primal
+    forward = body_schedule(primal)
+    wrt, seeds = [p for p, _ in body.tangent_params], [t for _, t in body.tangent_params]
+    tangents = forward_mode(forward, list(primal.outputs), wrt, A, seeds)
+    variables = [s.tangent for s in tangents.steps if s.first]
+    names = assign_names(inputs, input_names, forward, dict(primal.hints), [], dim_nodes, variables)
+    dims = {d: names[n.id] for d, n in zip(dim_sources, dim_nodes)}
+    params = [names[n.id] for n in inputs]
+    program = print_program(params, forward, primal.outputs[0], [], [], names, target.syntax_of, dims)
+    lines = print_tangents(tangents.steps, names, target.syntax_of, program.forward, dims)
+    expr = ExpressionPrinter(names, target.syntax_of, dims)
+
+    def tangent(k: int) -> str:
+        t = tangents.output_tangents[k]
+        shape = primal.outputs[k].shape
+        return expr(A.fill(t, shape) if shape and t.shape != shape else t)
+
+    count = len(primal.carries)
+    moving = [k for k in body.tangent_outputs if k < count]
+    flowing = [k for k in body.tangent_outputs if k >= count]
+    returned = [expr(o) for o in primal.carry_out] + [tangent(k) for k in moving] \
+        + [expr(y) for y in primal.ys] + [tangent(k) for k in flowing]
+    code = [s.code for s in program.forward]
+    dim_lines = size_lines(dim_sources, names, dims)
+    functions = StepFunctions(body.function, params, used_size_lines(dim_lines, code + [s.code for s in lines]
+                                                                     + returned),
+                              wrapped(code) + aligned([(s.code, s.comment) for s in lines]), returned, [], [], [],
+                              [], {}, list(forward) + [s.term for s in tangents.steps],
+                              "One step and its tangent: the new carries, their tangents, the ys, theirs.")
+    functions.loop = _loop_names(body, scan, None, outer, [], names)
+    functions.loop["forward_lines"] = forward_loop(functions.loop, checkpoint_plan(body), body.function)
+    functions.loop["backward_lines"] = []
+    functions.inline = _inlined(functions)
     return functions
 
 
@@ -125,7 +188,8 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
     slice_names = body.param_names[len(body.carries):]
     seqs = [namespace.claim(f"{n}s") for n in slice_names]
     closed = [namespace.claim(outer[c.id]) for c in scan.args[len(body.placeholders):]]
-    tapes = [namespace.claim(f"tape_{c}") for c in carries]
+    # no gradient flows through the scan (a tangent scan, a scan over the data alone): no tape to keep
+    tapes = [] if mask is None else [namespace.claim(f"tape_{c}") for c in carries]
     ys = [namespace.claim(f"y{k}") for k in range(len(body.ys))]
     stacks = [namespace.claim(f"ys{k}") for k in range(len(body.ys))]
     # a residual the step also returns as a new carry or a y is saved from the loop's variable for it
@@ -157,7 +221,8 @@ def _loop_names(body: ScanBody, scan: Node, mask, outer: dict[int, str], residua
             # residuals: stored at every step by the forward loop, or, checkpointed, for one segment at a time
             "saved_shapes": [shape_of(r.shape, local["steps"] if k == 1 else str(k)) for r in residuals]}
     loop["forward_call"] = ", ".join(carries + loop["slices"] + closed)
-    loop["forward_doc"] = docstring("The forward loop: the final carries, the stacked ys, and the tape: the carries"
+    loop["forward_doc"] = docstring("The forward loop: the final carries and the stacked ys." if not tapes else
+                                    "The forward loop: the final carries, the stacked ys, and the tape: the carries"
                                     + (f" at every {k}th step" if k > 1 else "")
                                     + (" and the step's values its backward reads" if residuals and k == 1 else "")
                                     + ".")
@@ -216,7 +281,7 @@ def forward_loop(L: dict, plan: CheckpointPlan, stem: str) -> list[str]:
     lines += [f"{c} = {init}" + ("" if scalar else ".copy()")
               for c, init, scalar in zip(L["carries"], L["inits"], L["scalar"])]
     lines.append(f"for {t} in range({L['steps']}):")
-    if plan.checkpointed:
+    if plan.checkpointed and L["tapes"]:
         lines.append(f"{INDENT}if {t} % {k} == 0:")
         lines += [f"{INDENT * 2}{tape}[{t} // {k}] = {c}" for tape, c in zip(L["tapes"], L["carries"])]
     else:
@@ -226,7 +291,8 @@ def forward_loop(L: dict, plan: CheckpointPlan, stem: str) -> list[str]:
     if plan.residuals_on_tape:
         lines += [f"{INDENT}{saved}[{t}] = {value}" for value, saved in zip(L["residuals"], L["saved"])]
     tape = L["tapes"] + (L["saved"] if plan.residuals_on_tape else [])
-    lines += _statement(f"return {', '.join(L['carries'] + L['stacks'])}, ({_tuple_target(tape)})", 0)
+    lines += _statement(f"return {', '.join(L['carries'] + L['stacks'])}, ({_tuple_target(tape) if tape else ''})",
+                        0)
     return lines
 
 

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import builtins
 import keyword
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from ...frontend.names import sanitize
+from ...frontend.names import TANGENT_PREFIX, sanitize
 from ...ir.graph import READ_OPS, Node
 from ...ir.ops import Op
 from ..numba.options import BINDINGS, BLAS_RUNTIME
 from .target import SHARED_RUNTIME, _functions_of
 
 ADJOINT_PREFIX = "d"  # dx is the adjoint (gradient) of x
-TANGENT_PREFIX = "t"  # tx is the tangent (forward-mode derivative) of x
 SUFFIX = "{name}_{k}"  # x_1, x_2 ... when x is taken
 FALLBACK = "{op}{k}"  # exp1, add2 ... for intermediates the user did not name
 
@@ -92,10 +91,11 @@ def _label(node: Node) -> str:
 def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node],
                  hints: dict[int, str], adjoints: list[Node], dims: list[Node] = (),
                  tangents: list[Node] = (), extra: list[tuple[Node, str]] = (),
-                 reserved: Iterable[str] = ()) -> dict[int, str]:
+                 reserved: Iterable[str] = (), scan_tangents: Mapping[int, Node] | None = None) -> dict[int, str]:
     """Names for inputs, symbolic sizes ("dim" nodes), forward intermediates and adjoints, keyed by node id;
     `extra`: other values the code names, with the name each prefers (a loop's tape); `reserved`: names of
-    the module's own functions no local may take (a loop's functions)."""
+    the module's own functions no local may take (a loop's functions); `scan_tangents`: a tangent scan's results
+    (node id) with their tangents, named after them (`th` for `h`)."""
     namespace = Namespace()
     namespace.taken.update(reserved)
     names: dict[int, str] = {}
@@ -103,7 +103,9 @@ def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node]
         names[node.id] = namespace.claim(name)
     for node in dims:
         names[node.id] = namespace.claim(str(node.attrs[0]))
-    statements = [n for n in forward if n.op not in READ_OPS]
+    scan_tangents = scan_tangents or {}
+    named_after = {t.id for t in scan_tangents.values()}
+    statements = [n for n in forward if n.op not in READ_OPS and n.op != Op.TANGENT and n.id not in named_after]
     for node in statements:  # the user's names win
         if node.id in hints and node.id not in names:
             names[node.id] = namespace.claim(hints[node.id])
@@ -112,9 +114,15 @@ def assign_names(inputs: list[Node], input_names: list[str], forward: list[Node]
         if node.id not in names:
             names[node.id] = fallback.next(_label(node))
     for adj in adjoints:
-        names[adj.id] = adjoint_name(namespace, names[adj.args[0].id])
+        if adj.args[0].id in names:
+            names[adj.id] = adjoint_name(namespace, names[adj.args[0].id])
     for tangent in tangents:
         names[tangent.id] = namespace.claim(TANGENT_PREFIX + names[tangent.args[0].id])
+    for primal, tangent in scan_tangents.items():
+        names[tangent.id] = namespace.claim(TANGENT_PREFIX + names[primal])
+    for adj in adjoints:  # the adjoint of a tangent (hvp through a loop differentiates jvp's program)
+        if adj.id not in names:
+            names[adj.id] = adjoint_name(namespace, names[adj.args[0].id])
     for node, preferred in extra:
         names[node.id] = namespace.claim(preferred)
     return names

@@ -116,8 +116,8 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
     program = PrintedProgram(params)
     defined: dict[int, Statement] = {}
     for node in forward:
-        if node.op in READ_OPS or (node.op == Op.PART and node.args[0].op == Op.SCAN):
-            continue  # a loop's results are named where the loop's call unpacks them
+        if node.op in READ_OPS or node.op == Op.TANGENT or (node.op == Op.PART and node.args[0].op == Op.SCAN):
+            continue  # a loop's results are named where the loop's call unpacks them; tangents are parameters
         target = _unpacked(node, forward + [s.term for s in steps], names) if node.op == Op.SCAN else names[node.id]
         defined[node.id] = Statement(target, expr.statement(node), node)
         program.forward.append(defined[node.id])
@@ -137,8 +137,10 @@ def print_program(params: list[str], forward: list[Node], output: Node, steps, g
             comment = "# its seed, as an output"
         elif step.joined:
             comment = f"# {', '.join(names[s.id] for s in step.joined)}: slices of {names[step.target.id]}"
-        else:
+        elif step.source.id in defined:
             comment = f"# {defined[step.source.id].code}"
+        else:  # a value no line keeps (the derivative an hvp through loops differentiates): its expression
+            comment = f"# of {expr.statement(step.source)}"
         program.backward.append(Statement(names[step.adjoint.id], rhs, step.target, accumulate=not step.first,
                                           comment=comment, step=step))
     fresh = FreshReturns(steps)

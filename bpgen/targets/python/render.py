@@ -17,7 +17,7 @@ import jinja2
 
 from ...errors import BpgenError
 from .guards import Guard, guard_lines
-from .layout import INDENT, LINE_LENGTH, aligned, fitted, header_lines, indented, wrap
+from .layout import INDENT, LINE_LENGTH, aligned, docstring, fitted, header_lines, indented, wrap
 from .naming import Namespace, adjoint_name
 from .printer import PrintedProgram
 from .target import Target
@@ -104,6 +104,7 @@ def render(module: Module) -> str:
         "loops": module.loops,
         # inlined into their callers: one compile for value_and_grad and its loops halves Numba's time for them
         "loop_decorator": target.decorator(inlined=True),
+        "jit_decorator": target.decorator(),
         "helpers": [(target.helper_decorator(h), target.helper_source(h).rstrip("\n")) for h in module.helpers],
         "runtime": ", ".join(f"{m.replace('.', '/')}.py" for m in target.runtimes),
         "compiled_runtime": target.compiled_runtime if module.helpers else "",
@@ -217,9 +218,11 @@ def jvp_context(program: PrintedProgram, tangents: list, target: Target, tangent
 def hvp_context(program: PrintedProgram, tangents: list, header: Header, target: Target,
                 tangent_params: list[str], checks: bool, hv: list[str], dims: list[str] = (),
                 tangent_checks: list[str] = (), wrt_shapes: list[tuple] | None = None,
-                columns: list[tuple[list, list[str]]] = (), taken: set[str] = frozenset()) -> dict:
+                columns: list[tuple[list, list[str]]] = (), taken: set[str] = frozenset(),
+                method: str = "forward mode over the reverse pass") -> dict:
     """What the hvp (and hessian) functions' macros need. `columns`: a scalar function's Hessian, per input the
-    tangent lines along it and the column's entries; `taken`: every name the functions use."""
+    tangent lines along it and the column's entries; `taken`: every name the functions use; `method`: how the
+    docstring says it is computed."""
     context = tangent_context(program, tangents, target, tangent_params, checks, SECOND_ORDER_COMMENT, dims,
                               tangent_checks, hv + program.gradients)
     namespace = Namespace()
@@ -230,6 +233,7 @@ def hvp_context(program: PrintedProgram, tangents: list, header: Header, target:
     context.update(backward=backward_lines(program), backward_comment=BACKWARD_COMMENT, gradients=program.gradients,
                    hv=hv, hessian_names=names, wrt=header.wrt,
                    return_line=f"return {program.returned_value}, {_tuple(program.gradients)}, {_tuple(hv)}",
+                   hvp_doc=docstring(f"(value, gradients, Hessian times ({', '.join(tangent_params)})): {method}."),
                    unit_vectors=[["1.0" if i == j else "0.0" for i in range(count)] for j in range(count)],
                    columns=[{"wrt": w, "lines": aligned([(s.code, s.comment) for s in lines]),
                              "entries": [f"{names['H']}[{i}, {j}] = {entry}" for i, entry in enumerate(entries)]}
