@@ -225,3 +225,84 @@ def test_a_cluster_that_goes_away_during_a_call_is_said_in_one_line(logistic, mo
     with pytest.raises(BpgenError, match=r"^logistic_regression\.value_and_grad: the Dask cluster went away during "
                                          r"the call \(FutureCancelledError\)"):
         logistic.value_and_grad(da.from_array(X, chunks=(500, 30)), da.from_array(y, chunks=(500,)), w, b)
+
+
+# a scan over time-major sequences: the batch is the second axis of X, the first of h0 -----------------------------
+
+def elman_loss(batch_axes=None, jit=False, mix_rows=False, symbolic_features=False):
+    features = "D" if symbolic_features else 3
+    shapes = {"h0": ("N", 4), "X": ("T", "N", features), "W": (features, 4), "U": (4, 4), "b": (4,)}
+
+    def elman_loss(h0, X, W, U, b):
+        def elman(h, x):
+            h_new = bpgen.tanh(x @ W + h @ U + b)
+            if mix_rows:
+                h_new = h_new * bpgen.sum(h)
+            return h_new, h_new
+
+        h, hs = bpgen.scan(elman, h0, X)
+        return bpgen.sum(h * h) + 0.5 * bpgen.sum(hs * hs) / 10 + 0.01 * bpgen.sum(U * U)
+
+    return bpgen.function(elman_loss, shapes=shapes, wrt=["W", "U", "b"], jit=jit, batch_axes=batch_axes)
+
+
+def elman_data(T=6, N=41, seed=5):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(N, 4)) * 0.5, rng.normal(size=(T, N, 3)), rng.normal(size=(3, 4)) * 0.5,
+            rng.normal(size=(4, 4)) * 0.5, rng.normal(size=4)]
+
+
+@pytest.mark.parametrize("batch_axes", [None, {"X": 1, "h0": 0}, {"X": 1}])
+@pytest.mark.parametrize("chunks", [41, 10, 3])
+def test_a_time_major_scan_on_dask_equals_in_memory(batch_axes, chunks):
+    """The batch axis found from the symbolic size no scan runs over (N, not T), or as batch_axes says."""
+    g = elman_loss(batch_axes)
+    h0, X, *weights = elman_data()
+    want = g.value_and_grad(h0, X, *weights)
+    got = g.value_and_grad(da.from_array(h0, chunks=(chunks, 4)), da.from_array(X, chunks=(6, chunks, 3)), *weights)
+    assert_same(got, want)
+
+
+def test_a_time_major_scan_chunked_along_time_is_rechunked_along_the_batch():
+    g = elman_loss()
+    h0, X, *weights = elman_data()
+    got = g.value_and_grad(da.from_array(h0, chunks=(20, 4)), da.from_array(X, chunks=(2, 41, 3)), *weights)
+    assert_same(got, g.value_and_grad(h0, X, *weights))
+
+
+@pytest.mark.slow
+def test_a_compiled_time_major_scan_on_dask_equals_in_memory():
+    g = elman_loss(jit=True)
+    h0, X, *weights = elman_data(T=30, N=200)
+    want = g.value_and_grad(h0, X, *weights)
+    got = g.value_and_grad(da.from_array(h0, chunks=(64, 4)), da.from_array(X, chunks=(30, 64, 3)), *weights)
+    assert_same(got, want, rtol=1e-11)
+
+
+def test_what_a_scan_on_dask_cannot_do_is_said_in_one_line():
+    h0, X, *weights = elman_data()
+    Xd, h0d = da.from_array(X, chunks=(6, 10, 3)), da.from_array(h0, chunks=(10, 4))
+    cases = [
+        (elman_loss(), (h0, Xd, *weights), r"h0 has the batch size N in its shape \(N, 4\): pass it as a Dask array"),
+        (elman_loss({"X": 0, "h0": 0}), (h0d, Xd, *weights),
+         r"batch_axes gives the Dask inputs \(h0, X\) different sizes: N, T"),
+        (elman_loss({"X": 0}), (h0, Xd, *weights), r"T is the number of steps of the scan elman: its steps follow"),
+        (elman_loss(mix_rows=True), (h0d, Xd, *weights), r"\(sum\) in the step elman mixes the rows of the batch"),
+        (elman_loss(symbolic_features=True), (h0, Xd, *weights),
+         r"the Dask inputs \(X\) share the sizes D, N: say which is the batch with batch_axes=\{'X': axis\}"),
+    ]
+    for g, args, message in cases:
+        with pytest.raises(BpgenError, match=message) as info:
+            g.value_and_grad(*args)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("batch_axes, message", [
+    ({"Z": 0}, "batch_axes names 'Z', which is not an input"),
+    ({"X": 3}, r"batch_axes: X has shape \(T, N, 3\), so 3 is not one of its axes"),
+    ({"X": 2}, "batch_axes: axis 2 of X has the fixed size 3; the batch axis has a symbolic size"),
+    ([("X", 1)], "batch_axes must be a dict of input name -> axis, not list"),
+])
+def test_batch_axes_are_checked_when_declared(batch_axes, message):
+    with pytest.raises(BpgenError, match=message):
+        elman_loss(batch_axes)

@@ -25,7 +25,8 @@ from .compiled import CompiledFunction, artifact
 
 def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: str | None = None,
              jit: bool = True, shapes: dict | None = None, derivatives: str | tuple[str, ...] = (),
-             backend: str = "numba") -> CompiledFunction | Callable[[Callable], CompiledFunction]:
+             backend: str = "numba", batch_axes: dict | None = None
+             ) -> CompiledFunction | Callable[[Callable], CompiledFunction]:
     """Declare a differentiable function; returns its CompiledFunction (same object as `bpgen.compile` gives).
 
     Each parameter becomes a real SymPy symbol of the same name, or, with
@@ -34,17 +35,22 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
     differentiate with respect to (default: all). `derivatives` ("jvp",
     "hvp", "hessian") are functions its generated module also holds, as
     `bpgen generate --derivatives` adds them. `backend="numpy"` prints a module that needs only NumPy.
+    `batch_axes={"X": 1}` says which axis of a tensor input holds its rows when it is passed as a Dask array
+    (by default, the symbolic size the Dask inputs share that no scan runs over).
     """
     if fn is None:
         return lambda f: function(f, wrt=wrt, name=name, jit=jit, shapes=shapes, derivatives=derivatives,
-                                  backend=backend)
+                                  backend=backend, batch_axes=batch_axes)
+    if batch_axes is not None and shapes is None:
+        raise BpgenError(f"{fn.__name__}: batch_axes is for tensor functions (declared with shapes=)")
     derivatives = derivative_kinds(derivatives)
     signature = inspect.signature(fn)
     for p in signature.parameters.values():
         if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             raise BpgenError(f"{fn.__name__}: parameter {p.name!r} must be a plain positional parameter")
     if shapes is not None:
-        return _tensor_function(fn, list(signature.parameters), shapes, wrt, name, jit, derivatives, backend)
+        return _tensor_function(fn, list(signature.parameters), shapes, wrt, name, jit, derivatives, backend,
+                                batch_axes)
     symbols = [sympy.Symbol(p, real=True) for p in signature.parameters]
     by_name = dict(zip(signature.parameters, symbols))
     wrt_symbols = None
@@ -104,7 +110,7 @@ def _origin(fn: Callable) -> str:
     return f"{path}:{fn.__qualname__}"
 
 
-def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=(), backend="numba"):
+def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=(), backend="numba", batch_axes=None):
     from ..frontend.tensor import Tensor
 
     missing = [p for p in params if p not in shapes]
@@ -126,5 +132,5 @@ def _tensor_function(fn, params, shapes, wrt, name, jit, derivatives=(), backend
     # the names of tensors; a local holding a SymPy constant or Lambda (no IR node) names nothing
     names = [(node.id, local) for node, local in hints if not isinstance(node, sympy.Basic)]
     declaration = declare_tensor(output, tensors, None if wrt is None else [by_name[w] for w in wrt],
-                                 name or fn.__name__, _origin(fn), names)
+                                 name or fn.__name__, _origin(fn), names, batch_axes)
     return CompiledFunction(artifact(declaration, derivatives, backend, jit))

@@ -1,6 +1,7 @@
 """Compiled functions on Dask arrays: each chunk of rows on a worker, the partial results summed on the driver.
 
-`g.value_and_grad(X, y, w, b)` with X and y Dask arrays chunked along their batch axis runs the chunk
+`g.value_and_grad(X, y, w, b)` with X and y Dask arrays chunked along their batch axis (the leading one, or
+as `batch_axes` says: a time-major sequence's second) runs the chunk
 function (bpgen/transforms/chunk.py) on every chunk, on the active scheduler (a `distributed.Client` when one
 is active, Dask's default otherwise), and adds the partial values and gradients up in a tree. Parameters
 stay NumPy arrays, sent once. Dask is imported here only, when a Dask array is passed.
@@ -19,6 +20,7 @@ from ..api.parameters import Parameter, parameters
 from ..errors import BpgenError
 from ..ir.shapes import format_shape
 from ..targets.load import cache_dir
+from ..transforms.chunk import batch_layout
 
 METHODS = ("forward", "value_and_grad", "grad")
 # what Dask raises when the client or the cluster closes during a computation
@@ -48,8 +50,10 @@ def run_on_dask(g, method: str, args: tuple):
         if is_dask_array(a):
             _check_dask_array(where, p, a)
     source, name, kinds = _chunk_module(g, tuple(batch))
-    arrays = _aligned(g.name, [args[i] for i in batch], [declaration.inputs[i].name for i in batch])
-    rows = arrays[0].shape[0]
+    _, axes = batch_layout(declaration, batch)
+    arrays = _aligned(g.name, [args[i] for i in batch], [declaration.inputs[i].name for i in batch],
+                      [axes[i] for i in batch])
+    rows = arrays[0].shape[axes[batch[0]]]
     params = {i: dask.delayed(_in_memory(where, p, a), pure=True)
               for i, (p, a) in enumerate(zip(parameters(g), args)) if i not in batch}
     blocks = [a.to_delayed().ravel() for a in arrays]
@@ -90,16 +94,17 @@ def _chunk_module(g, batch: tuple):
     return artifact.source, f"_bpgen_{chunk.name}_{digest}", kinds
 
 
-def _aligned(name: str, arrays: list, names: list[str]) -> list:
-    """The batch arrays chunked alike along the batch axis (the first one's chunks), whole along the others."""
-    rows = arrays[0].shape[0]
-    if isinstance(rows, float) and math.isnan(rows):
-        raise BpgenError(f"{name}: {names[0]} has unknown chunk sizes: call its .compute_chunk_sizes() first")
-    for a, n in zip(arrays, names):
-        if a.shape[0] != rows:
-            raise BpgenError(f"{name}: {n} has {a.shape[0]} rows and {names[0]} {rows}")
-    chunks = arrays[0].chunks[0]
-    return [a.rechunk({0: chunks, **{axis: -1 for axis in range(1, a.ndim)}}) for a in arrays]
+def _aligned(name: str, arrays: list, names: list[str], axes: list[int]) -> list:
+    """The batch arrays chunked alike along their batch axes (the first one's chunks), whole along the others."""
+    rows = arrays[0].shape[axes[0]]
+    for a, n, axis in zip(arrays, names, axes):
+        if isinstance(a.shape[axis], float) and math.isnan(a.shape[axis]):
+            raise BpgenError(f"{name}: {n} has unknown chunk sizes: call its .compute_chunk_sizes() first")
+        if a.shape[axis] != rows:
+            raise BpgenError(f"{name}: {n} has {a.shape[axis]} rows (axis {axis}) and {names[0]} {rows}")
+    chunks = arrays[0].chunks[axes[0]]
+    return [a.rechunk({other: chunks if other == axis else -1 for other in range(a.ndim)})
+            for a, axis in zip(arrays, axes)]
 
 
 def _check_dask_array(where: str, p: Parameter, a) -> None:

@@ -31,6 +31,7 @@ class Declaration:
     name: str
     origin: str  # where the declaration came from, for the generated header
     hints: tuple = ()  # (subexpression, or node id for a tensor function; the user's name for it)
+    batch_axes: tuple = ()  # (input name, axis): where a tensor input's batch axis is, for Dask (else inferred)
 
     @property
     def is_tensor(self) -> bool:
@@ -112,7 +113,7 @@ def _check_wrt(inputs, wrt) -> tuple[sympy.Symbol, ...]:
     return wrt
 
 
-def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> Declaration:
+def declare_tensor(output, inputs, wrt, name, origin, hints=(), batch_axes=None) -> Declaration:
     if inputs is None:
         raise BpgenError("a tensor function needs inputs=[...]: the tensors its code takes, in order")
     inputs = tuple(inputs)
@@ -129,7 +130,26 @@ def declare_tensor(output, inputs, wrt, name, origin, hints=()) -> Declaration:
         if n.op == Op.INPUT and n.id not in known:
             raise BpgenError(f"tensor {n.attrs[1][1]!r} is used by the output but is not among the inputs")
     wrt = tuple(t for t in inputs if t.dtype == "float64") if wrt is None else _check_tensor_wrt(inputs, wrt)
-    return Declaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints))
+    return Declaration(node, inputs, wrt, sanitize(name or "loss"), origin, tuple(hints),
+                       _check_batch_axes(inputs, batch_axes or {}))
+
+
+def _check_batch_axes(inputs, batch_axes: dict) -> tuple:
+    """`batch_axes={"X": 1}`: for each named tensor input, the axis its rows are on (a symbolic size)."""
+    if not isinstance(batch_axes, dict):
+        raise BpgenError(f"batch_axes must be a dict of input name -> axis, not {type(batch_axes).__name__}")
+    by_name = {t.name: t for t in inputs}
+    for input_name, axis in batch_axes.items():
+        t = by_name.get(input_name)
+        if t is None:
+            raise BpgenError(f"batch_axes names {input_name!r}, which is not an input")
+        if isinstance(axis, bool) or not isinstance(axis, int) or not -len(t.shape) <= axis < len(t.shape):
+            raise BpgenError(f"batch_axes: {input_name} has shape {tuple(t.shape)}, so {axis!r} is not one of its "
+                             "axes")
+        if isinstance(t.shape[axis], int):
+            raise BpgenError(f"batch_axes: axis {axis} of {input_name} has the fixed size {t.shape[axis]}; the batch "
+                             "axis has a symbolic size such as 'N'")
+    return tuple((n, a % len(by_name[n].shape)) for n, a in sorted(batch_axes.items()))
 
 
 def _check_tensor_wrt(inputs, wrt) -> tuple:
