@@ -312,3 +312,47 @@ def test_tensor_arguments_are_checked():
         evaluate(mlp, {"W1": np.ones((3, 3))})
     with pytest.raises(BpgenError, match="X has N = 4, but N = 3 elsewhere"):
         evaluate(mlp, {"X": np.ones((4, 64))}, dims={"N": 3})
+
+
+def test_a_loop_is_drawn_with_its_step_and_that_steps_numbers():
+    """The values and gradients drawn for step k of a scan are the carry entering step k and the gradient of the
+    loss with respect to it, by a reference loop and autograd."""
+    import autograd
+    import autograd.numpy as anp
+
+    @bpgen.function(shapes={"h0": ("N", 4), "X": ("T", "N", 3), "W": (3, 4), "U": (4, 4), "b": (4,)}, jit=False)
+    def elman_loss(h0, X, W, U, b):
+        def elman(h, x):
+            h_new = bpgen.tanh(x @ W + h @ U + b)
+            return h_new, h_new
+
+        h, hs = bpgen.scan(elman, h0, X)
+        return bpgen.sum(h * h) + 0.5 * bpgen.sum(hs * hs)
+
+    rng = np.random.default_rng(8)
+    point = {"h0": rng.normal(size=(2, 4)) * 0.5, "X": rng.normal(size=(5, 2, 3)), "W": rng.normal(size=(3, 4)) * 0.5,
+             "U": rng.normal(size=(4, 4)) * 0.5, "b": rng.normal(size=4)}
+    for k in (0, 2, -1):
+        ev = evaluate(elman_loss, point, step=k)
+        (step,) = ev.steps.values()
+        index = k % 5
+        assert (step.index, step.count) == (index, 5)
+        body = step.loop.step.scan.attrs[0]
+        h = point["h0"]
+        for t in range(index):
+            h = np.tanh(point["X"][t] @ point["W"] + h @ point["U"] + point["b"])
+
+        def rest(hk, index=index):  # the loss as a function of the carry entering step `index`
+            total = 0.0
+            for t in range(index, 5):
+                hk = anp.tanh(point["X"][t] @ point["W"] + hk @ point["U"] + point["b"])
+                total = total + 0.5 * anp.sum(hk * hk)
+            return total + anp.sum(hk * hk)
+
+        np.testing.assert_allclose(step.value[body.carries[0].id], h, rtol=1e-12)
+        np.testing.assert_allclose(step.gradient[body.carries[0].id], autograd.grad(rest)(h), rtol=1e-10)
+    picture = graph(elman_loss, point, step=2).source
+    assert "cluster_step_" in picture and "elman: step 2 of 0 to 4" in picture and "slice 2 of X" in picture
+    assert "new carry, y (stacked)" in picture and "elman_scan(h0, X, W, U, b)" in picture
+    with pytest.raises(BpgenError, match="the loop elman has 5 steps: --step 5 is not one of them"):
+        graph(elman_loss, point, step=5)

@@ -377,8 +377,10 @@ def test_cli_check_and_show_work_on_a_scanned_function(tmp_path, monkeypatch, ca
     assert cli.main(["show", "rnn_spec.py"]) == 0
     shown = capsys.readouterr().out
     assert "def cell_backward(h, x, W, U, h_next, dh_next, dh_next_1):" in shown and "dU += dU_step" in shown
-    assert cli.main(["graph", "rnn_spec.py", "-o", str(tmp_path / "g.svg")]) == 2
-    assert "does not draw scans" in capsys.readouterr().err
+    assert cli.main(["graph", "rnn_spec.py", "--dims", "N=2,T=3", "--step", "1", "-o", str(tmp_path / "g.svg")]) == 0
+    assert "cell: step 1 of 0 to 2" in (tmp_path / "g.svg").read_text()
+    assert cli.main(["graph", "rnn_spec.py", "--dims", "T=3", "--step", "3", "-o", str(tmp_path / "g.svg")]) == 2
+    assert "the loop cell has 3 steps: --step 3 is not one of them" in capsys.readouterr().err
 
 
 def test_a_vector_of_outputs_through_a_scan_is_a_one_line_error():

@@ -81,6 +81,20 @@ class Evaluation:
     gradient: dict[int, object]  # node id -> total gradient (absent: no gradient reaches it)
     flow: dict[tuple[int, int], object]  # (user id, argument index) -> gradient flowing back along that edge
     adjoint_name: dict[int, str] = field(default_factory=dict)  # node id -> its adjoint variable, when stored
+    steps: dict[int, StepEvaluation] = field(default_factory=dict)  # scan node id -> the step drawn
+
+
+@dataclass
+class StepEvaluation:
+    """One step of a loop, as the generated step function and its backward computed it during the call."""
+
+    loop: object  # the scan's printed functions (StepFunctions): its step's nodes, names and lines
+    index: int  # which step: 0 to steps - 1
+    count: int  # the loop's number of steps at this point
+    value: dict[int, object] = field(default_factory=dict)
+    gradient: dict[int, object] = field(default_factory=dict)
+    flow: dict[tuple[int, int], object] = field(default_factory=dict)
+    adjoint_name: dict[int, str] = field(default_factory=dict)
 
 
 def _plain(fn) -> Artifact:
@@ -90,24 +104,32 @@ def _plain(fn) -> Artifact:
         raise BpgenError(f"bpgen.graph draws compiled functions (bpgen.compile, @bpgen.function), not {fn!r}")
     if fn.declaration.is_vector:
         raise BpgenError(f"{fn.name} has a vector of outputs: pictures draw one output (a scalar or a tensor) so far")
-    if any(n.op == Op.SCAN for n in artifact.emitted.forward):
-        raise BpgenError(f"{fn.name} has a loop (bpgen.scan): bpgen graph does not draw scans yet; bpgen show "
-                         "shows the step's code")
     return generate(fn.declaration, jit=False) if fn.jit or fn.backend != "numba" \
         else artifact
 
 
-def _run_traced(function, args) -> tuple[object, dict[str, object]]:
-    """Call `function(*args)` and return its result and its locals at the return (a sys.settrace hook)."""
+def _run_traced(function, args, watched: dict | None = None) -> tuple[object, dict[str, object]]:
+    """Call `function(*args)` and return its result and its locals at the return (a sys.settrace hook); the
+    locals of every call of the functions whose code objects key `watched` are appended to its lists."""
     code = function.__code__
     captured: dict[str, object] = {}
+    watched = {} if watched is None else watched
 
     def local(frame, event, arg):
         if event == "return":
             captured.update(frame.f_locals)
         return local
 
+    def call_of(calls: list):
+        def at_return(frame, event, arg):
+            if event == "return":
+                calls.append(dict(frame.f_locals))
+            return at_return
+        return at_return
+
     def tracer(frame, event, arg):
+        if frame.f_code in watched:
+            return call_of(watched[frame.f_code])
         return local if frame.f_code is code else None
 
     previous = sys.gettrace()
@@ -189,9 +211,11 @@ def _finite(value) -> bool:
         return True
 
 
-def evaluate(fn, point: dict | None = None, dims: dict[str, int] | None = None, seed: int = 0) -> Evaluation:
+def evaluate(fn, point: dict | None = None, dims: dict[str, int] | None = None, seed: int = 0,
+             step: int | None = None) -> Evaluation:
     """Run the generated value_and_grad (vjp for a tensor output) in plain Python at `point` and collect the
-    value of every node, the gradient of every node and the gradient flowing back along every edge."""
+    value of every node, the gradient of every node and the gradient flowing back along every edge; for each
+    loop, the same of its step number `step` (default: the last; -1 the last, -2 the one before)."""
     from .parameters import DEFAULT_DIM, output_shape, parameters
 
     plain = _plain(fn)
@@ -209,15 +233,76 @@ def evaluate(fn, point: dict | None = None, dims: dict[str, int] | None = None, 
         if seed_name:
             shape = tuple(d if isinstance(d, int) else dims.get(str(d), DEFAULT_DIM) for d in output_shape(plain))
             args[seed_name] = given.get(seed_name, np.ones(shape))
+        watched = _loop_calls(e.loops, namespace)
         try:
-            result, captured = _run_traced(function, [args[name] for name in order])
+            result, captured = _run_traced(function, [args[name] for name in order], watched)
         except Exception as exc:
             raise BpgenError(f"{plain.name} raised {type(exc).__name__} at this point: {exc}") from None
         if _finite(result[0]) or all(name in given for name in params):
             break  # a finite value, or nothing random to draw again
     evaluation = Evaluation(fn, args, set(given), seed, captured, {}, {}, {})
     _collect(evaluation, namespace)
+    for loop in e.loops:
+        evaluation.steps[loop.step.scan.id] = _collect_step(plain.name, loop, watched, namespace, step)
     return evaluation
+
+
+def _loop_calls(loops, namespace: dict) -> dict:
+    """The code objects of each loop's forward loop, step and step backward, each with a list for its calls."""
+    watched = {}
+    for loop in loops:
+        for suffix in ("_scan", "", "_backward"):
+            function = namespace.get(f"{loop.stem}{suffix}")
+            if function is not None:
+                watched[function.__code__] = []
+    return watched
+
+
+def _collect_step(name: str, loop, watched: dict, namespace: dict, step: int | None) -> StepEvaluation:
+    """The values and gradients of one step of a loop, from the calls of its step and its backward: the forward
+    loop calls the step once per step in order (a checkpointed backward calls it again, later), the reversed
+    loop calls the backward once per step from the last."""
+    def calls(suffix: str) -> list:
+        function = namespace.get(f"{loop.stem}{suffix}")
+        return [] if function is None else watched[function.__code__]
+
+    count = calls("_scan")[0][loop.loop["steps"]]
+    index = count - 1 if step is None else step + count if step < 0 else step
+    if not 0 <= index < count:
+        raise BpgenError(f"{name}: the loop {loop.stem} has {count} steps: --step {step} is not one of them "
+                         f"(0 to {count - 1}, or -1 for the last)")
+    program = loop.step
+    ev = StepEvaluation(loop, index, count)
+    forward, names = calls("")[index], program.names
+    body = program.scan.attrs[0]
+    for node in [*body.placeholders, *body.closed, *program.forward]:
+        if node.op == Op.CONST:
+            ev.value[node.id] = node.value
+        elif names.get(node.id) in forward:
+            ev.value[node.id] = forward[names[node.id]]
+    backward_calls = calls("_backward")
+    if program.backward is None or not backward_calls:
+        return ev
+    local = backward_calls[count - 1 - index]
+    for seed in program.seeds:  # what flows into the step from the next one and from its y
+        output = seed.args[0]
+        ev.gradient[output.id] = ev.gradient.get(output.id, 0.0) + local[names[seed.id]]
+    lines = {id(statement.step): statement for statement in program.printed.backward}
+    taken: set[tuple[int, int]] = set()
+    for contribution in program.backward.steps:
+        source, target = contribution.source, contribution.target
+        arg = next((i for i, a in enumerate(source.args) if a.id == target.id and (source.id, i) not in taken), None)
+        if arg is None:  # an output's seed added to its adjoint (counted above): no edge carries it
+            continue
+        taken.add((source.id, arg))
+        if contribution.folded:
+            ev.flow[(source.id, arg)] = ev.gradient[target.id] = contribution.term.value
+            continue
+        adjoint = names[contribution.adjoint.id]
+        ev.flow[(source.id, arg)] = eval(lines[id(contribution)].rhs, namespace, dict(local))
+        ev.gradient[target.id] = local[adjoint]
+        ev.adjoint_name[target.id] = adjoint
+    return ev
 
 
 def _wrt_nodes(fn) -> list[Node]:
@@ -251,7 +336,10 @@ def _collect(ev: Evaluation, namespace: dict) -> None:
             ev.flow[(source.id, index)] = ev.gradient[target.id] = step.term.value
             continue
         adjoint = names[step.adjoint.id]
-        ev.flow[(source.id, index)] = eval(lines[id(step)].rhs, namespace, dict(loc))
+        if id(step) in lines:
+            ev.flow[(source.id, index)] = eval(lines[id(step)].rhs, namespace, dict(loc))
+        else:  # a loop's gradient, unpacked from its reversed loop's call into the adjoint or a name of its own
+            ev.flow[(source.id, index)] = loc[adjoint if step.first else names[step.term.id]]
         ev.gradient[target.id] = loc[adjoint]
         ev.adjoint_name[target.id] = adjoint
     wrt = _wrt_nodes(ev.fn)
@@ -316,16 +404,18 @@ class _Unit:
 
 
 def graph(fn, point: dict | None = None, *, dims: dict[str, int] | None = None,
-          max_nodes: int = DEFAULT_MAX_NODES, seed: int = 0):
+          max_nodes: int = DEFAULT_MAX_NODES, seed: int = 0, step: int | None = None):
     """The computation graph of `fn` at `point` (inputs by name; the others random, from `seed`; symbolic
-    sizes from `dims`, else the arrays given, else 5) as a graphviz.Digraph."""
+    sizes from `dims`, else the arrays given, else 5) as a graphviz.Digraph. A loop (bpgen.scan) is one node,
+    beside a box holding its step's own graph with the values and gradients of step `step` (default: the
+    last)."""
     try:
         import graphviz
     except ImportError:
         raise BpgenError("bpgen graph needs the graphviz Python package: pip install graphviz") from None
     if max_nodes < 2:
         raise BpgenError(f"max_nodes must be at least 2, not {max_nodes}")
-    ev = evaluate(fn, point, dims, seed)
+    ev = evaluate(fn, point, dims, seed, step)
     return _draw(graphviz, ev, max_nodes)
 
 
@@ -452,6 +542,9 @@ def _draw(graphviz, ev: Evaluation, max_nodes: int):
         known = [f for f in flows if f is not None]
         flow = None if not known else (known[0] if len(known) == 1 else sum(known))
         lines = []
+        if a.op == Op.SCAN:  # a loop's results each have their own node, with their values
+            dot.edge(ua_key, ub_key, style="dashed")
+            continue
         if source.kind != "node" and a.id != source.head.id or source.kind == "rest":
             lines.append(_font(names[a.id], MUTED_COLOR, face=CODE_FONT))
         lines.append(_font(describe_value(ev.value.get(a.id, math.nan)), VALUE_COLOR))
@@ -464,7 +557,77 @@ def _draw(graphviz, ev: Evaluation, max_nodes: int):
     lines = [_font(describe_value(ev.value.get(out.id, math.nan)), VALUE_COLOR),
              _font(describe_gradient(ev.gradient[out.id]), GRADIENT_COLOR)]
     dot.edge(unit_of[out.id].key if out.id in unit_of else "output", "output", label=f"<{'<br/>'.join(lines)}>")
+    for scan_id, step in ev.steps.items():
+        if scan_id in unit_of:
+            _draw_step(dot, step, unit_of[scan_id].key, max_nodes, names)
     return dot
+
+
+def _draw_step(dot, ev: StepEvaluation, loop_key: str, max_nodes: int, outer_names: dict[int, str]) -> None:
+    """A loop's step as a box of its own beside the loop's node: the step's parameters (the carries, the slices
+    of the sequences, the weights) and its operations, with the values and gradients of step `ev.index`."""
+    program = ev.loop.step
+    body = program.scan.attrs[0]
+    names = program.names
+    statements = {statement.node.id: statement.rhs for statement in program.printed.forward}
+    sequences = program.scan.args[len(body.carries):len(body.placeholders)]
+    roles = {**{p.id: "carry" for p in body.carries},
+             **{p.id: f"slice {ev.index} of {outer_names.get(s.id, 'a sequence')}" for p, s in zip(body.xs, sequences)},
+             **{p.id: "weight (read by every step)" for p in body.closed}}
+    outputs: dict[int, list[str]] = {}
+    for o in body.carry_out:
+        outputs.setdefault(o.id, []).append("new carry")
+    for o in body.ys:
+        outputs.setdefault(o.id, []).append("y (stacked)")
+    shown = [*body.placeholders, *body.closed, *(n for n in program.forward if n.op not in READ_OPS)]
+    key = {n.id: f"step{program.scan.id}_{n.id}" for n in shown}
+    with dot.subgraph(name=f"cluster_step_{program.scan.id}") as sub:
+        sub.attr(label=f"{ev.loop.stem}: step {ev.index} of 0 to {ev.count - 1}, its values and gradients",
+                 fontname=CODE_FONT, fontsize="11", style="rounded,dashed", color="#8a8a8a", fontcolor=MUTED_COLOR,
+                 labeljust="l")
+        if len(shown) > max_nodes:
+            count = len(shown)
+            sub.node(f"step{program.scan.id}", label=f"<{_font(f'{count} operations', MUTED_COLOR)}<br/>"
+                     f"{_font('(raise max_nodes / --max-nodes to see them)', MUTED_COLOR, 9)}>",
+                     style="rounded,dashed,filled", fillcolor="#f4f4f4")
+            dot.edge(loop_key, f"step{program.scan.id}", style="dashed", arrowhead="none")
+            return
+        for node in shown:
+            lines = [f"<b>{html.escape(names.get(node.id, f'%{node.id}'))}</b>"]
+            attrs = {}
+            if node.id in roles:
+                lines.append(_font(roles[node.id], MUTED_COLOR, 10))
+                attrs = {"fillcolor": "#e8f0fe"}
+            elif node.id in statements:
+                lines.append(_font(_shorten(statements[node.id], OP_TEXT_MAX), "#333333", 10, CODE_FONT))
+            if node.id in outputs:
+                lines.append(_font(", ".join(outputs[node.id]), MUTED_COLOR, 10))
+                attrs = {"fillcolor": "#fff4e0", "peripheries": "2"}
+            if node.shape:
+                value = ev.value.get(node.id)
+                lines.append(_font(f"shape {format_shape(node.shape)}"
+                                   + ("" if value is None else f" = {format_shape(np.shape(value))}"), MUTED_COLOR, 10))
+            if node.id in ev.gradient:
+                g, adjoint = ev.gradient[node.id], ev.adjoint_name.get(node.id)
+                text = f"‖{adjoint or 'g'}‖ = {_number(_norm(g))}" if np.ndim(g) else \
+                    f"{adjoint or 'grad'} = {_number(g)}"
+                lines.append(_font(text, GRADIENT_COLOR, 11))
+            sub.node(key[node.id], label=f"<{'<br/>'.join(lines)}>", **attrs)
+        for node in shown:
+            for i, a in enumerate(node.args):
+                if a.id not in key or node.id not in key:
+                    continue
+                lines = [_font(describe_value(ev.value.get(a.id, math.nan)), VALUE_COLOR)]
+                flow = ev.flow.get((node.id, i))
+                if flow is not None:
+                    lines.append(_font(describe_gradient(flow), GRADIENT_COLOR))
+                sub.edge(key[a.id], key[node.id], label=f"<{'<br/>'.join(lines)}>")
+    # the loop runs the step: a dashed line from the loop's node to the step's first parameter
+    dot.edge(loop_key, key[shown[0].id], style="dashed", arrowhead="none", label=_font_label("runs"))
+
+
+def _font_label(text: str) -> str:
+    return f"<{_font(text, MUTED_COLOR, 9)}>"
 
 
 def _title(ev: Evaluation, collapsed: bool) -> str:
@@ -490,7 +653,8 @@ def _title(ev: Evaluation, collapsed: bool) -> str:
 def _node(dot, ev: Evaluation, unit: _Unit, statement_text: dict[int, str]) -> None:
     e = ev.fn.emitted
     node = unit.head
-    name = e.names.get(node.id, describe_value(node.value) if node.op == Op.CONST else f"%{node.id}")
+    name = e.names.get(node.id, describe_value(node.value) if node.op == Op.CONST else
+                       f"{node.attrs[0].function}_scan" if node.op == Op.SCAN else f"%{node.id}")
     lines = [f"<b>{html.escape(name)}</b>"]
     attrs = {}
     if unit.kind == "rest":

@@ -309,7 +309,7 @@ def _graph(args) -> int:
     picture_format(out)  # an unknown extension fails before any work
     at = parse_assignments(args.at, "--at", _finite_float)
     dims = parse_assignments(args.dims, "--dims", _positive_int)
-    picture = graph(fn, at, dims=dims, max_nodes=args.max_nodes, seed=args.seed)
+    picture = graph(fn, at, dims=dims, max_nodes=args.max_nodes, seed=args.seed, step=args.step)
     try:
         write(picture, out)
     except DotNotFound as exc:  # the .dot is written: say how to get the picture, exit 1
@@ -432,7 +432,8 @@ def _parser() -> argparse.ArgumentParser:
     graph = command("graph", "draw the computation graph with the values and gradients at a point (needs "
                     "Graphviz's dot for .svg/.png/.pdf; without it, writes the .dot and exits 1)",
                     "bpgen graph examples/cs231n.py --at x=3,y=-4 -o cs231n.svg",
-                    "bpgen graph examples/mlp_digits.py --dims N=4 -o mlp.png --max-nodes 8")
+                    "bpgen graph examples/mlp_digits.py --dims N=4 -o mlp.png --max-nodes 8",
+                    "bpgen graph examples/rnn_digits.py --dims N=2 --step 0 -o rnn.svg")
     graph.add_argument("spec", metavar="SPEC.py[:NAME]")
     graph.add_argument("-o", "--output", metavar="OUT.svg",
                        help="the picture: .svg, .png, .pdf or .dot (default: <name>.svg)")
@@ -444,6 +445,9 @@ def _parser() -> argparse.ArgumentParser:
                             f"the output into one box (default {DEFAULT_MAX_NODES})")
     graph.add_argument("--seed", type=_option(_whole_number(0), "a seed (a whole number from 0)"), default=0,
                        help="random seed of the inputs not given (default 0)")
+    graph.add_argument("--step", type=_option(int, "a step number (0 the first, -1 the last)"), default=None,
+                       metavar="K", help="for a loop (bpgen.scan): draw the values and gradients of step K of its "
+                                         "step function (default: the last)")
     graph.set_defaults(run=_graph)
 
     regen = command("regen", "regenerate every spec in examples/ into generated/ (and the modules kept in "

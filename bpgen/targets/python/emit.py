@@ -66,6 +66,7 @@ class Emitted:
     names: dict[int, str]  # node id -> variable name in the generated code
     program: PrintedProgram  # the printed lines
     hints: dict[int, str]  # node id -> the user's name for it (and the output's)
+    loops: tuple = ()  # each scan's printed functions (StepFunctions): the pictures draw its step
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,8 @@ def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact
                                               derivatives),
                     target, target.with_callees(helpers), functions,
                     _check(declaration, params, checks, dim_lines, target, inlined=batch), loops)
-    emitted = Emitted(A, low.inputs, forward, output, seed, grads, names, printed, low.hints)
+    emitted = Emitted(A, low.inputs, forward, output, seed, grads, names, printed, low.hints,
+                      tuple(loop for loop in loops if loop.step is not None and loop.step.scan in part.scans))
     return _artifact(program, target, module, params, emitted)
 def _loop_values(scans: list[Node], grads: Backward) -> list[tuple[Node, str]]:
     """The values of loops that the code names beyond the forward lines: each scan's tape (which the loop's call

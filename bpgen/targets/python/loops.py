@@ -18,10 +18,11 @@ from ...ir.loops import ScanBody, body_schedule
 from ...ir.shapes import size_sources
 from ...rules.algebra import Algebra
 from ...transforms.forward import forward_mode
+from ...transforms.reverse import Backward
 from ...transforms.step import CheckpointPlan, checkpoint_plan, residuals_of, step_gradient
 from .layout import INDENT, aligned, docstring, wrap
 from .naming import Namespace, assign_names
-from .printer import ExpressionPrinter, print_program, print_tangents
+from .printer import ExpressionPrinter, PrintedProgram, print_program, print_tangents
 from .render import backward_lines, size_lines, used_size_lines, wrapped
 from .target import Target
 
@@ -58,6 +59,19 @@ def name_loops(scans: list[Node], target: Target, user_names: list[str]) -> set[
     return functions
 
 
+@dataclass(frozen=True)
+class StepProgram:
+    """What a picture of one step needs (bpgen/api/draw.py): its nodes, their names, its printed lines, its
+    reverse pass (None without one) and the adjoints of its outputs (its backward's seed parameters)."""
+
+    scan: Node
+    forward: list[Node]
+    names: dict[int, str]
+    printed: PrintedProgram
+    backward: Backward | None
+    seeds: list[Node]
+
+
 @dataclass
 class StepFunctions:
     """The printed parts of one scan's functions, for templates/loops.j2."""
@@ -75,6 +89,7 @@ class StepFunctions:
     nodes: list[Node]  # every node the step's functions compute (for the helpers they call)
     doc: str = "One step: the new carries, the ys."
     inline: dict = field(default_factory=dict)  # step, backward, scan, scan_backward -> inlined into its caller
+    step: StepProgram | None = None  # for the pictures
 
 
 def _inlined(functions: StepFunctions) -> dict[str, bool]:
@@ -127,6 +142,7 @@ def step_functions(A: Algebra, scan: Node, mask: tuple[bool, ...] | None, outer:
         functions.gradients = program.gradients
         functions.backward_dims = used_size_lines(dim_lines, lines + program.gradients)
         functions.nodes += [s.term for s in grads.printed]
+    functions.step = StepProgram(scan, list(forward), names, program, grads, seeds)
     functions.loop = _loop_names(body, scan, mask, outer, residuals, names)
     plan = checkpoint_plan(body)
     functions.loop["forward_lines"] = forward_loop(functions.loop, plan, body.function)
