@@ -16,7 +16,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below imports on first use
-    from . import nn
+    from . import interop, nn, nutpie
     from .api.compiled import CompiledFunction, compile
     from .api.decorator import function
     from .errors import BpgenError
@@ -60,13 +60,18 @@ _EXPORTS = {
 __version__ = "0.1.0"
 
 __all__ = ["BpgenError", "CompiledFunction", "Tensor", "abs", "compile", "concatenate", "cos", "einsum", "exp",
-           "function", "load", "log", "max", "mean", "min", "nn", "relu", "scan", "sigmoid", "sin", "softplus", "sqrt",
+           "function", "interop", "load", "log", "max", "mean", "min", "nn", "nutpie", "relu", "scan", "sigmoid", "sin",
+           "softplus", "sqrt",
            "stack", "sum", "swapaxes", "tanh", "transpose", "var", "where"]
 
 
+# submodules a user reaches from `import bpgen` alone (`bpgen.nutpie.model(g)`), imported on first use too
+_SUBMODULES = ("nn", "nutpie", "interop", "cluster", "runtime")
+
+
 def __getattr__(name: str):
-    if name == "nn":
-        value = _importlib.import_module(".nn", __name__)
+    if name in _SUBMODULES:
+        value = _importlib.import_module(f".{name}", __name__)
     elif name in _EXPORTS:
         value = getattr(_importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     else:
@@ -76,4 +81,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) - {"_EXPORTS", "_importlib", "TYPE_CHECKING"} | set(__all__))
+    return sorted(set(globals()) - {"_EXPORTS", "_SUBMODULES", "_importlib", "TYPE_CHECKING"} | set(__all__)
+                  | set(_SUBMODULES))

@@ -309,3 +309,26 @@ def test_load_imports_a_generated_module_once_under_its_name(tmp_path):
     assert bpgen.load(other, "loaded_model_2").forward(0.0) == 0.0
     with pytest.raises(bpgen.BpgenError, match="no such generated module"):
         bpgen.load(tmp_path / "missing.py")
+
+
+def test_array_code_without_shapes_says_that_shapes_are_missing():
+    """A function written for arrays but declared without shapes= gets numbers: one line that says so."""
+    def f(W, X, Y):
+        return bpgen.sum((W @ X - Y) ** 2)
+
+    def g(W, X, Y):
+        return bpgen.sum((W * X - Y) ** 2)
+
+    for fn in (f, g):
+        with pytest.raises(bpgen.BpgenError, match=r"without shapes= the parameters are numbers .*\{'W'") as info:
+            bpgen.function(fn)
+        assert "\n" not in str(info.value)
+
+
+def test_submodules_need_no_import_of_their_own():
+    import subprocess
+    import sys
+
+    code = "import bpgen; print(bpgen.nutpie.__name__, bpgen.interop.__name__, bpgen.nn.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["bpgen.nutpie", "bpgen.interop", "bpgen.nn"], done.stderr

@@ -98,7 +98,7 @@ LAYERS = (
     ("bpgen.transforms",),
     ("bpgen.program",),
     ("bpgen.targets",),
-    ("bpgen.api", "bpgen.cluster", "bpgen.nutpie"),
+    ("bpgen.api", "bpgen.cluster", "bpgen.interop", "bpgen.nutpie"),
     ("bpgen.tools", "bpgen.__main__"),
 )
 
@@ -177,7 +177,8 @@ def test_the_lazy_package_exports_what_it_lists():
     """bpgen/__init__.py imports its API on first use: every name in __all__ resolves, and nothing else is exported."""
     import bpgen
 
-    assert set(bpgen.__all__) == set(bpgen._EXPORTS) | {"nn"}
+    assert set(bpgen.__all__) == set(bpgen._EXPORTS) | {"nn", "nutpie", "interop"}
+    assert set(bpgen.__all__) - set(bpgen._EXPORTS) <= set(bpgen._SUBMODULES)
     assert all(getattr(bpgen, name) is not None for name in bpgen.__all__)
     assert set(bpgen.__all__) <= set(dir(bpgen))
-    assert not {"_EXPORTS", "_importlib", "TYPE_CHECKING"} & set(dir(bpgen))  # the machinery is not API
+    assert not {"_EXPORTS", "_SUBMODULES", "_importlib", "TYPE_CHECKING"} & set(dir(bpgen))  # the machinery

@@ -66,8 +66,14 @@ def test_what_a_vector_of_outputs_does_not_have_is_one_clear_line():
     g = bpgen.compile(sympy.Matrix([r, th]), inputs=[r, th], jit=False)
     with pytest.raises(AttributeError, match="has a vector of 2 outputs: it has forward, jvp, vjp"):
         g.value_and_grad(1.0, 2.0)
-    with pytest.raises(ValueError, match="the seed must have one number per output"):
+    with pytest.raises(ValueError, match=r"the seeds must be one number per output \(2\), not 1"):
         g.vjp(1.0, 2.0, [1.0])
+    with pytest.raises(TypeError, match=r"vjp takes its 2 arguments and then 2 seeds .* not 3 values"):
+        g.vjp(1.0, 2.0, 1.0)
+    # the seeds one by one, as the generated module takes them, or in one sequence: the same
+    one_by_one, together = g.vjp(1.0, 2.0, 3.0, 4.0), g.vjp(1.0, 2.0, [3.0, 4.0])
+    np.testing.assert_equal(one_by_one, together)
+    np.testing.assert_equal(one_by_one, g.module.vjp(1.0, 2.0, 3.0, 4.0))
     with pytest.raises(bpgen.BpgenError, match="not a 2 x 2 matrix"):
         bpgen.compile(sympy.Matrix([[r, th], [th, r]]), inputs=[r, th])
     with pytest.raises(AttributeError, match="jacobian is for a vector of outputs"):

@@ -132,14 +132,20 @@ class CompiledFunction:
         return rows[0][0], np.array([r[1] for r in rows], dtype=np.float64)
 
     def _vector_vjp(self, *args):
-        """vjp(*args, seed) of a vector of outputs: seed is one number per output (an array or a sequence)."""
-        if not args:
-            raise TypeError(f"{self.name}.vjp takes the function's arguments and then the seed")
-        *point, seed = args
-        m = len(self.declaration.output)
-        if len(getattr(seed, "shape", (m,))) != 1 or len(seed) != m:
-            raise ValueError(f"{self.name}.vjp: the seed must have one number per output ({m})")
-        return self._vector_function("vjp")(*point, *(float(v) for v in seed))
+        """vjp(*args, *seeds) of a vector of outputs, one seed number per output as the generated module takes
+        them, or vjp(*args, seeds) with the seeds in one array or sequence."""
+        n, m = len(self.declaration.inputs), len(self.declaration.output)
+        if len(args) == n + m:
+            point, seeds = args[:n], args[n:]
+        elif len(args) == n + 1 and hasattr(args[-1], "__len__"):
+            point, seeds = args[:n], args[-1]
+            if len(getattr(seeds, "shape", (m,))) != 1 or len(seeds) != m:
+                raise ValueError(f"{self.name}.vjp: the seeds must be one number per output ({m}), not "
+                                 f"{len(seeds)}")
+        else:
+            raise TypeError(f"{self.name}.vjp takes its {n} argument{'s' if n != 1 else ''} and then {m} seeds (one "
+                            f"number per output, or one sequence of {m}), not {len(args)} values")
+        return self._vector_function("vjp")(*point, *(float(v) for v in seeds))
 
     @functools.cache  # noqa: B019 - one per compiled object and function name, kept as long as the object
     def _vector_function(self, name: str):
@@ -271,6 +277,20 @@ class CompiledFunction:
         from .flat import Flat
 
         return Flat(self, fixed)
+
+    def torch(self):
+        """The function on torch tensors, a torch.autograd.Function whose backward is the generated gradient:
+        usable as a loss or a layer in a PyTorch model (bpgen/interop/to_torch.py)."""
+        from ..interop.to_torch import torch_function
+
+        return torch_function(self)
+
+    def jax(self):
+        """The function as a JAX function, under jax.jit, jax.grad and jax.vmap, its first derivatives the
+        generated ones (bpgen/interop/to_jax.py)."""
+        from ..interop.to_jax import jax_function
+
+        return jax_function(self)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the generated module to `path` (atomically)."""

@@ -60,7 +60,7 @@ def function(fn: Callable | None = None, *, wrt: list[str] | None = None, name: 
         if unknown:
             raise BpgenError(f"{fn.__name__}: wrt entry {unknown[0]!r} is not a parameter")
         wrt_symbols = [by_name[w] for w in wrt]
-    output, hints = _run(fn, symbols)
+    output, hints = _run(fn, symbols, tensors=False)
     if isinstance(output, bool):
         raise BpgenError(f"{fn.__name__} must return a SymPy expression, not the boolean {output}")
     if isinstance(output, (int, float)):
@@ -82,13 +82,23 @@ _MISTAKES = {
 }
 
 
-def _run(fn: Callable, args: list) -> tuple:
-    """trace(fn, args), with the mistakes users make in a declaration said in one line, at their line."""
+# what array code says when it runs on the numbers of a function declared without shapes=
+_MISSING_SHAPES = ("for @: '", "in a tensor expression", "object has no attribute")
+
+
+def _run(fn: Callable, args: list, tensors: bool = True) -> tuple:
+    """trace(fn, args), with the mistakes users make in a declaration said in one line, at their line. `tensors`:
+    the parameters are tensors (shapes= was given); else numbers, and array code on them means shapes= is missing."""
     try:
         return trace(fn, args)
-    except TypeError as exc:
-        hint = next((hint for text, hint in _MISTAKES.items() if text in str(exc)), None)
-        if hint is None:
+    except (TypeError, AttributeError, BpgenError) as exc:
+        if not tensors and any(text in str(exc) for text in _MISSING_SHAPES):
+            example = ", ".join(f"{str(a)!r}: (...)" for a in args[:2])
+            hint = (f"{exc}: without shapes= the parameters are numbers (SymPy symbols); for arrays, declare "
+                    f"their shapes, e.g. @bpgen.function(shapes={{{example}}})")
+        else:
+            hint = next((hint for text, hint in _MISTAKES.items() if text in str(exc)), None)
+        if hint is None or isinstance(exc, AttributeError) and tensors:
             raise
         line = next((frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
                      if frame.filename == fn.__code__.co_filename), None)
