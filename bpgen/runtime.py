@@ -537,14 +537,25 @@ def same_shape(a, b):
     return True
 
 
+def move_axis(a, source, destination):
+    """np.moveaxis(a, source, destination) (axes from 0) as a C-contiguous array, by swapping neighbouring axes:
+    Numba before 0.62 has no np.moveaxis."""
+    b = np.swapaxes(a, 0, 0)  # a view of any layout: the type every swap below keeps
+    for j in range(source, destination):
+        b = np.swapaxes(b, j, j + 1)
+    for j in range(source, destination, -1):
+        b = np.swapaxes(b, j, j - 1)
+    return np.ascontiguousarray(b)
+
+
 def spread_axis(g, axis, start, step, size):
     """Zeros of g's shape but `size` along `axis`, holding g's entries from `start` on, `step` apart: the
     gradient of x[start::step] along that axis."""
-    moved = np.ascontiguousarray(np.moveaxis(g, axis, 0))
+    moved = move_axis(g, axis, 0)
     out = np.zeros((size,) + moved.shape[1:])
     for i in range(moved.shape[0]):
         out[start + step * i] = moved[i]
-    return np.ascontiguousarray(np.moveaxis(out, 0, axis))
+    return move_axis(out, 0, axis)
 
 
 def at_index(index, shape, value):
@@ -607,7 +618,7 @@ def route_max_last(a, g):
 
 def max_along(a, axis):
     """The largest entry along `axis` (the axis is removed)."""
-    b = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    b = move_axis(a, axis, a.ndim - 1)
     rows = b.reshape((-1, b.shape[-1]))
     out = np.empty(rows.shape[0])
     for r in range(rows.shape[0]):
@@ -617,13 +628,13 @@ def max_along(a, axis):
 
 def route_max(a, g, axis):
     """The max gate: each entry of g goes to the first largest entry of its slice of `a` along `axis`."""
-    b = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    b = move_axis(a, axis, a.ndim - 1)
     rows = b.reshape((-1, b.shape[-1]))
     upstream = np.ascontiguousarray(g).reshape(-1)
     out = np.zeros_like(rows)
     for r in range(rows.shape[0]):
         out[r, np.argmax(rows[r])] = upstream[r]
-    return np.ascontiguousarray(np.moveaxis(out.reshape(b.shape), -1, axis))
+    return move_axis(out.reshape(b.shape), b.ndim - 1, axis)
 
 
 def route_max_all(a, g):
@@ -648,9 +659,9 @@ def at_max_last(a, t):
 
 def at_max(a, t, axis):
     """Forward mode's max gate along `axis`: for each slice of `a`, the entry of t at its first largest."""
-    b = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    b = move_axis(a, axis, a.ndim - 1)
     rows = b.reshape((-1, b.shape[-1]))
-    tangents = np.ascontiguousarray(np.moveaxis(t, axis, -1)).reshape((-1, b.shape[-1]))
+    tangents = move_axis(t, axis, t.ndim - 1).reshape((-1, b.shape[-1]))
     out = np.empty(rows.shape[0])
     for r in range(rows.shape[0]):
         out[r] = tangents[r, np.argmax(rows[r])]

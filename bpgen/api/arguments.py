@@ -218,4 +218,23 @@ def checked(function: Callable, where: str, params: list[Parameter], batch: bool
         return run
 
     function._compile_for_args = compile_for_args
+    function.typeof_pyval = _typing_any(function)
     return function
+
+
+def _typing_any(dispatcher):
+    """The dispatcher's typing of an argument, where a dtype Numba has no type for (float128, big-endian float64)
+    types as an object, so that the call reaches compile_for_args and its conversion: Numba 0.62 and later do this
+    themselves; before, they raise."""
+    from numba.core import errors, types
+
+    original = dispatcher.typeof_pyval
+
+    def typeof_pyval(value):
+        try:
+            return original(value)
+        except errors.NumbaValueError:
+            dispatcher._types_active_call.add(types.pyobject)
+            return types.pyobject
+
+    return typeof_pyval
