@@ -8,6 +8,16 @@ from ..api.parameters import output_shape, parameters
 from ..errors import BpgenError
 
 
+def handed_off(g, framework: str) -> tuple[str, list[int], list[str], bool]:
+    """What every hand-off needs of `g`: where (for messages), the wrt positions, the parameter names, and whether
+    the output is a tensor; a vector of outputs is refused in one line."""
+    where = f"{g.name}.{framework}()"
+    if g.declaration.is_vector:
+        raise BpgenError(f"{where}: a vector of outputs is not a {framework} function yet; declare it as one tensor")
+    tensor_output = getattr(g.declaration.output, "shape", ()) != ()
+    return where, wrt_positions(g), [p.name for p in parameters(g)], tensor_output
+
+
 def wrt_positions(g) -> list[int]:
     """The positions among the inputs of the `wrt` inputs, in wrt order."""
     ids = [id(i) for i in g.declaration.inputs]

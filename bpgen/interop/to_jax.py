@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..api.parameters import parameters
-from ..errors import BpgenError
-from .arguments import check_count, concrete_output_shape, wrt_positions
+from .arguments import check_count, concrete_output_shape, handed_off
 
 
 def jax_function(g):
     import jax
     import jax.numpy as jnp
 
-    where = f"{g.name}.jax()"
-    if g.declaration.is_vector:
-        raise BpgenError(f"{where}: a vector of outputs is not a JAX function yet; declare it as one tensor")
-    wrt = wrt_positions(g)
-    names = [p.name for p in parameters(g)]
-    tensor_output = getattr(g.declaration.output, "shape", ()) != ()
+    where, wrt, names, tensor_output = handed_off(g, "jax")
 
     def result_dtype(args):
         floats = [a.dtype for a in args if jnp.issubdtype(a.dtype, jnp.floating)]

@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..api.parameters import parameters
 from ..errors import BpgenError
-from .arguments import check_count, wrt_positions
+from .arguments import check_count, handed_off
 
 
 def torch_function(g):
     import torch
     from torch.autograd.function import once_differentiable
 
-    where = f"{g.name}.torch()"
-    if g.declaration.is_vector:
-        raise BpgenError(f"{where}: a vector of outputs is not a torch function yet; declare it as one tensor")
-    wrt = wrt_positions(g)
-    names = [p.name for p in parameters(g)]
-    tensor_output = getattr(g.declaration.output, "shape", ()) != ()
+    where, wrt, names, tensor_output = handed_off(g, "torch")
 
     def as_numpy(k: int, value):
         if isinstance(value, torch.Tensor):

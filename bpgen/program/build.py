@@ -144,13 +144,19 @@ def _tangent(declaration: Declaration) -> Tangent:
     low = lower(declaration)
     low.hints.setdefault(low.output.id, declaration.name)
     forward = schedule([low.output])
-    # a loop runs once, carrying its tangents beside its values
-    made, scan_tangents = tangent_scans(low.A, forward, low.wrt)
-    if made:
-        low.output = made.get(low.output.id, low.output)
-        low.hints = {made[i].id if i in made else i: name for i, name in low.hints.items()}
+    scan_tangents = _with_tangent_scans(low, forward)  # a loop runs once, carrying its tangents beside its values
+    if scan_tangents:
         forward = schedule([low.output, *scan_tangents.values()])
     return Tangent(low, forward, forward_mode(forward, low.output, low.wrt, low.A, scan_tangents=scan_tangents))
+
+
+def _with_tangent_scans(low: Lowered, forward: list[Node]) -> dict[int, Node]:
+    """Each scan the wrt inputs reach replaced by its tangent scan (bpgen/transforms/scan.py), `low`'s output and
+    hints following the nodes made again: the tangent scans' primal results -> their tangents."""
+    made, scan_tangents = tangent_scans(low.A, forward, low.wrt)
+    low.output = made.get(low.output.id, low.output)
+    low.hints = {made[i].id if i in made else i: name for i, name in low.hints.items()}
+    return scan_tangents
 
 
 def _second_order(declaration: Declaration, hessian: bool = False) -> SecondOrderProgram:
@@ -179,9 +185,8 @@ def _second_order_through_loops(low: Lowered, forward: list[Node]) -> SecondOrde
     respect to v is grad(f). One reverse pass over jvp's program gives both; it reverses the tangent scans as it
     reverses any scan (checkpointing included), their reversed steps holding the second-order lines."""
     A = low.A
-    made, scan_tangents = tangent_scans(A, forward, low.wrt)
-    output = made.get(low.output.id, low.output)
-    hints = {made[i].id if i in made else i: name for i, name in low.hints.items()}
+    scan_tangents = _with_tangent_scans(low, forward)
+    output, hints = low.output, low.hints
     seeds = [tangent_of(A, w) for w in low.wrt]
     memo: dict[int, Node] = {}
     directional = tangent_expression(A, output, {**{w.id: s for w, s in zip(low.wrt, seeds)}, **scan_tangents},
@@ -190,7 +195,6 @@ def _second_order_through_loops(low: Lowered, forward: list[Node]) -> SecondOrde
         t = memo.get(node_id)
         if t is not None and not t.is_const and t.op != Op.TANGENT and t.id not in hints:
             hints[t.id] = TANGENT_PREFIX + name
-    low.output, low.hints = output, hints
     full = backward(schedule([output, directional]), directional, [*low.wrt, *seeds], A, None,
                     frozenset(hints) - {output.id})
     count = len(low.wrt)
