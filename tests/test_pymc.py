@@ -29,6 +29,24 @@ def test_the_bpgen_likelihood_has_the_models_gradient(example):
         np.testing.assert_allclose(mine(point), theirs(point), rtol=1e-10, atol=1e-10)
 
 
+def test_the_op_is_a_custom_dists_logp(example):
+    """pm.CustomDist(logp=...) with the Op: the same gradient as the pm.Potential model (PyMC infers the
+    observed vector's shape from `dist`, a generative graph it needs for a vector-valued signature)."""
+    from bpgen.interop.to_pytensor import op
+
+    X, y = example["data"]()
+    likelihood = op(example["student_t_loglik"])
+    with pm.Model() as custom:
+        beta = pm.Normal("beta", 0.0, 2.0, shape=3)
+        alpha = pm.Normal("alpha", 0.0, 2.0)
+        pm.CustomDist("y", beta, alpha, logp=lambda value, beta, alpha: likelihood(X, value, beta, alpha),
+                      dist=lambda beta, alpha, size: pm.math.zeros(len(y)) + alpha, signature="(d),()->(n)",
+                      observed=y)
+    with_potential, _ = example["models"](X, y)
+    point = {"beta": np.array([0.5, -1.0, 0.2]), "alpha": 0.1}
+    np.testing.assert_allclose(custom.compile_dlogp()(point), with_potential.compile_dlogp()(point), rtol=1e-12)
+
+
 def test_pm_sample_and_nutpie_give_the_pytensor_models_posterior(example):
     """Posterior means within Monte Carlo error of the PyTensor model's; on nutpie, no object mode: the Op runs
     as the generated njit functions."""

@@ -2,7 +2,8 @@
 
 `op(g)(*variables)` is a PyTensor scalar: its value is the generated `forward`, its gradient an Op of its own
 on the generated `value_and_grad` (one output per `wrt` input; the other inputs, data, get none). In a model,
-`pm.Potential("likelihood", op(g)(X, y, beta))`. Where PyTensor compiles to
+`pm.Potential("likelihood", op(g)(X, y, beta))`, or as the `logp` of a `pm.CustomDist` (with the `dist` PyMC
+needs to know a vector's shape). Where PyTensor compiles to
 Numba (nutpie's default for PyMC models), both Ops register Numba implementations that call the generated
 njit functions directly, so sampling never goes through Python per gradient; elsewhere (PyMC's default C
 backend) their `perform` calls the compiled function. PyTensor and PyMC are imported only here.
