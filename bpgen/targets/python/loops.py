@@ -5,7 +5,9 @@ user's step and written with its local names) and the two loops that call them (
 residuals); `rnn_step_backward(h, x, W, U, h_new, dh_new, dy)` holds the backward lines alone, returning the
 gradients of the carries, of the slices and of the weights the reverse pass wants; `rnn_step_scan` is the
 forward loop, which stores the carries and the residuals on the tape, and `rnn_step_scan_backward` the
-reversed loop, which adds up the weights' gradients with `+=`. All four are inlined into their callers.
+reversed loop, which adds up the weights' gradients with `+=`. All four are inlined into their callers,
+but for a call of 30 or more arguments. A tangent scan (jvp) prints its step as the user's lines followed by
+forward mode's tangent lines (`rnn_step_jvp`).
 """
 
 from __future__ import annotations
