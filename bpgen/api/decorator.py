@@ -98,7 +98,7 @@ def _run(fn: Callable, args: list, tensors: bool = True) -> tuple:
                     f"their shapes, e.g. @bpgen.function(shapes={{{example}}})")
         else:
             hint = next((hint for text, hint in _MISTAKES.items() if text in str(exc)), None)
-        if hint is None or isinstance(exc, AttributeError) and tensors:
+        if hint is None:
             raise
         line = next((frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
                      if frame.filename == fn.__code__.co_filename), None)

@@ -275,11 +275,7 @@ def _collect_step(name: str, loop, watched: dict, namespace: dict, step: int | N
     ev = StepEvaluation(loop, index, count)
     forward, names = calls("")[index], program.names
     body = program.scan.attrs[0]
-    for node in [*body.placeholders, *body.closed, *program.forward]:
-        if node.op == Op.CONST:
-            ev.value[node.id] = node.value
-        elif names.get(node.id) in forward:
-            ev.value[node.id] = forward[names[node.id]]
+    _values(ev, [*body.placeholders, *body.closed, *program.forward], names, forward)
     backward_calls = calls("_backward")
     if program.backward is None or not backward_calls:
         return ev
@@ -287,22 +283,43 @@ def _collect_step(name: str, loop, watched: dict, namespace: dict, step: int | N
     for seed in program.seeds:  # what flows into the step from the next one and from its y
         output = seed.args[0]
         ev.gradient[output.id] = ev.gradient.get(output.id, 0.0) + local[names[seed.id]]
-    lines = {id(statement.step): statement for statement in program.printed.backward}
+    _contributions(ev, program.backward.steps, program.printed.backward, names, namespace, local)
+    return ev
+
+
+def _values(ev, nodes: list[Node], names: dict[int, str], local: dict) -> None:
+    """The value of each node: a constant's own, else its variable's among the function's locals."""
+    for node in nodes:
+        if node.op == Op.CONST:
+            ev.value[node.id] = node.value
+        elif names.get(node.id) in local:
+            ev.value[node.id] = local[names[node.id]]
+
+
+def _contributions(ev, steps, printed: list, names: dict[int, str], namespace: dict, local: dict) -> None:
+    """Every contribution of a reverse pass (a function's, or one step's): the edge it runs along and the term it
+    adds, evaluated from its backward line among the function's locals at its return, or the constant it was
+    folded into (no line computes it); each target's gradient and adjoint name. An output's seed added to its
+    adjoint runs along no edge (its gradient counts it)."""
     taken: set[tuple[int, int]] = set()
-    for contribution in program.backward.steps:
-        source, target = contribution.source, contribution.target
-        arg = next((i for i, a in enumerate(source.args) if a.id == target.id and (source.id, i) not in taken), None)
-        if arg is None:  # an output's seed added to its adjoint (counted above): no edge carries it
+    lines = {id(statement.step): statement for statement in printed}
+    for step in steps:
+        source, target = step.source, step.target
+        index = next((i for i, a in enumerate(source.args) if a.id == target.id and (source.id, i) not in taken),
+                     None)
+        if index is None:
             continue
-        taken.add((source.id, arg))
-        if contribution.folded:
-            ev.flow[(source.id, arg)] = ev.gradient[target.id] = contribution.term.value
+        taken.add((source.id, index))
+        if step.folded:
+            ev.flow[(source.id, index)] = ev.gradient[target.id] = step.term.value
             continue
-        adjoint = names[contribution.adjoint.id]
-        ev.flow[(source.id, arg)] = eval(lines[id(contribution)].rhs, namespace, dict(local))
+        adjoint = names[step.adjoint.id]
+        if id(step) in lines:
+            ev.flow[(source.id, index)] = eval(lines[id(step)].rhs, namespace, dict(local))
+        else:  # a loop's gradient, unpacked from its reversed loop's call into the adjoint or a name of its own
+            ev.flow[(source.id, index)] = local[adjoint if step.first else names[step.term.id]]
         ev.gradient[target.id] = local[adjoint]
         ev.adjoint_name[target.id] = adjoint
-    return ev
 
 
 def _wrt_nodes(fn) -> list[Node]:
@@ -315,33 +332,12 @@ def _wrt_nodes(fn) -> list[Node]:
 def _collect(ev: Evaluation, namespace: dict) -> None:
     e = ev.fn.emitted
     names, loc = e.names, ev.locals
-    for node in [*e.inputs, *e.forward]:
-        if node.op == Op.CONST:
-            ev.value[node.id] = node.value
-        elif names.get(node.id) in loc:
-            ev.value[node.id] = loc[names[node.id]]
+    _values(ev, [*e.inputs, *e.forward], names, loc)
     # the output's gradient: 1, or the seed of vjp
     ev.gradient[e.output.id] = 1.0 if e.seed is None else loc[names[e.seed.id]]
     if e.seed is not None:
         ev.adjoint_name[e.output.id] = names[e.seed.id]
-    # every contribution of the reverse pass: the edge it runs along and the term it adds, evaluated from its
-    # backward line, or the constant it was folded into (no line computes it)
-    taken: set[tuple[int, int]] = set()
-    lines = {id(statement.step): statement for statement in e.program.backward}
-    for step in e.backward.steps:
-        source, target = step.source, step.target
-        index = next(i for i, a in enumerate(source.args) if a.id == target.id and (source.id, i) not in taken)
-        taken.add((source.id, index))
-        if step.folded:
-            ev.flow[(source.id, index)] = ev.gradient[target.id] = step.term.value
-            continue
-        adjoint = names[step.adjoint.id]
-        if id(step) in lines:
-            ev.flow[(source.id, index)] = eval(lines[id(step)].rhs, namespace, dict(loc))
-        else:  # a loop's gradient, unpacked from its reversed loop's call into the adjoint or a name of its own
-            ev.flow[(source.id, index)] = loc[adjoint if step.first else names[step.term.id]]
-        ev.gradient[target.id] = loc[adjoint]
-        ev.adjoint_name[target.id] = adjoint
+    _contributions(ev, e.backward.steps, e.program.backward, names, namespace, loc)
     wrt = _wrt_nodes(ev.fn)
     needed = depends_on(e.forward, wrt)
     # structural zeros: an argument that leads to a wrt input but gets no term from a differentiable user
@@ -608,10 +604,7 @@ def _draw_step(dot, ev: StepEvaluation, loop_key: str, max_nodes: int, outer_nam
                 lines.append(_font(f"shape {format_shape(node.shape)}"
                                    + ("" if value is None else f" = {format_shape(np.shape(value))}"), MUTED_COLOR, 10))
             if node.id in ev.gradient:
-                g, adjoint = ev.gradient[node.id], ev.adjoint_name.get(node.id)
-                text = f"‖{adjoint or 'g'}‖ = {_number(_norm(g))}" if np.ndim(g) else \
-                    f"{adjoint or 'grad'} = {_number(g)}"
-                lines.append(_font(text, GRADIENT_COLOR, 11))
+                lines.append(_gradient_label(ev.gradient[node.id], ev.adjoint_name.get(node.id)))
             sub.node(key[node.id], label=f"<{'<br/>'.join(lines)}>", **attrs)
         for node in shown:
             for i, a in enumerate(node.args):
@@ -682,16 +675,16 @@ def _node(dot, ev: Evaluation, unit: _Unit, statement_text: dict[int, str]) -> N
             f" = {format_shape(np.shape(value))}"
         lines.append(_font(f"shape {shape}{concrete}", MUTED_COLOR, 10))
     if node.id in ev.gradient:
-        g = ev.gradient[node.id]
-        adjoint = ev.adjoint_name.get(node.id)
-        if np.ndim(g):
-            text = f"‖{adjoint or 'g'}‖ = {_number(_norm(g))}"
-        else:
-            text = f"{adjoint or 'grad'} = {_number(g)}"
-        lines.append(_font(text, GRADIENT_COLOR, 11))
+        lines.append(_gradient_label(ev.gradient[node.id], ev.adjoint_name.get(node.id)))
     if node.id == e.output.id:
         attrs = {"fillcolor": "#fff4e0", "peripheries": "2"}
     dot.node(unit.key, label=f"<{'<br/>'.join(lines)}>", **attrs)
+
+
+def _gradient_label(g, adjoint: str | None) -> str:
+    """A node's gradient: `dx = 0.5`, or the norm of a tensor's, `‖dW‖ = 3.1`."""
+    text = f"‖{adjoint or 'g'}‖ = {_number(_norm(g))}" if np.ndim(g) else f"{adjoint or 'grad'} = {_number(g)}"
+    return _font(text, GRADIENT_COLOR, 11)
 
 
 def _legend(ev: Evaluation, collapsed: bool) -> list[tuple[str, str]]:

@@ -50,7 +50,7 @@ def run_on_dask(g, method: str, args: tuple):
         if is_dask_array(a):
             _check_dask_array(where, p, a)
     source, name, kinds = _chunk_module(g, tuple(batch))
-    _, axes = batch_layout(declaration, batch)
+    axes = _batch_axes(g, tuple(batch))
     arrays = _aligned(g.name, [args[i] for i in batch], [declaration.inputs[i].name for i in batch],
                       [axes[i] for i in batch])
     rows = arrays[0].shape[axes[batch[0]]]
@@ -92,6 +92,13 @@ def _chunk_module(g, batch: tuple):
     digest = hashlib.sha1(artifact.source.encode()).hexdigest()[:16]
     kinds = tuple(p.dtype if p.shape else "number" for p in parameters(artifact))
     return artifact.source, f"_bpgen_{chunk.name}_{digest}", kinds
+
+
+@functools.lru_cache(maxsize=64)
+def _batch_axes(g, batch: tuple) -> dict[int, int]:
+    """Each batch input's batch axis (bpgen/transforms/chunk.py's batch_layout), found once per compiled function
+    and batch inputs: it walks the declaration's graph."""
+    return batch_layout(g.declaration, list(batch))[1]
 
 
 def _aligned(name: str, arrays: list, names: list[str], axes: list[int]) -> list:

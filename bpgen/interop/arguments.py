@@ -20,8 +20,7 @@ def handed_off(g, framework: str) -> tuple[str, list[int], list[str], bool]:
 
 def wrt_positions(g) -> list[int]:
     """The positions among the inputs of the `wrt` inputs, in wrt order."""
-    ids = [id(i) for i in g.declaration.inputs]
-    return [ids.index(id(w)) for w in g.declaration.wrt]
+    return [g.declaration.inputs.index(w) for w in g.declaration.wrt]
 
 
 def concrete_output_shape(g, arrays: list) -> tuple[int, ...]:

@@ -195,13 +195,13 @@ def _second_order_through_loops(low: Lowered, forward: list[Node]) -> SecondOrde
         t = memo.get(node_id)
         if t is not None and not t.is_const and t.op != Op.TANGENT and t.id not in hints:
             hints[t.id] = TANGENT_PREFIX + name
-    full = backward(schedule([output, directional]), directional, [*low.wrt, *seeds], A, None,
-                    frozenset(hints) - {output.id})
+    both = schedule([output, directional])
+    full = backward(both, directional, [*low.wrt, *seeds], A, None, frozenset(hints) - {output.id})
     count = len(low.wrt)
     second = SecondOrder(Forward([], seeds, [directional], scan_tangents), [], [], full.gradients[:count])
     # the lines print the value and what the backward lines read; not the directional derivative itself
-    everything = {n.id: n for n in schedule([output, directional])}
-    read = [n for n in schedule([s.term for s in full.printed]) if n.id in everything and n is not directional]
+    scheduled = {n.id for n in both}
+    read = [n for n in schedule([s.term for s in full.printed]) if n.id in scheduled and n is not directional]
     return SecondOrderProgram(low, schedule([output, *read]), Backward(full.steps, full.gradients[count:]), second)
 
 

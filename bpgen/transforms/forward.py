@@ -51,7 +51,9 @@ def forward_mode(forward: list[Node], output: Node | list[Node], wrt: list[Node]
     results of tangent scans in `forward` with their tangents (transforms/scan.py's tangent_scans)."""
     outputs = output if isinstance(output, list) else [output]
     scan_tangents = scan_tangents or {}
-    reach = depends_on(forward, wrt) - _tangent_values(forward, scan_tangents)
+    reach = depends_on(forward, wrt)
+    if scan_tangents:
+        reach -= _tangent_values(forward, scan_tangents)
     seeds = [tangent_of(A, w) for w in wrt] if seeds is None else seeds
     tangent: dict[int, Node] = {w.id: s for w, s in zip(wrt, seeds)}
     tangent.update(scan_tangents)  # computed by their loop, beside the primals

@@ -219,12 +219,12 @@ def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact
         _, function, jvp_helpers, _, jvp_loops = _jvp_function(program.jvp, target, loop_functions)
         functions.append(("jvp", function))
         helpers += jvp_helpers
-        loops += [loop for loop in jvp_loops if loop.stem not in {mine.stem for mine in loops}]
+        loops += _new_loops(loops, jvp_loops)
     if program.hvp is not None:
         _, function, hvp_helpers, _, hvp_loops = _hvp_function(program.hvp, target, loop_functions)
         functions += [(kind, function) for kind in ("hvp", "hessian") if kind in program.kinds]
         helpers += hvp_helpers
-        loops += [loop for loop in hvp_loops if loop.stem not in {mine.stem for mine in loops}]
+        loops += _new_loops(loops, hvp_loops)
     module = Module(header, reverse_docstring(header, printed, None if seed is None else names[seed.id], batch,
                                               derivatives),
                     target, target.with_callees(helpers), functions,
@@ -232,6 +232,13 @@ def _reverse_module(program: Program, part: Reverse, target: Target) -> Artifact
     emitted = Emitted(A, low.inputs, forward, output, seed, grads, names, printed, low.hints,
                       tuple(loop for loop in loops if loop.step is not None and loop.step.scan in part.scans))
     return _artifact(program, target, module, params, emitted)
+def _new_loops(loops: list, more: list) -> list:
+    """The loops of `more` the module does not print yet (a scan no input reaches is the same loop in every
+    function)."""
+    printed = {loop.stem for loop in loops}
+    return [loop for loop in more if loop.stem not in printed]
+
+
 def _loop_values(scans: list[Node], grads: Backward) -> list[tuple[Node, str]]:
     """The values of loops that the code names beyond the forward lines: each scan's tape (which the loop's call
     unpacks and the reversed loop reads), and a loop's gradient that adds to an adjoint other lines started."""
