@@ -54,3 +54,21 @@ def test_bpgen_compiles_at_its_own_level_and_leaves_the_users_alone():
             assert config.OPT.is_opt_max
     finally:
         config.OPT = saved
+
+
+def test_a_module_imports_what_its_functions_read_and_code_that_does_not_compile_is_bpgens_error(monkeypatch):
+    import pytest
+
+    from bpgen.errors import BpgenError
+    from bpgen.targets.python import render
+
+    code = compile("import numba\ndef f(x):\n    return np.exp(x) + math.log(x)\n", "m", "exec")
+    assert {"numba", "np", "math"} <= render._global_names(code)  # the functions' code objects included
+
+    class Broken:
+        def render(self, *args, **kwargs):
+            return "def f(:\n"
+
+    monkeypatch.setattr(render.environment(), "get_template", lambda name: Broken())
+    with pytest.raises(BpgenError, match=r"^f: bpgen generated code that does not parse \(line 1: .*please report"):
+        render._render("module.py.j2", {}, "f")

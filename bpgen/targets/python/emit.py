@@ -242,7 +242,7 @@ def _new_loops(loops: list, more: list) -> list:
 def _loop_values(scans: list[Node], grads: Backward) -> list[tuple[Node, str]]:
     """The values of loops that the code names beyond the forward lines: each scan's tape (which the loop's call
     unpacks and the reversed loop reads), and a loop's gradient that adds to an adjoint other lines started."""
-    tapes = loop_parts([s.term for s in grads.printed])
+    tapes = loop_parts([s.term for s in grads.printed]) if scans else {}
     values = []
     for scan in scans:
         body = scan.attrs[0]
