@@ -10,7 +10,7 @@ import pytest
 
 import bpgen
 
-pytest.importorskip("nutpie")
+nutpie = pytest.importorskip("nutpie")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,3 +56,56 @@ def test_jitter_that_is_not_a_number_is_a_one_line_error(example):
     obj = example["linear_posterior"].flat(X=np.ones((4, 3)), y=np.ones(4))
     with pytest.raises(TypeError, match=r"^bpgen\.nutpie\.model: jitter must be a real number, not str 'a'$"):
         bpgen.nutpie.model(obj, jitter="a")
+
+
+def _mixed_inputs(jit: bool = True):
+    """A log-density reading every kind of bound input (floats, class labels, a boolean mask, a number) and with
+    a matrix, a vector and a number in its flat vector."""
+    from bpgen import nn
+
+    @bpgen.function(shapes={"X": ("N", 3), "labels": ("N", "int"), "keep": ("N", "bool"), "s": (),
+                            "W": (3, 4), "b": (4,), "c": ()}, wrt=["W", "b", "c"], jit=jit, name="mixed")
+    def mixed(X, labels, keep, s, W, b, c):
+        logits = X @ W + b
+        kept = bpgen.sum(bpgen.where(keep, logits[:, 0] * c, 0.0))
+        return -s * nn.cross_entropy(logits, labels) + kept - 0.5 * (bpgen.sum(W * W) + c * c)
+
+    rng = np.random.default_rng(3)
+    data = {"X": rng.normal(size=(7, 3)), "labels": rng.integers(0, 4, 7), "keep": rng.random(7) < 0.5, "s": 1.5}
+    return mixed.flat(**data)
+
+
+def _evaluate(model, point: np.ndarray):
+    """The model's compiled callback called as nutpie calls it: (code, logp, gradient)."""
+    import ctypes
+
+    gradient, logp = np.zeros(model.n_dim), np.zeros(1)
+    pointer = ctypes.POINTER(ctypes.c_double)
+    code = model.compiled_logp_func.ctypes(
+        model.n_dim, point.ctypes.data_as(pointer), gradient.ctypes.data_as(pointer), logp.ctypes.data_as(pointer),
+        ctypes.c_void_p(model.user_data.ctypes.data))
+    return code, logp[0], gradient
+
+
+def test_a_compiled_function_samples_through_a_compiled_callback_that_agrees_with_the_flat_view():
+    obj = _mixed_inputs()
+    model = bpgen.nutpie.model(obj)
+    assert hasattr(model, "compiled_logp_func")  # nutpie calls it from Rust: no Python per gradient
+    for seed in range(3):
+        point = np.random.default_rng(seed).normal(size=obj.size)
+        code, logp, gradient = _evaluate(model, point)
+        value, expected = obj.value_and_grad(point)
+        assert code == 0
+        np.testing.assert_allclose(logp, value, rtol=1e-14)
+        np.testing.assert_allclose(gradient, expected, rtol=1e-14, atol=1e-15)
+    assert _evaluate(model, np.full(obj.size, np.nan))[0] == 3  # nutpie's code for a gradient that is not finite
+    trace = nutpie.sample(model, draws=50, tune=50, chains=1, seed=1, progress_bar=False)
+    assert trace.posterior["W"].shape == (1, 50, 3, 4) and trace.posterior["c"].shape == (1, 50)
+
+
+def test_a_function_compiled_without_numba_samples_through_python():
+    obj = _mixed_inputs(jit=False)
+    model = bpgen.nutpie.model(obj)
+    assert not hasattr(model, "compiled_logp_func")
+    trace = nutpie.sample(model, draws=20, tune=20, chains=1, seed=1, progress_bar=False)
+    assert trace.posterior["b"].shape == (1, 20, 4)

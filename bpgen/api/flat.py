@@ -115,6 +115,14 @@ class Flat:
             args[position] = value
         return args
 
+    def bound_values(self) -> list:
+        """Per input, in the function's order: its bound value (as the view converted it), None for a wrt input."""
+        return list(self._template)
+
+    def slots(self) -> list[tuple[int, int, tuple]]:
+        """Per wrt input: (start, stop, shape) of its part of the flat vector."""
+        return [(start, stop, shape) for shape, start, stop in zip(self.shapes, self._bounds, self._bounds[1:])]
+
     def _vector(self, v, what: str) -> np.ndarray:
         return as_vector(f"{self.name}.flat", what, v, self.size)
 

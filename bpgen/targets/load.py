@@ -266,8 +266,15 @@ def compile_cached(dispatcher, signature: tuple) -> None:
     cache (a truncated index or data file: UnpicklingError, EOFError, LLVM's "Invalid record") is emptied for
     the module's functions, since a function's compile also loads its callees', and the function is compiled
     afresh; if that fails too, the caches of the compiled helpers it calls are emptied as well."""
-    with _one_compile_at_a_time(), optimization_level(opt_level_for(dispatcher.py_func.__name__)):
+    with compiling(opt_level_for(dispatcher.py_func.__name__)):
         _compile_cached(dispatcher, signature)
+
+
+@contextlib.contextmanager
+def compiling(level: int = OPT_LEVEL):
+    """How bpgen compiles: one process at a time per cache directory, at LLVM `level`."""
+    with _one_compile_at_a_time(), optimization_level(level):
+        yield
 
 
 @contextlib.contextmanager
