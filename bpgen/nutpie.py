@@ -65,11 +65,32 @@ def model(obj: Flat, *, initial=None, jitter: float = 0.1):
 
 
 def _compilable(obj: Flat) -> bool:
-    """Whether the model can run as a C callback: the function is Numba's and every bound input is in memory."""
+    """Whether the model can run as a C callback: the function is Numba's, every bound input is in memory, and
+    this nutpie takes callbacks as the versions bpgen knows do (else its Python models serve)."""
     from numba.core.registry import CPUDispatcher
 
     return isinstance(obj.g.value_and_grad, CPUDispatcher) and all(
-        value is None or isinstance(value, (float, np.ndarray)) for value in obj.bound_values())
+        value is None or isinstance(value, (float, np.ndarray)) for value in obj.bound_values()) and _callback_model()
+
+
+CALLBACK_MODEL_FIELDS = {"_n_dim", "dims", "_coords", "_shapes", "compiled_logp_func", "compiled_expand_func",
+                         "initial_point_func", "shared_data", "user_data", "n_expanded", "shape_info", "logp_func",
+                         "expand_func"}
+
+
+def _callback_model():
+    """nutpie's model class for compiled callbacks, when it has the fields bpgen fills in."""
+    import dataclasses
+
+    try:
+        from nutpie.compile_pymc import CompiledPyMCModel
+    except ImportError:
+        return None
+    fields = dataclasses.fields(CompiledPyMCModel)
+    required = {f.name for f in fields if f.default is dataclasses.MISSING and
+                f.default_factory is dataclasses.MISSING}
+    known = required <= CALLBACK_MODEL_FIELDS <= {f.name for f in fields}
+    return CompiledPyMCModel if known else None
 
 
 # nutpie's callbacks: logp(dim, x, gradient out, logp out, user data) and expand(dim, expanded, x, out, user
@@ -160,16 +181,14 @@ def _callback_source(obj: Flat, layout: list, nbytes: int) -> str:
 
 def _compiled_model(obj: Flat, make_initial):
     """nutpie's model of compiled callbacks (the kind `nutpie.compile_pymc_model` makes)."""
-    from nutpie.compile_pymc import CompiledPyMCModel
-
     buffer, layout = _buffer(obj.bound_values())
     with compiling():  # the callbacks compile as the generated functions do
         callbacks = load_source(_callback_source(obj, layout, buffer.size), f"nutpie_{obj.name}")
     slices = [slice(start, stop) for start, stop, _ in obj.slots()]
-    if make_initial is None:  # nutpie's default start for its Python models: uniform on (-2, 2)
+    if make_initial is None:  # uniform on (-2, 2), as Stan starts
         def make_initial(seed):
             return np.random.default_rng(seed).uniform(-2.0, 2.0, obj.size)
-    return CompiledPyMCModel(
+    return _callback_model()(
         _n_dim=obj.size, dims={}, _coords={}, _shapes=dict(zip(obj.names, obj.shapes)),
         compiled_logp_func=callbacks.logp, compiled_expand_func=callbacks.expand,
         initial_point_func=make_initial, shared_data={}, user_data=buffer, n_expanded=obj.size,
