@@ -294,6 +294,5 @@ def batch_norm2d(X: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> T
                              f"({c},), not {t.describe() if isinstance(t, Tensor) else type(t).__name__}")
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
         raise BpgenError(f"batch_norm2d: eps must be a positive number, not {eps!r}")
-    centered = X - mean(X, axis=(0, 2, 3), keepdims=True)
-    inverse_std = (mean(centered * centered, axis=(0, 2, 3), keepdims=True) + float(eps)) ** -0.5
-    return centered * inverse_std * gamma.reshape(c, 1, 1) + beta.reshape(c, 1, 1)
+    normalized = ALGEBRA.make(Op.NORMALIZE_CHANNELS, (X.node,), (float(eps),))  # one pass per channel each way
+    return _wrap(normalized) * gamma.reshape(c, 1, 1) + beta.reshape(c, 1, 1)

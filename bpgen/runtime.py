@@ -313,6 +313,64 @@ def normalize_last_vjp(x, g, eps):
     return out.reshape(x.shape)
 
 
+def _channel_moments(x, k, eps):
+    """The mean of channel k of x (N, C, H, W) over N, H and W, and 1 / its standard deviation (the mean square
+    deviation, eps added)."""
+    n, _, h, w = x.shape
+    count = n * h * w
+    mean = 0.0
+    for i in range(n):
+        for p in range(h):
+            for q in range(w):
+                mean += x[i, k, p, q]
+    mean /= count
+    var = 0.0
+    for i in range(n):
+        for p in range(h):
+            for q in range(w):
+                d = x[i, k, p, q] - mean
+                var += d * d
+    return mean, 1.0 / math.sqrt(var / count + eps)
+
+
+def normalize_channels(x, eps):
+    """Each channel of x (N, C, H, W) less its mean over N, H and W, over its standard deviation: batch
+    normalization (training mode) before its scale and shift."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h, w))
+    for k in range(c):
+        mean, rstd = _channel_moments(x, k, eps)
+        for i in range(n):
+            for p in range(h):
+                for q in range(w):
+                    out[i, k, p, q] = (x[i, k, p, q] - mean) * rstd
+    return out
+
+
+def normalize_channels_vjp(x, g, eps):
+    """normalize_channels' gradient along g, channel by channel: rstd * (g - mean(g) - xhat * mean(g * xhat))."""
+    n, c, h, w = x.shape
+    count = n * h * w
+    out = np.empty((n, c, h, w))
+    for k in range(c):
+        mean, rstd = _channel_moments(x, k, eps)
+        g_mean = 0.0
+        gx_mean = 0.0
+        for i in range(n):
+            for p in range(h):
+                for q in range(w):
+                    g_mean += g[i, k, p, q]
+                    gx_mean += g[i, k, p, q] * (x[i, k, p, q] - mean) * rstd
+        g_mean /= count
+        gx_mean /= count
+        for i in range(n):
+            for p in range(h):
+                for q in range(w):
+                    xhat = (x[i, k, p, q] - mean) * rstd
+                    out[i, k, p, q] = rstd * (g[i, k, p, q] - g_mean - xhat * gx_mean)
+    return out
+
+
 def cross_entropy(logits, labels):
     """Mean over rows of -log_softmax(logits)[i, labels[i]]; log-sum-exp keeps it finite for huge logits."""
     n, c = logits.shape

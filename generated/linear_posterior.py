@@ -202,5 +202,5 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, dgemm_call, gemm = compiled_helpers("39f66024031e8c04", blas_operand, dgemm_call, gemm)
-    matmul, sum_all = compiled_helpers("39f66024031e8c04", matmul, sum_all)
+    blas_operand, dgemm_call, gemm = compiled_helpers("cad3289d5ac891d6", blas_operand, dgemm_call, gemm)
+    matmul, sum_all = compiled_helpers("cad3289d5ac891d6", matmul, sum_all)

@@ -283,6 +283,6 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, dgemm_call, exp_parts = compiled_helpers("39f66024031e8c04", blas_operand, dgemm_call, exp_parts)
-    exp_scalar, exp_array, gemm, matmul = compiled_helpers("39f66024031e8c04", exp_scalar, exp_array, gemm, matmul)
-    softplus, softplus_array, sum_all = compiled_helpers("39f66024031e8c04", softplus, softplus_array, sum_all)
+    blas_operand, dgemm_call, exp_parts = compiled_helpers("cad3289d5ac891d6", blas_operand, dgemm_call, exp_parts)
+    exp_scalar, exp_array, gemm, matmul = compiled_helpers("cad3289d5ac891d6", exp_scalar, exp_array, gemm, matmul)
+    softplus, softplus_array, sum_all = compiled_helpers("cad3289d5ac891d6", softplus, softplus_array, sum_all)

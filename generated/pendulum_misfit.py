@@ -845,4 +845,4 @@ def sum_all(a):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    (sum_all,) = compiled_helpers("39f66024031e8c04", sum_all)
+    (sum_all,) = compiled_helpers("cad3289d5ac891d6", sum_all)

@@ -382,8 +382,8 @@ def tanh_array(x):
 # only its own functions: the same source (the digest says which). Imported any other way, it keeps its own.
 compiled_helpers = globals().get("compiled_helpers")
 if compiled_helpers is not None:
-    blas_operand, dgemm_call, exp_parts = compiled_helpers("39f66024031e8c04", blas_operand, dgemm_call, exp_parts)
-    exp_scalar, gemm, rows_of = compiled_helpers("39f66024031e8c04", exp_scalar, gemm, rows_of)
-    logsumexp_rows, matmul, softmax = compiled_helpers("39f66024031e8c04", logsumexp_rows, matmul, softmax)
-    softmax_cross_entropy, sum_axis0 = compiled_helpers("39f66024031e8c04", softmax_cross_entropy, sum_axis0)
-    sum_last, tanh_scalar, tanh_array = compiled_helpers("39f66024031e8c04", sum_last, tanh_scalar, tanh_array)
+    blas_operand, dgemm_call, exp_parts = compiled_helpers("cad3289d5ac891d6", blas_operand, dgemm_call, exp_parts)
+    exp_scalar, gemm, rows_of = compiled_helpers("cad3289d5ac891d6", exp_scalar, gemm, rows_of)
+    logsumexp_rows, matmul, softmax = compiled_helpers("cad3289d5ac891d6", logsumexp_rows, matmul, softmax)
+    softmax_cross_entropy, sum_axis0 = compiled_helpers("cad3289d5ac891d6", softmax_cross_entropy, sum_axis0)
+    sum_last, tanh_scalar, tanh_array = compiled_helpers("cad3289d5ac891d6", sum_last, tanh_scalar, tanh_array)

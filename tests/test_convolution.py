@@ -103,6 +103,21 @@ def test_pooling_helpers_agree_with_torch(way):
                                    tx.grad.numpy(), rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("way", list(RUNTIMES))
+def test_batch_normalization_helpers_agree_with_torch(way):
+    helper = RUNTIMES[way]
+    rng = np.random.default_rng(4)
+    for shape in [(2, 3, 7, 8), (1, 4, 1, 2), (5, 1, 3, 2)]:
+        x = rng.normal(size=shape) * 3.0 + 1.0
+        g = rng.normal(size=shape)
+        tx = torch.tensor(x, requires_grad=True)
+        y = F.batch_norm(tx, None, None, training=True, eps=1e-5)
+        (y * torch.tensor(g)).sum().backward()
+        np.testing.assert_allclose(helper("normalize_channels")(x, 1e-5), y.detach().numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(helper("normalize_channels_vjp")(x, g, 1e-5), tx.grad.numpy(), rtol=1e-11,
+                                   atol=1e-12)
+
+
 # the layers end to end ------------------------------------------------------------------------------------------
 
 
@@ -182,6 +197,9 @@ def test_the_backward_lines_name_the_convolutions_helpers(cnn):
         in body
     assert "dh = max_pool2d_backward(h, dp, (2, 2), stride=(2, 2), padding=(0, 0))" in body
     assert "sum_channels(" in body and ".sum(axis=" not in body  # a bias's and batch norm's sums: one pass
+    # batch norm: one pass per channel each way
+    assert "normalize_channels1 = normalize_channels(z, 1e-05)" in body
+    assert "dz = normalize_channels_vjp(z, dnormalize_channels1, 1e-05)  # normalize_channels1 = " in body
 
 
 def test_conv1d_is_torchs():

@@ -104,6 +104,9 @@ class Op(StrEnum):
     LOGSUMEXP = "logsumexp"
     NORMALIZE = "normalize"  # each row (the last axis) less its mean, over its standard deviation (eps added)
     NORMALIZE_VJP = "normalize_vjp"  # its gradient (and tangent: the Jacobian is symmetric) in one pass per row
+    # each channel of (N, C, H, W) less its mean over N, H and W, over its standard deviation (batch norm's core)
+    NORMALIZE_CHANNELS = "normalize_channels"
+    NORMALIZE_CHANNELS_VJP = "normalize_channels_vjp"  # its gradient and tangent, one pass per channel
     # loops (bpgen/ir/loops.py): a scan and its gradient are tuple-valued; a part is one of their results
     SCAN = "scan"
     SCAN_BACKWARD = "scan_backward"

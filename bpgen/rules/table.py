@@ -383,21 +383,39 @@ def _row_mean(A, a):
     return A.div(A.keep_sum_rows(a), A.dim(a.shape[-1]))
 
 
-def _normalize_vjp_jvp(A, args, out, t):
-    """f = normalize_vjp(x, g) = r (g - m(g) - xhat m(g xhat)), m a row's mean, xhat = normalize(x), r = 1 / std:
-    linear in g (its own form), and along a tangent tx of x, with u = normalize_vjp(x, tx):
+def _channel_mean(A, a):
+    """The mean of each channel of a (N, C, H, W) over N, H and W, kept as (1, C, 1, 1)."""
+    n, c, h, w = a.shape
+    return A.reshape(A.div(A.sum_channels(a), A.mul(A.dim(n), A.const(float(h * w)))), (1, c, 1, 1))
+
+
+def _normalized_vjp_jvp(normalize: str, normalize_vjp: str, mean):
+    """The tangent of a normalization's gradient, the groups it normalizes averaged by `mean` (a row, a channel):
+    f = normalize_vjp(x, g) = r (g - m(g) - xhat m(g xhat)), m a group's mean, xhat = normalize(x), r = 1 / std,
+    is linear in g (its own form), and along a tangent tx of x, with u = normalize_vjp(x, tx):
     df = -r m(xhat tx) f - r (u m(g xhat) + xhat m(g u))."""
-    x, g = args
-    tx, tg = t
-    terms = [None, None if tg is None else A.make(Op.NORMALIZE_VJP, (x, tg), out.attrs)]
-    if tx is not None:
-        xhat = A.make(Op.NORMALIZE, (x,), out.attrs)
-        centered = A.sub(x, _row_mean(A, x))
-        r = A.div(A.const(1.0), A.apply(Op.SQRT, A.add(_row_mean(A, A.mul(centered, centered)), A.const(out.attrs[0]))))
-        u = A.make(Op.NORMALIZE_VJP, (x, tx), out.attrs)
-        inner = A.add(A.mul(u, _row_mean(A, A.mul(g, xhat))), A.mul(xhat, _row_mean(A, A.mul(g, u))))
-        terms[0] = A.neg(A.mul(r, A.add(A.mul(_row_mean(A, A.mul(xhat, tx)), out), inner)))
-    return terms
+    def jvp(A, args, out, t):
+        x, g = args
+        tx, tg = t
+        terms = [None, None if tg is None else A.make(normalize_vjp, (x, tg), out.attrs)]
+        if tx is not None:
+            xhat = A.make(normalize, (x,), out.attrs)
+            centered = A.sub(x, mean(A, x))
+            r = A.div(A.const(1.0), A.apply(Op.SQRT, A.add(mean(A, A.mul(centered, centered)), A.const(out.attrs[0]))))
+            u = A.make(normalize_vjp, (x, tx), out.attrs)
+            inner = A.add(A.mul(u, mean(A, A.mul(g, xhat))), A.mul(xhat, mean(A, A.mul(g, u))))
+            terms[0] = A.neg(A.mul(r, A.add(A.mul(mean(A, A.mul(xhat, tx)), out), inner)))
+        return terms
+    return jvp
+
+
+def _normalization(normalize: str, normalize_vjp: str, mean) -> list[Rule]:
+    """A normalization fused into one pass per group each way. Its Jacobian is symmetric, so its gradient
+    and its tangent are one op."""
+    return [_tensor(normalize, _same_shape, lambda A, args, out, g: [A.make(normalize_vjp, (args[0], g), out.attrs)],
+                    lambda A, args, out, t: [A.make(normalize_vjp, (args[0], t[0]), out.attrs)]),
+            _tensor(normalize_vjp, lambda args, attrs: args[1].shape,
+                    jvp=_normalized_vjp_jvp(normalize, normalize_vjp, mean))]
 
 
 def _sliced_shape(args, attrs):
@@ -558,10 +576,9 @@ _TENSOR_RULES = [
             _log_softmax_jvp),
     _tensor(Op.LOGSUMEXP, lambda args, attrs: args[0].shape[:-1] + (1,),
             lambda A, args, out, g: [A.mul(g, _softmax_rows(A, args[0]))], _logsumexp_jvp),
-    # layer normalization without its scale and shift, fused: one pass per row each way
-    _tensor(Op.NORMALIZE, _same_shape, lambda A, args, out, g: [A.make(Op.NORMALIZE_VJP, (args[0], g), out.attrs)],
-            lambda A, args, out, t: [A.make(Op.NORMALIZE_VJP, (args[0], t[0]), out.attrs)]),
-    _tensor(Op.NORMALIZE_VJP, lambda args, attrs: args[1].shape, jvp=_normalize_vjp_jvp),
+    # layer normalization without its scale and shift, per row; batch normalization's, per channel
+    *_normalization(Op.NORMALIZE, Op.NORMALIZE_VJP, _row_mean),
+    *_normalization(Op.NORMALIZE_CHANNELS, Op.NORMALIZE_CHANNELS_VJP, _channel_mean),
     # loops: the reverse pass differentiates a scan as a whole (bpgen/transforms/scan.py), from its parts' adjoints
     _tensor(Op.SCAN, _scalar, jvp=_no_forward_mode),
     _tensor(Op.SCAN_BACKWARD, _scalar, jvp=_no_forward_mode),

@@ -69,6 +69,21 @@ def normalize_last_vjp(x, g, eps):
     return rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
 
 
+def normalize_channels(x, eps):
+    """Each channel of x (N, C, H, W) less its mean over N, H and W, over its standard deviation (eps added)."""
+    centered = x - x.mean(axis=(0, 2, 3), keepdims=True)
+    return centered / np.sqrt((centered * centered).mean(axis=(0, 2, 3), keepdims=True) + eps)
+
+
+def normalize_channels_vjp(x, g, eps):
+    """normalize_channels' gradient along g: rstd * (g - mean(g) - xhat * mean(g * xhat)), means per channel."""
+    axes = (0, 2, 3)
+    centered = x - x.mean(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+    xhat = centered * rstd
+    return rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+
+
 def take_rows(table, ids):
     """table[ids]: the rows an integer array names."""
     return table[ids]

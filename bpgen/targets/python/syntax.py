@@ -480,6 +480,8 @@ BASE: dict[str, Printing] = {
     Op.LOGSUMEXP: Printing(Call("logsumexp_rows"), helper="logsumexp_rows"),
     Op.NORMALIZE: _tensor_helper("normalize_last", AttrCall),
     Op.NORMALIZE_VJP: _tensor_helper("normalize_last_vjp", AttrCall),
+    Op.NORMALIZE_CHANNELS: _tensor_helper("normalize_channels", AttrCall),
+    Op.NORMALIZE_CHANNELS_VJP: _tensor_helper("normalize_channels_vjp", AttrCall),
     # loops: calls of the functions the module defines for each scan (bpgen/targets/python/loops.py)
     Op.SCAN: Printing(LoopCall("_scan")),
     Op.SCAN_BACKWARD: Printing(LoopCall("_scan_backward")),
