@@ -28,22 +28,11 @@ def model(obj: Flat, *, initial=None, jitter: float = 0.1):
     inputs' names and shapes. `initial`: a flat starting point (default: nutpie's), jittered by `jitter`
     per chain."""
     try:
-        from nutpie.compiled_pyfunc import from_pyfunc
+        import nutpie  # noqa: F401
     except ImportError:
         raise BpgenError("nutpie is not installed: pip install 'bpgen[sample]'") from None
     if not isinstance(obj, Flat):
         raise BpgenError(f"bpgen.nutpie.model takes a flat view (g.flat(...)), not {type(obj).__name__}")
-    value_and_grad = obj.value_and_grad
-
-    def make_logp():
-        return value_and_grad
-
-    def make_expand(seed1, seed2, chain):
-        def expand(x):
-            return {name: np.array(value, dtype=np.float64).reshape(shape)
-                    for name, value, shape in zip(obj.names, obj.unpack(x), obj.shapes)}
-        return expand
-
     where = "bpgen.nutpie.model"
     jitter = as_float(where, "jitter", jitter)
     if not (jitter >= 0.0 and np.isfinite(jitter)):
@@ -58,8 +47,24 @@ def model(obj: Flat, *, initial=None, jitter: float = 0.1):
         def make_initial(seed):
             return start + jitter * np.random.default_rng(seed).standard_normal(obj.size)
 
-    if _compilable(obj):
-        return _compiled_model(obj, make_initial)
+    return _compiled_model(obj, make_initial) if _compilable(obj) else _python_model(obj, make_initial)
+
+
+def _python_model(obj: Flat, make_initial):
+    """nutpie's model of Python functions: the flat view's value_and_grad, called once per gradient."""
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    value_and_grad = obj.value_and_grad
+
+    def make_logp():
+        return value_and_grad
+
+    def make_expand(seed1, seed2, chain):
+        def expand(x):
+            return {name: np.array(value, dtype=np.float64).reshape(shape)
+                    for name, value, shape in zip(obj.names, obj.unpack(x), obj.shapes)}
+        return expand
+
     return from_pyfunc(obj.size, make_logp, make_expand, [np.dtype(np.float64)] * len(obj.names),
                        [tuple(s) for s in obj.shapes], list(obj.names), make_initial_point_fn=make_initial)
 
@@ -69,8 +74,8 @@ def _compilable(obj: Flat) -> bool:
     this nutpie takes callbacks as the versions bpgen knows do (else its Python models serve)."""
     from numba.core.registry import CPUDispatcher
 
-    return isinstance(obj.g.value_and_grad, CPUDispatcher) and all(
-        value is None or isinstance(value, (float, np.ndarray)) for value in obj.bound_values()) and _callback_model()
+    in_memory = all(value is None or isinstance(value, (float, np.ndarray)) for value in obj.bound_values())
+    return isinstance(obj.g.value_and_grad, CPUDispatcher) and in_memory and _callback_model() is not None
 
 
 CALLBACK_MODEL_FIELDS = {"_n_dim", "dims", "_coords", "_shapes", "compiled_logp_func", "compiled_expand_func",
