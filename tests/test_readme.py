@@ -159,3 +159,11 @@ def test_the_readmes_dask_block():
     (block,) = [(how, code) for _, how, code in blocks() if how.endswith("after dask")]
     _run(ns, *block)
     assert np.isfinite(ns["loss"])
+
+
+def test_the_readmes_links_to_its_sections_lead_to_a_heading():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^#+ (.*)$", text, re.M)
+    anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}  # GitHub's ids
+    links = set(re.findall(r"\]\(#([^)]+)\)", text))
+    assert links and links <= anchors, sorted(links - anchors)
