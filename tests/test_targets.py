@@ -72,3 +72,25 @@ def test_a_module_imports_what_its_functions_read_and_code_that_does_not_compile
     monkeypatch.setattr(render.environment(), "get_template", lambda name: Broken())
     with pytest.raises(BpgenError, match=r"^f: bpgen generated code that does not parse \(line 1: .*please report"):
         render._render("module.py.j2", {}, "f")
+
+
+def test_compiled_templates_are_kept_between_processes_and_a_bad_cache_is_passed_over(tmp_path):
+    from bpgen.targets.python import render
+
+    def load(directory, compiles: bool):
+        environment = render.make_environment(render._TemplateCache(str(directory)))
+        compile_template = environment.compile
+        calls = []
+        environment.compile = lambda *args, **kwargs: calls.append(1) or compile_template(*args, **kwargs)
+        assert environment.get_template("module.py.j2").render is not None
+        assert bool(calls) == compiles
+
+    directory = tmp_path / "templates"
+    load(directory, compiles=True)
+    load(directory, compiles=False)  # the next process loads what the first compiled
+    for kept in directory.iterdir():
+        kept.write_bytes(b"j2\x00damaged")
+    load(directory, compiles=True)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    load(blocked / "templates", compiles=True)

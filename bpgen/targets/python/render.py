@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from ...errors import BpgenError
+from ..load import cache_dir
 from .guards import Guard, guard_lines
 from .layout import INDENT, LINE_LENGTH, aligned, docstring, fitted, header_lines, indented, wrap
 from .naming import Namespace, adjoint_name
@@ -40,8 +41,32 @@ def template_dir() -> Path:
     raise FileNotFoundError(f"bpgen templates not found next to {package}")
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """The templates compiled to Python, kept in bpgen's cache directory (keyed by each template's source): a
+    new process loads them instead of compiling them again. A cache that cannot be read or written is passed
+    over: the templates are compiled as they would be without it."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # unreadable or damaged (a partial file, another Python's marshal format)
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            Path(self.directory).mkdir(parents=True, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:  # a read-only or missing cache directory
+            pass
+
+
 @cache
 def environment() -> jinja2.Environment:
+    """The templates' environment, their compiled forms kept in bpgen's cache directory."""
+    return make_environment(_TemplateCache(str(cache_dir() / "templates")))
+
+
+def make_environment(bytecode_cache: jinja2.BytecodeCache | None = None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir()),
         undefined=jinja2.StrictUndefined,
@@ -49,6 +74,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        bytecode_cache=bytecode_cache,
     )
     env.filters["wrap"] = indented  # a statement the template writes, wrapped to the line length
     env.globals["line_length"] = LINE_LENGTH
