@@ -55,33 +55,39 @@ def spread_axis(g, axis, start, step, size):
     return out
 
 
+def _standardized(x, eps, axes):
+    """x less its mean over `axes`, and 1 / its standard deviation there (eps added to the variance)."""
+    centered = x - x.mean(axis=axes, keepdims=True)
+    return centered, 1.0 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+
+
+def _standardized_vjp(x, g, eps, axes):
+    """The gradient along g of x standardized over `axes`: rstd * (g - mean(g) - xhat * mean(g * xhat))."""
+    centered, rstd = _standardized(x, eps, axes)
+    xhat = centered * rstd
+    return rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+
+
 def normalize_last(x, eps):
     """Each row (the last axis) less its mean, over its standard deviation (eps added to the variance)."""
-    centered = x - x.mean(axis=-1, keepdims=True)
-    return centered / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
+    centered, rstd = _standardized(x, eps, -1)
+    return centered * rstd
 
 
 def normalize_last_vjp(x, g, eps):
-    """normalize_last's gradient along g: rstd * (g - mean(g) - xhat * mean(g * xhat))."""
-    centered = x - x.mean(axis=-1, keepdims=True)
-    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
-    xhat = centered * rstd
-    return rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    """normalize_last's gradient along g."""
+    return _standardized_vjp(x, g, eps, -1)
 
 
 def normalize_channels(x, eps):
     """Each channel of x (N, C, H, W) less its mean over N, H and W, over its standard deviation (eps added)."""
-    centered = x - x.mean(axis=(0, 2, 3), keepdims=True)
-    return centered / np.sqrt((centered * centered).mean(axis=(0, 2, 3), keepdims=True) + eps)
+    centered, rstd = _standardized(x, eps, (0, 2, 3))
+    return centered * rstd
 
 
 def normalize_channels_vjp(x, g, eps):
-    """normalize_channels' gradient along g: rstd * (g - mean(g) - xhat * mean(g * xhat)), means per channel."""
-    axes = (0, 2, 3)
-    centered = x - x.mean(axis=axes, keepdims=True)
-    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
-    xhat = centered * rstd
-    return rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    """normalize_channels' gradient along g, the means per channel."""
+    return _standardized_vjp(x, g, eps, (0, 2, 3))
 
 
 def take_rows(table, ids):
