@@ -47,7 +47,10 @@ def model(obj: Flat, *, initial=None, jitter: float = 0.1):
         def make_initial(seed):
             return start + jitter * np.random.default_rng(seed).standard_normal(obj.size)
 
-    return _compiled_model(obj, make_initial) if _compilable(obj) else _python_model(obj, make_initial)
+    callback_model = _callback_model() if _compilable(obj) else None
+    if callback_model is None:
+        return _python_model(obj, make_initial)
+    return _compiled_model(obj, make_initial, callback_model)
 
 
 def _python_model(obj: Flat, make_initial):
@@ -70,12 +73,11 @@ def _python_model(obj: Flat, make_initial):
 
 
 def _compilable(obj: Flat) -> bool:
-    """Whether the model can run as a C callback: the function is Numba's, every bound input is in memory, and
-    this nutpie takes callbacks as the versions bpgen knows do (else its Python models serve)."""
+    """Whether the model can run as a C callback: the function is Numba's and every bound input is in memory."""
     from numba.core.registry import CPUDispatcher
 
     in_memory = all(value is None or isinstance(value, (float, np.ndarray)) for value in obj.bound_values())
-    return isinstance(obj.g.value_and_grad, CPUDispatcher) and in_memory and _callback_model() is not None
+    return isinstance(obj.g.value_and_grad, CPUDispatcher) and in_memory
 
 
 CALLBACK_MODEL_FIELDS = {"_n_dim", "dims", "_coords", "_shapes", "compiled_logp_func", "compiled_expand_func",
@@ -84,7 +86,8 @@ CALLBACK_MODEL_FIELDS = {"_n_dim", "dims", "_coords", "_shapes", "compiled_logp_
 
 
 def _callback_model():
-    """nutpie's model class for compiled callbacks, when it has the fields bpgen fills in."""
+    """nutpie's model class for compiled callbacks, when it has the fields bpgen fills in (else nutpie's Python
+    models serve)."""
     import dataclasses
 
     try:
@@ -184,7 +187,7 @@ def _callback_source(obj: Flat, layout: list, nbytes: int) -> str:
     ])
 
 
-def _compiled_model(obj: Flat, make_initial):
+def _compiled_model(obj: Flat, make_initial, callback_model):
     """nutpie's model of compiled callbacks (the kind `nutpie.compile_pymc_model` makes)."""
     buffer, layout = _buffer(obj.bound_values())
     with compiling():  # the callbacks compile as the generated functions do
@@ -193,7 +196,7 @@ def _compiled_model(obj: Flat, make_initial):
     if make_initial is None:  # uniform on (-2, 2), as Stan starts
         def make_initial(seed):
             return np.random.default_rng(seed).uniform(-2.0, 2.0, obj.size)
-    return _callback_model()(
+    return callback_model(
         _n_dim=obj.size, dims={}, _coords={}, _shapes=dict(zip(obj.names, obj.shapes)),
         compiled_logp_func=callbacks.logp, compiled_expand_func=callbacks.expand,
         initial_point_func=make_initial, shared_data={}, user_data=buffer, n_expanded=obj.size,

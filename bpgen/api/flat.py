@@ -60,7 +60,7 @@ class Flat:
         self.size = self._bounds[-1]
         # (start, stop, shape) per wrt input: a vector is a slice as it is, a number one entry
         self._slots = [(start, stop, shape if len(shape) > 1 else None, bool(shape))
-                       for shape, start, stop in zip(self.shapes, self._bounds, self._bounds[1:])]
+                       for start, stop, shape in self.slots()]
 
     def pack(self, *values) -> np.ndarray:
         """The `wrt` values (in wrt order) as one flat float64 vector."""
